@@ -1,0 +1,3 @@
+"""radtriage: open AI radiology triage."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""Series assembly: decide when a series is complete and emit its `TriageCase`.
+
+A series is ready when the association that last delivered to it has closed
+and nothing new has arrived for the quiet period, or (for series spread over
+several associations, or a sender that never closed) when nothing has
+arrived for the stable age. Each ready series becomes one job in the ledger
+with state ``ready``; a late instance reopens the series as a new version,
+which later closes as a new job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from radtriage.config import Settings
+from radtriage.db import Database, access
+from radtriage.domain import StageTimes, TriageCase
+from radtriage.ingest.metrics import IngestMetrics
+
+log = logging.getLogger("radtriage.assembly")
+
+
+def case_for(closed: access.ClosedSeries) -> TriageCase:
+    """The `TriageCase` of a closed series (header only, no pixels)."""
+    header = dict(closed.header)
+    header["LocalizerCount"] = closed.localizer_count
+    return TriageCase(
+        case_id=f"{closed.series_uid}/v{closed.version}",
+        study_uid=closed.study_uid,
+        series_uid=closed.series_uid,
+        series_version=closed.version,
+        accession=closed.accession,
+        calling_ae=closed.calling_ae,
+        received_at=closed.last_received_at,
+        header=header,
+        instances_uri=Path(closed.storage_dir).as_uri(),
+        instance_count=closed.instance_count - closed.localizer_count,
+        stage_times=StageTimes(
+            first_received=closed.first_received_at,
+            last_received=closed.last_received_at,
+            assembled=closed.closed_at,
+        ),
+    )
+
+
+def _case_document(closed: access.ClosedSeries) -> dict[str, Any]:
+    return case_for(closed).model_dump(mode="json")
+
+
+class Assembler:
+    """Polls the index and closes complete series. One per service process."""
+
+    def __init__(self, settings: Settings, db: Database, metrics: IngestMetrics) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.quiet = timedelta(seconds=settings.quiet_period_s)
+        self.stable_age = timedelta(seconds=settings.stable_age_s)
+        self.poll_s = settings.assembly_poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> list[access.ClosedSeries]:
+        closed = access.close_ready_series(self.db, self.quiet, self.stable_age, _case_document)
+        for c in closed:
+            self.metrics.series_completed.labels(c.reason).inc()
+            log.info(
+                "series ready: series_uid=%s version=%d instances=%d reason=%s",
+                c.series_uid,
+                c.version,
+                c.instance_count,
+                c.reason,
+            )
+        return closed
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - keep assembling after a hiccup
+                log.exception("assembly pass failed; retrying")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="assembler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,141 @@
+"""The ``radtriage`` command: serve, import, send, studies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from radtriage.config import load_settings
+from radtriage.logs import setup_logging
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected HOST:PORT")
+    return host, int(port)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from radtriage.api import create_app
+    from radtriage.service import Runtime, build_services
+
+    settings = load_settings(args.config)
+    setup_logging(settings.log_level)
+    services = build_services(settings)
+    runtime = Runtime(services)
+    runtime.start()
+    tls = " (TLS)" if settings.tls.enabled else ""
+    print(
+        f"radtriage {settings.environment}: data in {settings.data_dir.resolve()}\n"
+        f"  DICOM listener  {settings.dicom_host}:{runtime.scp.port}  AE title {settings.ae_title}{tls}\n"
+        f"  peers           "
+        + (", ".join(p.ae_title + (f"@{p.host}" if p.host else "") for p in settings.allowed_peers)
+           or "this machine only (no allowed_peers configured)")
+        + f"\n  HTTP API        http://{settings.http_host}:{settings.http_port}  (/docs, /metrics, /healthz, /readyz, /dicomweb)",
+        flush=True,
+    )
+    try:
+        app = create_app(services, runtime)
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
+    finally:
+        runtime.stop()
+        services.close()
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from radtriage.ingest.importer import import_folder
+    from radtriage.service import build_services
+
+    settings = load_settings(args.config)
+    setup_logging(settings.log_level)
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        print(f"not a folder: {folder}", file=sys.stderr)
+        return 2
+    services = build_services(settings)
+    try:
+        report = import_folder(services.store, folder)
+    finally:
+        services.close()
+    print(report.summary())
+    for path, why in report.skipped:
+        print(f"  skipped  {path}: {why}")
+    for path, why in report.rejected:
+        print(f"  rejected {path}: {why}")
+    return 0 if not report.rejected else 1
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from radtriage.ingest.scu import send_files
+
+    setup_logging("WARNING")
+    host, port = args.to
+    report = send_files([Path(p) for p in args.paths], host, port, args.aet, args.aec)
+    print(f"sent {report.sent}, failed {len(report.failed)}")
+    for path, why in report.failed:
+        print(f"  failed {path}: {why}")
+    return 0 if not report.failed else 1
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    from radtriage.db import access, open_database
+
+    settings = load_settings(args.config)
+    db = open_database(settings.db_url)
+    try:
+        studies = access.list_studies(db)
+    finally:
+        db.dispose()
+    if args.json:
+        print(json.dumps(studies, indent=2))
+        return 0
+    print(f"{'study / series UID':66} {'mod':4} {'n':>5} {'state':10} description")
+    for st in studies:
+        print(f"{st['study_uid']:66} {'':4} {'':>5} {'':10} {st['study_description'] or ''}")
+        for se in st["series"]:
+            print(
+                f"  {se['series_uid']:64} {se['modality'] or '':4} {se['instances']:>5} "
+                f"{se['state'] + ('/v' + str(se['version']) if se['version'] > 1 else ''):10} "
+                f"{se['series_description'] or ''}"
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="radtriage", description=__doc__)
+    p.add_argument("--config", help="settings file (default configs/radtriage.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the DICOM listener, assembly and the HTTP API")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("import", help="store every DICOM file under DIR (folders, DICOMDIR media)")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("send", help="send DICOM files to a C-STORE SCP")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--to", required=True, type=_hostport, metavar="HOST:PORT")
+    s.add_argument("--aet", default="RADTRIAGE_SCU", help="calling AE title")
+    s.add_argument("--aec", default="RADTRIAGE", help="called AE title")
+    s.set_defaults(func=cmd_send)
+
+    s = sub.add_parser("studies", help="list stored studies and series")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_studies)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Operational settings from ``configs/radtriage.yaml`` and ``RADTRIAGE_*``.
+
+Precedence, highest first: explicit overrides passed to `load_settings`,
+environment variables (``RADTRIAGE_DICOM_PORT=11113``; nested values with
+``__``, lists as JSON), the YAML file, the defaults below. There is no
+module-level settings object: call `load_settings()` where one is needed and
+pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+# configs/radtriage.yaml beside the repository root when run from a checkout.
+DEFAULT_CONFIG_FILE = Path("configs/radtriage.yaml")
+
+
+class Peer(BaseModel):
+    """A calling AE allowed to associate, optionally pinned to an address."""
+
+    ae_title: str = Field(min_length=1, max_length=16)
+    host: str | None = None
+
+    @field_validator("ae_title")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("AE title must not be blank")
+        return v
+
+
+class TlsSettings(BaseModel):
+    """TLS for the DICOM listener (off unless cert and key are given)."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Secrets come only from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RADTRIAGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+
+    # DICOM listener
+    ae_title: str = Field(default="RADTRIAGE", min_length=1, max_length=16)
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    allowed_peers: list[Peer] = Field(default_factory=list)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    max_pdu_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
+    max_associations: int = Field(default=16, ge=1)
+    network_timeout_s: float = Field(default=60.0, gt=0)
+    fsync: bool = True
+    min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+
+    # HTTP API
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    max_upload_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+
+    # Series assembly
+    quiet_period_s: float = Field(default=1.0, ge=0)
+    stable_age_s: float = Field(default=15.0, gt=0)
+    assembly_poll_s: float = Field(default=0.2, gt=0)
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.stable_age_s < self.quiet_period_s:
+            raise ValueError("stable_age_s must be at least quiet_period_s")
+        return self
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'radtriage.db').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("RADTRIAGE_CONFIG_FILE", str(DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+        )
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the YAML file, the environment and ``overrides``.
+
+    ``config_file`` replaces ``RADTRIAGE_CONFIG_FILE`` / ``configs/radtriage.yaml``;
+    a missing file is fine (defaults and environment apply).
+    """
+    if config_file is not None:
+        previous = os.environ.get("RADTRIAGE_CONFIG_FILE")
+        os.environ["RADTRIAGE_CONFIG_FILE"] = str(config_file)
+        try:
+            return Settings(**overrides)
+        finally:
+            if previous is None:
+                os.environ.pop("RADTRIAGE_CONFIG_FILE", None)
+            else:
+                os.environ["RADTRIAGE_CONFIG_FILE"] = previous
+    return Settings(**overrides)

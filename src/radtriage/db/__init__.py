@@ -1,0 +1,9 @@
+"""The database: tables, engine, migrations and the data-access functions.
+
+Everything outside this package reaches the tables only through the
+functions in `radtriage.db.access`.
+"""
+
+from radtriage.db.engine import Database, open_database
+
+__all__ = ["Database", "open_database"]

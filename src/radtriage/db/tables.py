@@ -1,0 +1,129 @@
+"""SQLAlchemy Core tables. The Alembic migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+UID = String(64)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, unique=True),
+    Column("accession_number", String(64)),
+    Column("patient_id", String(64)),
+    Column("patient_name", String(324)),
+    Column("patient_birth_date", String(8)),
+    Column("patient_sex", String(16)),
+    Column("study_date", String(8)),
+    Column("study_time", String(16)),
+    Column("study_description", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+associations = Table(
+    "associations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("calling_ae", String(16), nullable=False),
+    Column("peer_address", String(64)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("how_closed", String(16)),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", Integer, ForeignKey("studies.id"), nullable=False, index=True),
+    Column("series_uid", UID, nullable=False, unique=True),
+    Column("modality", String(16)),
+    Column("series_number", Integer),
+    Column("series_description", String(64)),
+    Column("body_part", String(16)),
+    Column("header", JSON, nullable=False),
+    Column("header_from_localizer", Boolean, nullable=False),
+    # receiving -> ready (a job was written); a late instance reopens it.
+    Column("state", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("first_received_at", DateTime(timezone=True), nullable=False),
+    Column("last_received_at", DateTime(timezone=True), nullable=False),
+    Column("last_association_id", String(36), ForeignKey("associations.id")),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("storage_dir", Text, nullable=False),
+)
+Index("ix_series_state", series.c.state)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_id", Integer, ForeignKey("series.id"), nullable=False, index=True),
+    Column("sop_instance_uid", UID, nullable=False, unique=True),
+    Column("sop_class_uid", UID, nullable=False),
+    Column("transfer_syntax_uid", UID, nullable=False),
+    Column("instance_number", Integer),
+    Column("is_localizer", Boolean, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("calling_ae", String(16)),
+    Column("source", String(16), nullable=False),
+    Column("association_id", String(36), ForeignKey("associations.id")),
+)
+
+instance_replacements = Table(
+    "instance_replacements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sop_instance_uid", UID, nullable=False, index=True),
+    Column("old_sha256", String(64), nullable=False),
+    Column("new_sha256", String(64), nullable=False),
+    Column("old_path", Text, nullable=False),
+    Column("calling_ae", String(16)),
+    Column("source", String(16), nullable=False),
+    Column("replaced_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", String(80), nullable=False, unique=True),
+    Column("series_id", Integer, ForeignKey("series.id"), nullable=False, index=True),
+    Column("series_version", Integer, nullable=False),
+    # ready -> running -> done | failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("case", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_jobs_state", jobs.c.state)

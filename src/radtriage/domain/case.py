@@ -1,0 +1,92 @@
+"""`TriageCase`, the one type that travels (DESIGN.md section 4).
+
+One `TriageCase` per assembled series. It carries identifiers, a small header
+of DICOM keywords needed for routing and display, where the instances are,
+and the results once the models have run. Pixel data never rides inside it.
+Every stage returns a new copy with ``model_copy(update=...)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Priority(str, enum.Enum):
+    """Worklist priority of a study."""
+
+    STAT = "STAT"
+    URGENT = "URGENT"
+    ROUTINE = "ROUTINE"
+    PENDING_AI = "PENDING_AI"
+
+
+class CaseStatus(str, enum.Enum):
+    """Where a case stands in the flow."""
+
+    READY = "ready"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    NO_AI = "no_ai"
+
+
+class Finding(BaseModel):
+    """One thing a model found, said in words and numbers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    text: str
+    probability: float | None = None
+    measurements: dict[str, float] = Field(default_factory=dict)
+    key_image: str | None = None
+
+
+class TaskResult(BaseModel):
+    """The result of one task pipeline on one case."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    model_id: str
+    model_version: str
+    pipeline_version: str
+    positive: bool
+    scores: dict[str, float] = Field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class StageTimes(BaseModel):
+    """Wall-clock timestamps of the stages a case went through."""
+
+    model_config = ConfigDict(frozen=True)
+
+    first_received: datetime | None = None
+    last_received: datetime | None = None
+    assembled: datetime | None = None
+
+
+class TriageCase(BaseModel):
+    """One assembled series on its way through the pipelines."""
+
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str
+    study_uid: str
+    series_uid: str
+    series_version: int = 1
+    accession: str | None = None
+    calling_ae: str | None = None
+    received_at: datetime
+    header: dict[str, Any] = Field(default_factory=dict)
+    instances_uri: str
+    instance_count: int
+    tasks: tuple[str, ...] = ()
+    status: CaseStatus = CaseStatus.READY
+    results: tuple[TaskResult, ...] = ()
+    stage_times: StageTimes = Field(default_factory=StageTimes)

@@ -1,0 +1,220 @@
+"""Read and check the header of a received DICOM Part 10 byte stream.
+
+Pixel data is never decoded here: pydicom reads the elements as raw bytes,
+and the checks are structural (every declared length is present, required
+UIDs exist and are well formed). Nothing a peer sends is trusted.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+# Keywords kept with each series for routing and display (no pixels).
+SERIES_HEADER_KEYWORDS = (
+    "Modality",
+    "SOPClassUID",
+    "BodyPartExamined",
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+    "ImageType",
+    "SliceThickness",
+    "ConvolutionKernel",
+    "ContrastBolusAgent",
+    "PatientAge",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "SeriesTime",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "StationName",
+    "InstitutionName",
+    "SeriesNumber",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "PhotometricInterpretation",
+)
+
+
+class RejectReason(str, enum.Enum):
+    """Why an instance was refused; each has its own DIMSE status."""
+
+    UNPARSEABLE = "unparseable"
+    MISSING_UID = "missing_uid"
+    INVALID_UID = "invalid_uid"
+    SOP_MISMATCH = "sop_mismatch"
+    NO_SPACE = "no_space"
+    TOO_LARGE = "too_large"
+    INTERNAL = "internal_error"
+
+    @property
+    def dimse_status(self) -> int:
+        return _DIMSE_STATUS[self]
+
+
+_DIMSE_STATUS = {
+    RejectReason.UNPARSEABLE: 0xC000,  # Error: cannot understand
+    RejectReason.MISSING_UID: 0xC001,  # Error: cannot understand (missing UID)
+    RejectReason.INVALID_UID: 0xC002,  # Error: cannot understand (malformed UID)
+    RejectReason.SOP_MISMATCH: 0xA900,  # Error: data set does not match SOP class
+    RejectReason.NO_SPACE: 0xA700,  # Refused: out of resources
+    RejectReason.TOO_LARGE: 0xA701,  # Refused: out of resources (size limit)
+    RejectReason.INTERNAL: 0x0110,  # Failure: processing failure
+}
+
+
+class InstanceRejected(Exception):
+    """An instance was refused; ``reason`` names why. Never carries PHI."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """What the index needs to know about one instance."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    instance_number: int | None
+    is_localizer: bool
+    dataset: Dataset
+
+    def study_fields(self) -> dict[str, str | None]:
+        """Patient and study keywords for the index (read only for a new study)."""
+        ds = self.dataset
+        return {
+            "accession_number": _text(ds, "AccessionNumber", 64),
+            "patient_id": _text(ds, "PatientID", 64),
+            "patient_name": _text(ds, "PatientName", 324),
+            "patient_birth_date": _text(ds, "PatientBirthDate", 8),
+            "patient_sex": _text(ds, "PatientSex", 16),
+            "study_date": _text(ds, "StudyDate", 8),
+            "study_time": _text(ds, "StudyTime", 16),
+            "study_description": _text(ds, "StudyDescription", 64),
+        }
+
+    def series_header(self) -> dict[str, Any]:
+        """The routing header of the series (read only for a new series)."""
+        header: dict[str, Any] = {}
+        for kw in SERIES_HEADER_KEYWORDS:
+            try:
+                value = self.dataset.get(kw)
+            except Exception:  # noqa: BLE001 - a malformed optional value is left out
+                continue
+            if value is not None and value != "":
+                header[kw] = _jsonable(value)
+        return header
+
+
+def valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and _UID_RE.match(value) is not None
+
+
+def _text(ds: Dataset, keyword: str, limit: int = 64) -> str | None:
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - a malformed optional value is dropped
+        return None
+    if value is None or value == "":
+        return None
+    return str(value).strip("\x00 ")[:limit] or None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, bytes):
+        return None
+    return str(value).strip("\x00 ")
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    try:
+        raw = ds.get(keyword)
+    except Exception as exc:  # noqa: BLE001
+        raise InstanceRejected(RejectReason.INVALID_UID, f"{keyword} unreadable") from exc
+    if raw is None or str(raw).strip("\x00 ") == "":
+        raise InstanceRejected(RejectReason.MISSING_UID, f"{keyword} missing")
+    value = str(raw).strip("\x00 ")
+    if not valid_uid(value):
+        raise InstanceRejected(RejectReason.INVALID_UID, f"{keyword} is not a valid UID")
+    return value
+
+
+def _check_lengths(ds: Dataset, total: int) -> None:
+    """Every top-level element's declared length must be present in the stream."""
+    for elem in ds.elements():
+        if not isinstance(elem, RawDataElement) or elem.value is None:
+            continue
+        if elem.length != UNDEFINED_LENGTH:
+            if isinstance(elem.value, (bytes, bytearray)) and len(elem.value) != elem.length:
+                raise InstanceRejected(
+                    RejectReason.UNPARSEABLE,
+                    f"element {elem.tag} declares {elem.length} bytes, {len(elem.value)} present",
+                )
+        elif isinstance(elem.value, (bytes, bytearray)):
+            # undefined-length value (encapsulated pixel data): its delimiter must follow
+            if elem.value_tell + len(elem.value) + 8 > total:
+                raise InstanceRejected(
+                    RejectReason.UNPARSEABLE, f"element {elem.tag} ends before its delimiter"
+                )
+
+
+def parse_part10(data: bytes) -> tuple[Dataset, InstanceHeader]:
+    """Parse a Part 10 stream (preamble, meta, data set) and check its structure."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        _check_lengths(ds, len(data))
+        ts = str(ds.file_meta.TransferSyntaxUID)
+    except InstanceRejected:
+        raise
+    except (InvalidDicomError, Exception) as exc:  # noqa: BLE001 - any parse failure
+        raise InstanceRejected(RejectReason.UNPARSEABLE, type(exc).__name__) from exc
+    return ds, header_of(ds, ts)
+
+
+def header_of(ds: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
+    """Extract the identifiers and the routing header from a parsed data set."""
+    sop_class = _uid(ds, "SOPClassUID")
+    sop_instance = _uid(ds, "SOPInstanceUID")
+    study_uid = _uid(ds, "StudyInstanceUID")
+    series_uid = _uid(ds, "SeriesInstanceUID")
+    try:
+        image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+        number = ds.get("InstanceNumber")
+        instance_number = int(number) if number not in (None, "") else None
+    except Exception:  # noqa: BLE001 - optional values
+        image_type, instance_number = [], None
+    return InstanceHeader(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_instance_uid=sop_instance,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=transfer_syntax_uid,
+        instance_number=instance_number,
+        is_localizer="LOCALIZER" in image_type,
+        dataset=ds,
+    )

@@ -1,0 +1,209 @@
+"""The DICOM listener: a pynetdicom C-STORE / C-ECHO SCP.
+
+Handlers are thin: C-STORE hands the encoded bytes, as received, to
+`InstanceStore.store_instance` and turns its outcome into a DIMSE status.
+A handler never raises. Association requests are checked against the
+allow-list of calling AE titles (and addresses); with no list configured
+only this machine may associate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+import uuid
+from dataclasses import dataclass
+
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from radtriage.config import Peer, Settings
+from radtriage.db import access
+from radtriage.ingest.parse import InstanceRejected, RejectReason
+from radtriage.ingest.store import InstanceStore, Origin
+
+log = logging.getLogger("radtriage.scp")
+
+# A-ASSOCIATE-RJ: rejected-permanent, service-user, calling-AE-title-not-recognized
+REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """Who may associate: listed peers, or (with none listed) this machine only."""
+
+    peers: tuple[Peer, ...]
+
+    @property
+    def local_only(self) -> bool:
+        return not self.peers
+
+    def allows(self, calling_ae: str, address: str) -> bool:
+        if self.local_only:
+            return _is_loopback(address)
+        ae = calling_ae.strip()
+        return any(p.ae_title == ae and (p.host is None or p.host == address) for p in self.peers)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    tls = settings.tls
+    if not tls.enabled:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    if tls.ca_file:
+        ctx.load_verify_locations(str(tls.ca_file))
+    ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE
+    return ctx
+
+
+class StorageSCP:
+    """The listener. `start()` serves in background threads; `stop()` ends it."""
+
+    def __init__(self, settings: Settings, store: InstanceStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.policy = PeerPolicy(tuple(settings.allowed_peers))
+        self.ae = self._make_ae()
+        self._server: ThreadedAssociationServer | None = None
+
+    def _make_ae(self) -> AE:
+        s = self.settings
+        ae = AE(ae_title=s.ae_title)
+        ae.maximum_pdu_size = s.max_pdu_bytes
+        ae.maximum_associations = s.max_associations
+        ae.network_timeout = s.network_timeout_s
+        ae.acse_timeout = 30
+        ae.dimse_timeout = 60
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        return ae
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_aborted),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
+            (evt.EVT_C_STORE, self._on_c_store),
+            (evt.EVT_C_ECHO, self._on_c_echo),
+        ]
+        self._server = self.ae.start_server(
+            (self.settings.dicom_host, self.settings.dicom_port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=tls_context(self.settings),
+        )
+        if self.policy.local_only:
+            log.warning(
+                "no allowed_peers configured: accepting DICOM associations from this machine only"
+            )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # --- association events ---------------------------------------------------
+
+    def _on_conn_open(self, event: evt.Event) -> None:
+        sock = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+        if sock is not None:
+            try:
+                # reply to each C-STORE at once (no Nagle delay)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        calling = assoc.requestor.primitive.calling_ae_title
+        address = assoc.requestor.address
+        if not self.policy.allows(calling, address):
+            self.store.metrics.associations.labels("rejected").inc()
+            log.warning(
+                "association rejected: calling_ae=%s address=%s reason=%s",
+                calling,
+                address,
+                "not on allow-list" if not self.policy.local_only else "not local",
+            )
+            assoc.acse.send_reject(*REJECT_CALLING_AE)
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        assoc_id = str(uuid.uuid4())
+        calling = assoc.requestor.ae_title.strip()
+        try:
+            access.open_association(self.store.db, assoc_id, calling, assoc.requestor.address)
+        except Exception:  # noqa: BLE001 - the store will fail and say so
+            log.exception("could not record association")
+        assoc.radtriage_id = assoc_id  # type: ignore[attr-defined]
+        assoc.radtriage_how = "closed"  # type: ignore[attr-defined]
+        self.store.metrics.associations.labels("accepted").inc()
+        log.info("association accepted: id=%s calling_ae=%s", assoc_id, calling)
+
+    def _on_released(self, event: evt.Event) -> None:
+        event.assoc.radtriage_how = "released"  # type: ignore[attr-defined]
+
+    def _on_aborted(self, event: evt.Event) -> None:
+        event.assoc.radtriage_how = "aborted"  # type: ignore[attr-defined]
+
+    def _on_conn_close(self, event: evt.Event) -> None:
+        assoc_id = getattr(event.assoc, "radtriage_id", None)
+        if assoc_id is None:
+            return
+        how = getattr(event.assoc, "radtriage_how", "closed")
+        try:
+            access.close_association(self.store.db, assoc_id, how)
+        except Exception:  # noqa: BLE001
+            log.exception("could not record association close")
+        log.info("association closed: id=%s how=%s", assoc_id, how)
+
+    # --- DIMSE services -------------------------------------------------------
+
+    def _on_c_echo(self, event: evt.Event) -> int:
+        return 0x0000
+
+    def _on_c_store(self, event: evt.Event) -> int:
+        assoc = event.assoc
+        origin = Origin(
+            source="dimse",
+            calling_ae=assoc.requestor.ae_title.strip(),
+            association_id=getattr(assoc, "radtriage_id", None),
+        )
+        req = event.request
+        try:
+            data = event.encoded_dataset(include_meta=True)
+            self.store.store_instance(
+                [data],
+                origin,
+                expected_sop_class=str(req.AffectedSOPClassUID),
+                expected_sop_instance=str(req.AffectedSOPInstanceUID),
+            )
+        except InstanceRejected as rej:
+            return rej.reason.dimse_status
+        except Exception:  # noqa: BLE001 - a handler never raises
+            log.exception("unexpected error storing an instance")
+            self.store.metrics.rejections.labels("dimse", RejectReason.INTERNAL.value).inc()
+            return RejectReason.INTERNAL.dimse_status
+        return 0x0000

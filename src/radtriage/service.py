@@ -1,0 +1,63 @@
+"""The parts of a running radtriage, built once from the settings and shared."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from radtriage.assembly.assembler import Assembler
+from radtriage.config import Settings
+from radtriage.db import Database, open_database
+from radtriage.ingest.metrics import IngestMetrics
+from radtriage.ingest.scp import StorageSCP
+from radtriage.ingest.spool import Spool
+from radtriage.ingest.store import InstanceStore
+
+log = logging.getLogger("radtriage.service")
+
+
+@dataclass
+class Services:
+    """Everything the listener, the API and the CLI need, built by `build_services`."""
+
+    settings: Settings
+    db: Database
+    spool: Spool
+    metrics: IngestMetrics
+    store: InstanceStore
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    """Create the data directory, migrate the database, open the spool."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.db_url)
+    spool = Spool(settings.spool_dir, fsync=settings.fsync, min_free_bytes=settings.min_free_bytes)
+    removed = spool.remove_partials()
+    if removed:
+        log.info("removed %d partial files left by an interrupted write", removed)
+    metrics = IngestMetrics()
+    store = InstanceStore(db, spool, metrics, max_bytes=settings.max_upload_bytes)
+    return Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store)
+
+
+class Runtime:
+    """The background parts of `radtriage serve`: the DICOM listener and assembly."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.scp = StorageSCP(services.settings, services.store)
+        self.assembler = Assembler(services.settings, services.db, services.metrics)
+        self.started = False
+
+    def start(self) -> None:
+        self.scp.start()
+        self.assembler.start()
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+        self.scp.stop()
+        self.assembler.stop()
