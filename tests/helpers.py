@@ -1,0 +1,110 @@
+"""Helpers for tests: peers, ports, synthetic series, dcmtk and service processes."""
+
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_ADMIN_URL = os.environ.get("RADTRIAGE_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def need_peer(ok: bool, what: str) -> None:
+    """A test that needs a missing peer fails in CI and is skipped elsewhere."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} not available")
+
+
+def need_binary(name: str) -> str:
+    path = shutil.which(name)
+    need_peer(path is not None, f"the program {name!r}")
+    return path  # type: ignore[return-value]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+
+def make_ct_series(out: Path, n: int, source: Path | None = None, **attrs) -> list[Path]:
+    """Write ``n`` synthetic CT instances (new UIDs, positions) built from a real slice."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(source or get_testdata_file("CT_small.dcm"))
+    out.mkdir(parents=True, exist_ok=True)
+    ds.StudyInstanceUID = attrs.pop("StudyInstanceUID", generate_uid())
+    ds.SeriesInstanceUID = attrs.pop("SeriesInstanceUID", generate_uid())
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    paths = []
+    for i in range(n):
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0.0, 0.0, float(i)]
+        p = out / f"{i:04d}.dcm"
+        ds.save_as(p)
+        paths.append(p)
+    return paths
+
+
+def storescu(port: int, paths: list[Path] | Path, aet: str = "TESTSCU", aec: str = "RADTRIAGE", *extra: str, timeout: float = 120):
+    """Run dcmtk's storescu (TCP_NODELAY set, as the benchmarks do)."""
+    exe = need_binary("storescu")
+    args = [exe, "-aet", aet, "-aec", aec, *extra, "127.0.0.1", str(port)]
+    if isinstance(paths, Path) and paths.is_dir():
+        args[1:1] = ["+sd", "+r"]
+        args.append(str(paths))
+    else:
+        args.extend(str(p) for p in ([paths] if isinstance(paths, Path) else paths))
+    env = dict(os.environ, TCP_NODELAY="1")
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def serve_process(data_dir: Path, dicom_port: int, http_port: int, **env_extra: str) -> subprocess.Popen:
+    """Start ``radtriage serve`` as its own process (for crash tests)."""
+    env = dict(
+        os.environ,
+        RADTRIAGE_CONFIG_FILE=str(data_dir / "absent.yaml"),
+        RADTRIAGE_DATA_DIR=str(data_dir),
+        RADTRIAGE_DICOM_HOST="127.0.0.1",
+        RADTRIAGE_DICOM_PORT=str(dicom_port),
+        RADTRIAGE_HTTP_PORT=str(http_port),
+        RADTRIAGE_MIN_FREE_BYTES="0",
+        **env_extra,
+    )
+    log = open(data_dir.parent / f"serve-{dicom_port}.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "radtriage.cli", "serve"], env=env, stdout=log, stderr=log, cwd=data_dir.parent
+    )
