@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import os
 import shutil
@@ -129,9 +130,7 @@ def load_template() -> pydicom.Dataset:
     return ds
 
 
-def write_series(
-    template: pydicom.Dataset, folder: Path, count: int, scanner: int
-) -> list[Sent]:
+def write_series(template: pydicom.Dataset, folder: Path, count: int, scanner: int) -> list[Sent]:
     """Write ``count`` slices of one new study and series into ``folder``."""
     folder.mkdir(parents=True)
     ds = copy.deepcopy(template)  # mutated per slice, then written
@@ -200,7 +199,7 @@ def same_instance(sent: Sent, received: bytes) -> tuple[bool, bool]:
     if dataset_bytes(received) == expected:
         return True, True
     try:
-        got = pydicom.dcmread(pydicom.filebase.DicomBytesIO(received), stop_before_pixels=False)
+        got = pydicom.dcmread(io.BytesIO(received), stop_before_pixels=False)
         want = pydicom.dcmread(sent.path, stop_before_pixels=False)
     except Exception:  # noqa: BLE001 - unreadable means not intact
         return False, False
@@ -409,19 +408,23 @@ def send(rx: Receiver, folders: list[Path], logdir: Path, tag: str) -> float:
     if exe is None:
         raise SystemExit("dcmtk's storescu is not installed (apt-get install dcmtk)")
     env = dcmtk_env()
+    jobs = []
+    for k, folder in enumerate(folders):
+        cmd = [exe, "+sd", "+r", "-aet", CALLING_AE, "-aec", rx.ae_title,
+               "127.0.0.1", str(rx.dicom_port), str(folder)]  # fmt: skip
+        jobs.append((cmd, logdir / f"storescu-{tag}-{k + 1}.log"))
     procs: list[tuple[subprocess.Popen, Path]] = []
     t0 = time.perf_counter()
     try:
-        for k, folder in enumerate(folders):
-            log = logdir / f"storescu-{tag}-{k + 1}.log"
+        for cmd, log in jobs:
             with open(log, "wb") as out:
-                cmd = [exe, "+sd", "+r", "-aet", CALLING_AE, "-aec", rx.ae_title,
-                       "127.0.0.1", str(rx.dicom_port), str(folder)]  # fmt: skip
-                procs.append((subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL), log))  # fmt: skip
+                p = subprocess.Popen(
+                    cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+            procs.append((p, log))
         for p, _ in procs:
             p.wait(SEND_TIMEOUT_S)
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0  # the last storescu has exited
     finally:
         for p, _ in procs:
             if p.poll() is None:
@@ -441,7 +444,7 @@ def send(rx: Receiver, folders: list[Path], logdir: Path, tag: str) -> float:
 # --- verification ---------------------------------------------------------------
 
 
-def verify_radtriage(rx: Receiver, data_dir: Path, sset: SendSet) -> tuple[int, int]:
+def verify_radtriage(data_dir: Path, sset: SendSet) -> tuple[int, int]:
     """Every spooled file must hold the data set sent. Returns (intact, identical)."""
     spool = data_dir / "spool"
     intact = identical = 0
@@ -470,8 +473,13 @@ def verify_radtriage_index(rx: Receiver, env: dict[str, str], work: Path) -> int
     """``radtriage studies --json`` must list every series with its instance count."""
     out = subprocess.run(
         [sys.executable, "-m", "radtriage.cli", "studies", "--json"],
-        env=env, cwd=work, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"radtriage studies --json exited {out.returncode}:\n{out.stderr[-3000:]}")
     listed = {se["series_uid"]: se["instances"] for st in json.loads(out.stdout) for se in st["series"]}
@@ -534,6 +542,9 @@ class Measure:
     def mbps(self) -> list[float]:
         return [b / MiB / s for b, s in zip(self.nbytes, self.seconds)]
 
+    def total_seconds(self) -> float:
+        return sum(self.seconds)
+
 
 def cpu_seconds(rx: Receiver) -> float:
     """User + system CPU time of a server process and its children so far."""
@@ -595,20 +606,101 @@ def server_log_problems(rx: Receiver) -> list[str]:
     return found
 
 
+def bench_one(
+    rx: Receiver,
+    case: str,
+    scanners: int,
+    rnd: int,
+    n: int,
+    template: pydicom.Dataset,
+    work: Path,
+    results: dict[tuple[str, str], Measure],
+) -> None:
+    """One round of one case against one receiver: generate, send (timed), verify."""
+    tag = f"r{rnd}{case}-{rx.name}"
+    sset = make_set(template, work / "sets" / tag, n, scanners)
+    secs = send(rx, sset.folders, work / "logs", tag)
+    rx.sent_series.update(sset.series_counts())
+    rx.sent_total += len(sset.instances)
+    if rx.name == "radtriage":
+        intact, same = verify_radtriage(work / "radtriage-data", sset)
+    else:
+        intact, same = verify_orthanc(rx, sset)
+    m = results[(rx.name, case)]
+    m.seconds.append(secs)
+    m.nbytes.append(sset.nbytes)
+    m.count.append(len(sset.instances))
+    print(
+        f"round {rnd} case ({case}) {rx.name:9} {len(sset.instances)} instances "
+        f"in {secs:6.3f} s = {len(sset.instances) / secs:7.1f} inst/s, "
+        f"{sset.nbytes / MiB / secs:6.1f} MB/s; checked {intact} ({same} byte-identical data sets)",
+        flush=True,
+    )
+    shutil.rmtree(work / "sets" / tag)
+
+
+def print_diagnostics(rt: Receiver, orth: Receiver, results: dict[tuple[str, str], Measure]) -> None:
+    """Server CPU time, and radtriage's own per-instance store time from /metrics."""
+    for rx in (rt, orth):
+        sending = sum(results[(rx.name, c)].total_seconds() for c in ("a", "b"))
+        print(
+            f"{rx.name} server CPU over the run: {cpu_seconds(rx):.1f} s "
+            f"(wall time spent sending to it: {sending:.1f} s)",
+            flush=True,
+        )
+    store = radtriage_store_stats(rt)
+    if store:
+        count, mean = store
+        wall = sum(results[("radtriage", c)].total_seconds() for c in ("a", "b")) / count
+        print(
+            f"radtriage store_instance (parse, write, fsync, index): {count} instances, "
+            f"mean {mean * 1000:.1f} ms; wall time per instance while sending {wall * 1000:.1f} ms",
+            flush=True,
+        )
+
+
+def print_log_problems(rx: Receiver) -> None:
+    found = server_log_problems(rx)
+    print(
+        f"{rx.name} log: {len(found)} warning/error lines"
+        + "".join(f"\n    {ln[:300]}" for ln in found[:10]),
+        flush=True,
+    )
+
+
+def print_summary(results: dict[tuple[str, str], Measure], peak_rss: int, elapsed: float) -> None:
+    print("\nSummary (MB = 2**20 bytes; median of the rounds, then every round)")
+    for (name, case), m in results.items():
+        label = "(a) 1 association" if case == "a" else f"(b) {SCANNERS} concurrent"
+        print(
+            f"  {name:9} {label:18} {statistics.median(m.ips()):7.1f} inst/s "
+            f"{statistics.median(m.mbps()):6.1f} MB/s   rounds: "
+            + ", ".join(f"{v:.1f}" for v in m.ips())
+            + " inst/s; "
+            + ", ".join(f"{v:.1f}" for v in m.mbps())
+            + " MB/s"
+        )
+    med = {key: statistics.median(m.ips()) for key, m in results.items()}
+    rt_a, or_a = med[("radtriage", "a")], med[("orthanc", "a")]
+    rt_b, or_b = med[("radtriage", "b")], med[("orthanc", "b")]
+    print(f"  radtriage server peak RSS {peak_rss / MiB:.1f} MB")
+    print(f"  total run time {elapsed:.1f} s")
+    print(
+        f"RESULT radtriage_ips={rt_a:.1f} orthanc_ips={or_a:.1f} ratio={rt_a / or_a:.2f} "
+        f"ratio4={rt_b / or_b:.2f} peak_rss_mb={peak_rss / MiB:.1f}"
+    )
+
+
 def run(rounds: int, n: int) -> int:
     t_start = time.perf_counter()
     template = load_template()
+    results = {(r, c): Measure(r, c) for r in ("radtriage", "orthanc") for c in ("a", "b")}
+    peak_rss = 0
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         work = Path(tmp)
-        sets_dir, logdir = work / "sets", work / "logs"
-        sets_dir.mkdir()
-        logdir.mkdir()
-        rt = orth = None
-        monitor = None
-        peak_rss = 0
-        results = {
-            (r, c): Measure(r, c) for r in ("radtriage", "orthanc") for c in ("a", "b")
-        }
+        (work / "sets").mkdir()
+        (work / "logs").mkdir()
+        rt = orth = monitor = None
         try:
             rt, rt_env = start_radtriage(work)
             monitor = RssMonitor(rt.proc.pid)
@@ -616,85 +708,34 @@ def run(rounds: int, n: int) -> int:
             orth = start_orthanc(work)
             print(
                 f"radtriage pid {rt.proc.pid} DICOM :{rt.dicom_port}; "
-                f"Orthanc pid {orth.proc.pid} DICOM :{orth.dicom_port} HTTP :{orth.http_port}",
+                f"Orthanc pid {orth.proc.pid} DICOM :{orth.dicom_port} HTTP :{orth.http_port}; "
+                f"{n} instances a round, {os.cpu_count()} CPUs, load average "
+                + " ".join(f"{v:.2f}" for v in os.getloadavg()),
                 flush=True,
             )
             for rnd in range(1, rounds + 1):
-                order = [rt, orth] if rnd % 2 else [orth, rt]
+                order = (rt, orth) if rnd % 2 else (orth, rt)  # alternate who goes first
                 for case, scanners in (("a", 1), ("b", SCANNERS)):
                     for rx in order:
-                        sset = make_set(template, sets_dir / f"r{rnd}{case}-{rx.name}", n, scanners)
-                        secs = send(rx, sset.folders, logdir, f"r{rnd}{case}-{rx.name}")
-                        for uid, cnt in sset.series_counts().items():
-                            rx.sent_series[uid] = cnt
-                        rx.sent_total += len(sset.instances)
-                        if rx is rt:
-                            intact, same = verify_radtriage(rx, work / "radtriage-data", sset)
-                        else:
-                            intact, same = verify_orthanc(rx, sset)
-                        m = results[(rx.name, case)]
-                        m.seconds.append(secs)
-                        m.nbytes.append(sset.nbytes)
-                        m.count.append(len(sset.instances))
-                        print(
-                            f"round {rnd} case ({case}) {rx.name:9} {len(sset.instances)} instances "
-                            f"in {secs:6.3f} s = {len(sset.instances) / secs:7.1f} inst/s, "
-                            f"{sset.nbytes / MiB / secs:6.1f} MB/s; checked {intact} "
-                            f"({same} byte-identical data sets)",
-                            flush=True,
-                        )
-                        shutil.rmtree(sets_dir / f"r{rnd}{case}-{rx.name}")
+                        bench_one(rx, case, scanners, rnd, n, template, work, results)
             indexed = verify_radtriage_index(rt, rt_env, work)
-            print(f"radtriage studies --json: {len(rt.sent_series)} series, {indexed} instances, "
-                  "all counts as sent", flush=True)  # fmt: skip
+            print(
+                f"radtriage studies --json: {len(rt.sent_series)} series, {indexed} instances, "
+                "every count as sent",
+                flush=True,
+            )
             peak_rss = monitor.stop()
             monitor = None
-            sending = {r: sum(sum(results[(r, c)].seconds) for c in ("a", "b")) for r in ("radtriage", "orthanc")}
-            for rx in (rt, orth):
-                print(f"{rx.name} server CPU over the run: {cpu_seconds(rx):.1f} s "
-                      f"(time spent sending to it: {sending[rx.name]:.1f} s)", flush=True)  # fmt: skip
-            store = radtriage_store_stats(rt)
-            if store:
-                per = sum(sum(results[("radtriage", c)].seconds) for c in ("a", "b")) / store[0]
-                print(f"radtriage store_instance (parse, write, fsync, index): {store[0]} instances, "
-                      f"mean {store[1] * 1000:.1f} ms; wall per instance while sending "
-                      f"{per * 1000:.1f} ms", flush=True)  # fmt: skip
+            print_diagnostics(rt, orth, results)
+            print("load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
         finally:
             if monitor is not None:
                 peak_rss = monitor.stop()
             for rx in (rt, orth):
                 if rx is not None:
                     rx.stop()
-            for rx in (rt, orth):
-                if rx is None:
-                    continue
-                found = server_log_problems(rx)
-                print(f"{rx.name} log: {len(found)} warning/error lines"
-                      + "".join(f"\n    {ln[:300]}" for ln in found[:10]), flush=True)  # fmt: skip
-
-    print("\nSummary (MB = 2**20 bytes; median of rounds, then every round)")
-    for (name, case), m in results.items():
-        if not m.seconds:
-            continue
-        label = "(a) 1 association" if case == "a" else f"(b) {SCANNERS} concurrent"
-        print(
-            f"  {name:9} {label:20} {statistics.median(m.ips()):7.1f} inst/s "
-            f"{statistics.median(m.mbps()):6.1f} MB/s   rounds: "
-            + ", ".join(f"{v:.1f}" for v in m.ips())
-            + " inst/s; "
-            + ", ".join(f"{v:.1f}" for v in m.mbps())
-            + " MB/s"
-        )
-    rt_a = statistics.median(results[("radtriage", "a")].ips())
-    or_a = statistics.median(results[("orthanc", "a")].ips())
-    rt_b = statistics.median(results[("radtriage", "b")].ips())
-    or_b = statistics.median(results[("orthanc", "b")].ips())
-    print(f"  radtriage server peak RSS {peak_rss / MiB:.1f} MB")
-    print(f"  total run time {time.perf_counter() - t_start:.1f} s")
-    print(
-        f"RESULT radtriage_ips={rt_a:.1f} orthanc_ips={or_a:.1f} ratio={rt_a / or_a:.2f} "
-        f"ratio4={rt_b / or_b:.2f} peak_rss_mb={peak_rss / MiB:.1f}"
-    )
+                    print_log_problems(rx)
+    print_summary(results, peak_rss, time.perf_counter() - t_start)
     return 0
 
 

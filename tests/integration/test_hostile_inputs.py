@@ -118,6 +118,43 @@ def _truncated(d: Path) -> Hostile:
     return Hostile(request_file(d, "truncated", CTImageStorage, uid, cut), (uid,), 0xC000, "unparseable")
 
 
+def _cut_in_element_header(d: Path) -> Hostile:
+    """The stream ends five bytes into the Pixel Data element's header."""
+    ds = ct_dataset()
+    body = encode_body(ds)
+    at = pixel_data_offset(body)
+    uid = ds.SOPInstanceUID
+    return Hostile(
+        request_file(d, "cut_header", CTImageStorage, uid, body[: at + 5]), (uid,), 0xC000, "unparseable"
+    )
+
+
+def _undefined_length_without_delimiter(d: Path) -> Hostile:
+    """Native Pixel Data declared with undefined length, and no delimiter ever comes."""
+    ds = ct_dataset()
+    body = bytearray(encode_body(ds))
+    at = pixel_data_offset(bytes(body))
+    struct.pack_into("<I", body, at + 8, 0xFFFFFFFF)
+    uid = ds.SOPInstanceUID
+    return Hostile(
+        request_file(d, "undefined_length", CTImageStorage, uid, bytes(body)), (uid,), 0xC000, "unparseable"
+    )
+
+
+def _unterminated_sequence(d: Path) -> Hostile:
+    """A trailing undefined-length sequence whose item and sequence never end."""
+    ds = ct_dataset()
+    sq = (
+        struct.pack("<HH", 0xFFFA, 0xFFFA) + b"SQ\x00\x00" + struct.pack("<I", 0xFFFFFFFF)
+        + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+        + struct.pack("<HH", 0x0008, 0x0100) + b"SH" + struct.pack("<H", 4) + b"ABCD"
+    )
+    uid = ds.SOPInstanceUID
+    return Hostile(
+        request_file(d, "unterminated_sq", CTImageStorage, uid, encode_body(ds) + sq), (uid,), 0xC000, "unparseable"
+    )
+
+
 def _garbage(d: Path) -> Hostile:
     uid = generate_uid()
     junk = random.Random(20240601).randbytes(64 * 1024)
@@ -214,6 +251,9 @@ def _sop_instance_mismatch(d: Path) -> Hostile:
 
 HOSTILE_CASES: dict[str, Callable[[Path], Hostile]] = {
     "truncated_pixel_data": _truncated,
+    "cut_in_element_header": _cut_in_element_header,
+    "undefined_length_without_delimiter": _undefined_length_without_delimiter,
+    "unterminated_sequence": _unterminated_sequence,
     "garbage_data_set": _garbage,
     "garbage_after_header": _garbage_after_header,
     "huge_pixel_data_length": _huge_pixel_length,
@@ -389,6 +429,30 @@ def test_no_space_left_is_refused_with_a700(make_settings, tmp_path: Path, raw_s
     finally:
         runtime.stop()
         services.close()
+
+
+def test_malformed_patient_fields_never_reach_the_logs(
+    runtime, services, tmp_path: Path, raw_send, logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patient values that break their VR's rules are stored, not logged.
+
+    Reading them for the index must not echo them into the log (pydicom warns
+    about an invalid value with the value itself)."""
+    path = tmp_path / "send" / "odd.dcm"
+    path.parent.mkdir(parents=True)
+    with monkeypatch.context() as m:
+        # the sender writes the odd values without pydicom complaining here
+        m.setattr(pydicom.config.settings, "writing_validation_mode", pydicom.config.IGNORE)
+        ds = ct_dataset(
+            PatientName="SECRET^PATIENT=X=Y=Z",  # too many component groups
+            PatientBirthDate="SECRET1970",  # not a DA
+        )
+        ds.save_as(path, enforce_file_format=True)
+    logs.clear()
+    with association(runtime.scp.port) as assoc:
+        assert status_of(assoc.send_c_store(path)) == 0x0000
+    assert ds.SOPInstanceUID in indexed_uids(services)
+    assert_no_phi(logs)
 
 
 # --- a peer that goes away mid-transfer ---------------------------------------------------

@@ -148,6 +148,8 @@ class StorageSCP:
                 "not on allow-list" if not self.policy.local_only else "not local",
             )
             assoc.acse.send_reject(*REJECT_CALLING_AE)
+            evt.trigger(assoc, evt.EVT_REJECTED, {})
+            assoc.kill()  # waits until the reject has gone out, as pynetdicom's own rejection does
 
     def _on_accepted(self, event: evt.Event) -> None:
         assoc = event.assoc
