@@ -27,6 +27,7 @@ class Services:
     store: InstanceStore
 
     def close(self) -> None:
+        self.store.close()
         self.db.dispose()
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from radtriage.db import access, open_database
 from radtriage.ingest.spool import TMP_SUFFIX
-from tests.helpers import free_port, make_ct_series, need_binary, serve_process, wait_port
+from tests.helpers import free_port, make_ct_series, need_binary, serve_process, storescu, wait_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.dcmtk]
 
@@ -140,10 +140,7 @@ def test_sigkill_mid_association_loses_no_acknowledged_instance(tmp_path: Path) 
         assert indexed <= on_disk
 
         # 3. resend everything: the stored ones as duplicates, the rest for the first time
-        env_scu = dict(os.environ, TCP_NODELAY="1")
-        again = subprocess.run(
-            storescu_cmd(exe, dicom_port, files), capture_output=True, text=True, timeout=120, env=env_scu
-        )
+        again = storescu(dicom_port, files, "CRASHSCU", "RADTRIAGE", "-v")
         assert again.returncode == 0, again.stderr[-2000:]
         assert again.stderr.count(SUCCESS) == N_INSTANCES
 

@@ -350,7 +350,8 @@ def rejection_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecor
     return [
         r
         for r in caplog.records
-        if r.name.startswith("radtriage") and "rejected instance" in r.getMessage()
+        if r.name.startswith("radtriage") and "reject" in r.getMessage().lower()
+        and r.levelno >= logging.WARNING
     ]
 
 
@@ -378,7 +379,7 @@ def test_hostile_instance_is_refused_and_leaves_nothing(
     assert good_uid in indexed_uids(services)
 
     records = rejection_records(logs)
-    assert len(records) == 1 and f"reason={bad.reason}" in records[0].getMessage()
+    assert len(records) == 1 and bad.reason in records[0].getMessage()
     assert_no_phi(logs)
 
 
@@ -424,7 +425,7 @@ def test_no_space_left_is_refused_with_a700(make_settings, tmp_path: Path, raw_s
             assert status_of(assoc.send_c_store(path2)) == 0x0000
         assert indexed_uids(services) == {uid2}
         assert len(rejection_records(logs)) == 1
-        assert "reason=no_space" in rejection_records(logs)[0].getMessage()
+        assert "no_space" in rejection_records(logs)[0].getMessage()
         assert_no_phi(logs)
     finally:
         runtime.stop()

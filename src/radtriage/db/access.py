@@ -160,8 +160,20 @@ def record_instance(db: Database, inst: NewInstance, replaces: StoredInstance | 
     """
     now = utcnow()
     with db.write() as conn:
-        study_id = _study_id(conn, inst, now)
-        series_id = _touch_series(conn, inst, study_id, now)
+        # the common case, one statement: a series already receiving, header settled
+        series_id = conn.execute(
+            update(series)
+            .where(
+                series.c.series_uid == inst.series_uid,
+                series.c.state == "receiving",
+                series.c.header_from_localizer.is_(False),
+            )
+            .values(last_received_at=now, last_association_id=inst.association_id)
+            .returning(series.c.id)
+        ).scalar_one_or_none()
+        if series_id is None:
+            study_id = _study_id(conn, inst, now)
+            series_id = _touch_series(conn, inst, study_id, now)
         row = dict(
             series_id=series_id,
             sop_class_uid=inst.sop_class_uid,

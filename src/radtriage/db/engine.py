@@ -9,6 +9,7 @@ instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._write_lock = threading.Lock()
         if self.is_sqlite:
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -61,10 +63,18 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A transaction that will write; committed on success."""
-        with self.engine.connect() as conn:
-            if self.is_sqlite:
-                conn = conn.execution_options(sqlite_immediate=True)
+        """A transaction that will write; committed on success.
+
+        On SQLite, writers of this process queue on a lock (woken the moment
+        it is free) rather than on SQLite's busy handler, which sleeps in
+        steps of up to 100 ms; other processes still meet the busy timeout.
+        """
+        if not self.is_sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._write_lock, self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
 

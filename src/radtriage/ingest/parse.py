@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+DEFLATED = "1.2.840.10008.1.2.1.99"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 # Keywords kept with each series for routing and display (no pixels).
@@ -164,31 +165,50 @@ def _uid(ds: Dataset, keyword: str) -> str:
     return value
 
 
-def _check_lengths(ds: Dataset, total: int) -> None:
-    """Every top-level element's declared length must be present in the stream."""
-    for elem in ds.elements():
-        if not isinstance(elem, RawDataElement) or elem.value is None:
+def _check_lengths(ds: Dataset, total: int, deflated: bool) -> None:
+    """Every top-level element's declared length must be present in the stream,
+    and the elements must account for the stream to its last byte (pydicom
+    stops quietly at a cut inside an element header)."""
+    last_end: int | None = 0
+    count = 0
+    for elem in ds.elements():  # in tag order, which is stream order
+        count += 1
+        if not isinstance(elem, RawDataElement):
+            last_end = None  # a sequence pydicom has already parsed: end not known
             continue
+        value = elem.value
         if elem.length != UNDEFINED_LENGTH:
-            if isinstance(elem.value, (bytes, bytearray)) and len(elem.value) != elem.length:
+            if isinstance(value, (bytes, bytearray)) and len(value) != elem.length:
                 raise InstanceRejected(
                     RejectReason.UNPARSEABLE,
-                    f"element {elem.tag} declares {elem.length} bytes, {len(elem.value)} present",
+                    f"element {elem.tag} declares {elem.length} bytes, {len(value)} present",
                 )
-        elif isinstance(elem.value, (bytes, bytearray)):
+            end: int | None = elem.value_tell + elem.length
+        elif isinstance(value, (bytes, bytearray)):
             # undefined-length value (encapsulated pixel data): its delimiter must follow
-            if elem.value_tell + len(elem.value) + 8 > total:
+            end = elem.value_tell + len(value) + 8
+            if end > total:
                 raise InstanceRejected(
                     RejectReason.UNPARSEABLE, f"element {elem.tag} ends before its delimiter"
                 )
+        else:
+            end = None
+        last_end = end
+    if count == 0:
+        raise InstanceRejected(RejectReason.UNPARSEABLE, "no data set elements could be read")
+    if not deflated and last_end is not None and last_end != total:
+        raise InstanceRejected(
+            RejectReason.UNPARSEABLE,
+            f"elements end at byte {last_end} of {total}: stream cut or corrupt",
+        )
 
 
 def parse_part10(data: bytes) -> tuple[Dataset, InstanceHeader]:
     """Parse a Part 10 stream (preamble, meta, data set) and check its structure."""
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-        _check_lengths(ds, len(data))
         ts = str(ds.file_meta.TransferSyntaxUID)
+        _check_lengths(ds, len(data), deflated=ts == DEFLATED)
     except InstanceRejected:
         raise
     except (InvalidDicomError, Exception) as exc:  # noqa: BLE001 - any parse failure

@@ -102,7 +102,6 @@ class StorageSCP:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_RELEASED, self._on_released),
-            (evt.EVT_ABORTED, self._on_aborted),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_C_ECHO, self._on_c_echo),
@@ -160,21 +159,18 @@ class StorageSCP:
         except Exception:  # noqa: BLE001 - the store will fail and say so
             log.exception("could not record association")
         assoc.radtriage_id = assoc_id  # type: ignore[attr-defined]
-        assoc.radtriage_how = "closed"  # type: ignore[attr-defined]
         self.store.metrics.associations.labels("accepted").inc()
         log.info("association accepted: id=%s calling_ae=%s", assoc_id, calling)
 
     def _on_released(self, event: evt.Event) -> None:
         event.assoc.radtriage_how = "released"  # type: ignore[attr-defined]
 
-    def _on_aborted(self, event: evt.Event) -> None:
-        event.assoc.radtriage_how = "aborted"  # type: ignore[attr-defined]
-
     def _on_conn_close(self, event: evt.Event) -> None:
         assoc_id = getattr(event.assoc, "radtriage_id", None)
         if assoc_id is None:
             return
-        how = getattr(event.assoc, "radtriage_how", "closed")
+        # pynetdicom may report the closed connection before the abort event
+        how = "released" if getattr(event.assoc, "radtriage_how", "") == "released" else "aborted"
         try:
             access.close_association(self.store.db, assoc_id, how)
         except Exception:  # noqa: BLE001

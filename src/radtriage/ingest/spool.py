@@ -1,18 +1,22 @@
 """The spool: received DICOM files on disk, written durably.
 
-A file is written under a temporary name in its final directory, flushed
-and fsynced, renamed into place and its directory fsynced, so that after a
-crash a file is either complete under its final name or absent. Names come
-only from validated UIDs (digits and dots), never from anything else a peer
-sends.
+A received instance is first *staged*: written under a temporary name in
+``.incoming/`` and fsynced, while the caller parses its header. It is then
+*placed*: hard-linked under its final name (never replacing a file already
+there) and that directory fsynced. After a crash a file is either complete
+under its final name or absent; staged leftovers are removed at start-up.
+Names come only from validated UIDs (digits and dots) and hashes, never from
+anything else a peer sends.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 TMP_SUFFIX = ".part"
@@ -20,6 +24,15 @@ TMP_SUFFIX = ".part"
 
 class SpoolFullError(OSError):
     """The spool's file system has less free space than the configured reserve."""
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An instance written and fsynced under a temporary name."""
+
+    path: Path
+    sha256: str
+    size: int
 
 
 class Spool:
@@ -30,7 +43,9 @@ class Spool:
         self.fsync = fsync
         self.min_free_bytes = min_free_bytes
         self.root.mkdir(parents=True, exist_ok=True)
-        self._known_dirs: set[Path] = set()
+        self.incoming = self.root / ".incoming"
+        self.incoming.mkdir(exist_ok=True)
+        self._known_dirs: set[Path] = {self.incoming}
 
     def series_dir(self, study_uid: str, series_uid: str) -> Path:
         return self.root / study_uid / series_uid
@@ -58,46 +73,64 @@ class Spool:
                 _fsync_dir(d.parent)
         self._known_dirs.add(directory)
 
-    def write(self, path: Path, chunks: list[bytes | memoryview]) -> int:
-        """Write ``chunks`` to ``path`` atomically and durably; return the size."""
-        size = sum(len(c) for c in chunks)
-        self.check_space(size)
-        self._ensure_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    def stage(self, data: bytes) -> Staged:
+        """Hash ``data`` and write it durably under a temporary name.
+
+        Runs without the GIL for most of its time (hashing, write, fsync),
+        so a caller can parse the header meanwhile.
+        """
+        self.check_space(len(data))
+        sha = hashlib.sha256(data).hexdigest()
+        tmp = self.incoming / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
             try:
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
         except BaseException:
             _unlink_quiet(tmp)
             raise
-        if self.fsync:
-            _fsync_dir(path.parent)
-        return size
+        return Staged(tmp, sha, len(data))
 
-    def keep_replaced(self, path: Path, sha256: str) -> Path:
-        """Move a file that is about to be replaced aside; return its new path."""
-        target = self.root / "replaced" / f"{path.stem}.{sha256[:16]}.dcm"
-        self._ensure_dir(target.parent)
-        os.replace(path, target)
+    def place(self, staged: Staged, path: Path) -> tuple[Path, bool]:
+        """Give a staged file its final name; return where it is and whether
+        this call created ``path`` itself.
+
+        A file already at ``path`` is never replaced: the new one then goes
+        beside it, named with its hash (the same name means the same bytes,
+        so such a file may be shared and is never removed by a loser of a race).
+        """
+        self._ensure_dir(path.parent)
+        created = True
+        try:
+            os.link(staged.path, path)
+        except FileExistsError:
+            created = False
+            path = path.with_name(f"{path.stem}.{staged.sha256[:16]}.dcm")
+            os.replace(staged.path, path)
+        else:
+            os.unlink(staged.path)
         if self.fsync:
-            _fsync_dir(target.parent)
             _fsync_dir(path.parent)
-        return target
+        return path, created
+
+    def discard(self, staged: Staged) -> None:
+        _unlink_quiet(staged.path)
+
+    def write(self, path: Path, data: bytes) -> Path:
+        """Stage and place in one step."""
+        return self.place(self.stage(data), path)[0]
 
     def remove_partials(self) -> int:
-        """Delete temporary files left by a crash; return how many."""
+        """Delete staged files left by a crash (never acknowledged); return how many."""
         n = 0
-        for p in self.root.rglob(f"*{TMP_SUFFIX}"):
+        for p in self.incoming.glob(f"*{TMP_SUFFIX}"):
             _unlink_quiet(p)
             n += 1
         return n

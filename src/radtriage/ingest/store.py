@@ -10,18 +10,19 @@ never patient identifiers.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from radtriage.db import Database
 from radtriage.db import access
 from radtriage.ingest.metrics import IngestMetrics
-from radtriage.ingest.parse import InstanceRejected, RejectReason, parse_part10
-from radtriage.ingest.spool import Spool, SpoolFullError
+from radtriage.ingest.parse import InstanceHeader, InstanceRejected, RejectReason, parse_part10
+from radtriage.ingest.spool import Spool, SpoolFullError, Staged
 
 log = logging.getLogger("radtriage.ingest")
 
@@ -59,6 +60,7 @@ class InstanceStore:
         self.spool = spool
         self.metrics = metrics
         self.max_bytes = max_bytes
+        self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="spool-io")
 
     def store_instance(
         self,
@@ -105,6 +107,38 @@ class InstanceStore:
         if self.max_bytes is not None and size > self.max_bytes:
             raise InstanceRejected(RejectReason.TOO_LARGE, f"{size} bytes over the limit")
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        # write and fsync (without the GIL) while the header is parsed and looked up
+        staging = self._io.submit(self.spool.stage, data)
+        try:
+            hdr = self._check(data, expected_sop_class, expected_sop_instance, expected_study)
+            existing = access.find_instance(self.db, hdr.sop_instance_uid)
+            staged = staging.result()
+        except BaseException as exc:
+            staging.add_done_callback(lambda f: f.exception() is None and self.spool.discard(f.result()))
+            raise _as_rejection(exc) from exc
+        try:
+            for attempt in range(3):
+                if attempt:
+                    # another writer indexed this SOP Instance first: look again
+                    existing = access.find_instance(self.db, hdr.sop_instance_uid)
+                    staged = self.spool.stage(data)
+                try:
+                    return self._place_and_index(staged, hdr, origin, existing)
+                except IntegrityError:
+                    continue
+            raise InstanceRejected(RejectReason.INTERNAL, "index kept changing under us")
+        except BaseException as exc:
+            raise _as_rejection(exc) from exc
+        finally:
+            self.spool.discard(staged)  # a no-op once placed
+
+    def _check(
+        self,
+        data: bytes,
+        expected_sop_class: str | None,
+        expected_sop_instance: str | None,
+        expected_study: str | None,
+    ) -> InstanceHeader:
         _ds, hdr = parse_part10(data)
         if expected_sop_class is not None and hdr.sop_class_uid != expected_sop_class:
             raise InstanceRejected(
@@ -118,30 +152,28 @@ class InstanceStore:
             )
         if expected_study is not None and hdr.study_uid != expected_study:
             raise InstanceRejected(RejectReason.SOP_MISMATCH, "instance is not of the study addressed")
-        sha = hashlib.sha256(data).hexdigest()
-        for _attempt in range(3):
-            try:
-                return self._write_and_index(data, size, sha, hdr, origin)
-            except IntegrityError:
-                continue  # another writer indexed it first: look again
-        raise InstanceRejected(RejectReason.INTERNAL, "index kept changing under us")
+        return hdr
 
-    def _write_and_index(self, data, size, sha, hdr, origin) -> StoreResult:  # noqa: ANN001
+    def _place_and_index(
+        self,
+        staged: Staged,
+        hdr: InstanceHeader,
+        origin: Origin,
+        existing: access.StoredInstance | None,
+    ) -> StoreResult:
         def result(outcome: str, path: str) -> StoreResult:
             return StoreResult(
                 outcome, hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.sop_class_uid, path
             )
 
+        if existing is not None and existing.sha256 == staged.sha256 and Path(existing.path).exists():
+            self.spool.discard(staged)
+            return result("duplicate", existing.path)
+        path, created = self.spool.place(
+            staged, self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
+        )
+        self.metrics.bytes.labels(origin.source).inc(staged.size)
         try:
-            existing = access.find_instance(self.db, hdr.sop_instance_uid)
-            if existing is not None and existing.sha256 == sha:
-                return result("duplicate", existing.path)
-            path = self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
-            if existing is not None:
-                # keep the newer, and the older file under its own name
-                path = path.with_name(f"{hdr.sop_instance_uid}.{sha[:12]}.dcm")
-            self.spool.write(path, [data])
-            self.metrics.bytes.labels(origin.source).inc(size)
             access.record_instance(
                 self.db,
                 access.NewInstance(
@@ -153,8 +185,8 @@ class InstanceStore:
                     instance_number=hdr.instance_number,
                     is_localizer=hdr.is_localizer,
                     path=str(path),
-                    size_bytes=size,
-                    sha256=sha,
+                    size_bytes=staged.size,
+                    sha256=staged.sha256,
                     calling_ae=origin.calling_ae,
                     source=origin.source,
                     association_id=origin.association_id,
@@ -165,21 +197,33 @@ class InstanceStore:
                 replaces=existing,
             )
         except IntegrityError:
+            if created:  # ours alone, and not indexed
+                path.unlink(missing_ok=True)
             raise
-        except SpoolFullError as exc:
-            raise InstanceRejected(RejectReason.NO_SPACE, "spool below free-space reserve") from exc
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InstanceRejected(RejectReason.NO_SPACE, "no space left on device") from exc
-            raise InstanceRejected(RejectReason.INTERNAL, f"storage error {exc.errno}") from exc
-        except OperationalError as exc:
-            raise InstanceRejected(RejectReason.INTERNAL, "database unavailable") from exc
         if existing is not None:
             log.info(
                 "replaced instance sop_instance_uid=%s old_sha=%s new_sha=%s",
                 hdr.sop_instance_uid,
                 existing.sha256[:12],
-                sha[:12],
+                staged.sha256[:12],
             )
             return result("replaced", str(path))
         return result("stored", str(path))
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
+
+
+def _as_rejection(exc: BaseException) -> BaseException:
+    """Storage and database failures become rejections with their own reason."""
+    if isinstance(exc, InstanceRejected) or not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, SpoolFullError):
+        return InstanceRejected(RejectReason.NO_SPACE, "spool below free-space reserve")
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return InstanceRejected(RejectReason.NO_SPACE, "no space left on device")
+        return InstanceRejected(RejectReason.INTERNAL, f"storage error {exc.errno}")
+    if isinstance(exc, OperationalError):
+        return InstanceRejected(RejectReason.INTERNAL, "database unavailable")
+    return exc
