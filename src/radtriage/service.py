@@ -27,7 +27,6 @@ class Services:
     store: InstanceStore
 
     def close(self) -> None:
-        self.store.close()
         self.db.dispose()
 
 

@@ -85,13 +85,12 @@ class NewInstance:
     storage_dir: str
 
 
-def find_instance(db: Database, sop_instance_uid: str) -> StoredInstance | None:
-    with db.read() as conn:
-        row = conn.execute(
-            select(instances.c.path, instances.c.sha256, instances.c.size_bytes).where(
-                instances.c.sop_instance_uid == sop_instance_uid
-            )
-        ).first()
+def _find(conn: Connection, sop_instance_uid: str) -> StoredInstance | None:
+    row = conn.execute(
+        select(instances.c.path, instances.c.sha256, instances.c.size_bytes).where(
+            instances.c.sop_instance_uid == sop_instance_uid
+        )
+    ).first()
     if row is None:
         return None
     return StoredInstance(sop_instance_uid, row.path, row.sha256, row.size_bytes)
@@ -152,28 +151,26 @@ def _int_or_none(v: Any) -> int | None:
         return None
 
 
-def record_instance(db: Database, inst: NewInstance, replaces: StoredInstance | None) -> None:
-    """Index a durable instance (and the replacement it makes) in one transaction.
+def index_instance(
+    db: Database,
+    sop_instance_uid: str,
+    prepare: Callable[[StoredInstance | None], NewInstance | None],
+) -> tuple[NewInstance | None, StoredInstance | None]:
+    """Look up and index one instance in a single write transaction.
 
-    Raises `IntegrityError` when another writer indexed the same SOP Instance
-    UID first; the caller looks again and decides.
+    ``prepare(existing)`` runs inside the transaction with what the index
+    already holds for the SOP Instance UID; it puts the file in place and
+    returns the row to write, or None when there is nothing to write (a
+    duplicate). Returns what was written and what it replaced. Raises
+    `IntegrityError` when a concurrent writer indexed the same UID first.
     """
     now = utcnow()
     with db.write() as conn:
-        # the common case, one statement: a series already receiving, header settled
-        series_id = conn.execute(
-            update(series)
-            .where(
-                series.c.series_uid == inst.series_uid,
-                series.c.state == "receiving",
-                series.c.header_from_localizer.is_(False),
-            )
-            .values(last_received_at=now, last_association_id=inst.association_id)
-            .returning(series.c.id)
-        ).scalar_one_or_none()
-        if series_id is None:
-            study_id = _study_id(conn, inst, now)
-            series_id = _touch_series(conn, inst, study_id, now)
+        existing = _find(conn, sop_instance_uid)
+        inst = prepare(existing)
+        if inst is None:
+            return None, existing
+        series_id = _series_for(conn, inst, now)
         row = dict(
             series_id=series_id,
             sop_class_uid=inst.sop_class_uid,
@@ -188,30 +185,42 @@ def record_instance(db: Database, inst: NewInstance, replaces: StoredInstance | 
             source=inst.source,
             association_id=inst.association_id,
         )
-        if replaces is None:
+        if existing is None:
             conn.execute(instances.insert().values(sop_instance_uid=inst.sop_instance_uid, **row))
-        else:
-            n = conn.execute(
-                update(instances)
-                .where(
-                    instances.c.sop_instance_uid == inst.sop_instance_uid,
-                    instances.c.sha256 == replaces.sha256,
-                )
-                .values(**row)
-            ).rowcount
-            if n != 1:
-                raise IntegrityError("replace", {}, Exception("instance changed concurrently"))
-            conn.execute(
-                instance_replacements.insert().values(
-                    sop_instance_uid=inst.sop_instance_uid,
-                    old_sha256=replaces.sha256,
-                    new_sha256=inst.sha256,
-                    old_path=replaces.path,
-                    calling_ae=inst.calling_ae,
-                    source=inst.source,
-                    replaced_at=now,
-                )
+            return inst, None
+        conn.execute(
+            update(instances).where(instances.c.sop_instance_uid == inst.sop_instance_uid).values(**row)
+        )
+        conn.execute(
+            instance_replacements.insert().values(
+                sop_instance_uid=inst.sop_instance_uid,
+                old_sha256=existing.sha256,
+                new_sha256=inst.sha256,
+                old_path=existing.path,
+                calling_ae=inst.calling_ae,
+                source=inst.source,
+                replaced_at=now,
             )
+        )
+        return inst, existing
+
+
+def _series_for(conn: Connection, inst: NewInstance, now: datetime) -> int:
+    """The series row of an instance, created, touched or reopened as needed."""
+    # the common case, one statement: a series already receiving, header settled
+    series_id = conn.execute(
+        update(series)
+        .where(
+            series.c.series_uid == inst.series_uid,
+            series.c.state == "receiving",
+            series.c.header_from_localizer.is_(False),
+        )
+        .values(last_received_at=now, last_association_id=inst.association_id)
+        .returning(series.c.id)
+    ).scalar_one_or_none()
+    if series_id is None:
+        series_id = _touch_series(conn, inst, _study_id(conn, inst, now), now)
+    return series_id
 
 
 def replacements(db: Database, sop_instance_uid: str) -> list[dict[str, Any]]:

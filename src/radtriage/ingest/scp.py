@@ -22,6 +22,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from radtriage.config import Peer, Settings
 from radtriage.db import access
+from radtriage.ingest.meta import part10_header
 from radtriage.ingest.parse import InstanceRejected, RejectReason
 from radtriage.ingest.store import InstanceStore, Origin
 
@@ -190,13 +191,20 @@ class StorageSCP:
             association_id=getattr(assoc, "radtriage_id", None),
         )
         req = event.request
+        sop_class, sop_instance = str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID)
         try:
-            data = event.encoded_dataset(include_meta=True)
+            try:
+                header = part10_header(
+                    sop_class, sop_instance, str(event.context.transfer_syntax), origin.calling_ae or ""
+                )
+            except InstanceRejected as rej:
+                self.store.note_rejection(origin, rej, None)
+                raise
             self.store.store_instance(
-                [data],
+                [header, event.encoded_dataset(include_meta=False)],
                 origin,
-                expected_sop_class=str(req.AffectedSOPClassUID),
-                expected_sop_instance=str(req.AffectedSOPInstanceUID),
+                expected_sop_class=sop_class,
+                expected_sop_instance=sop_instance,
             )
         except InstanceRejected as rej:
             return rej.reason.dimse_status

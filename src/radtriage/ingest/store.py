@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +59,6 @@ class InstanceStore:
         self.spool = spool
         self.metrics = metrics
         self.max_bytes = max_bytes
-        self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="spool-io")
 
     def store_instance(
         self,
@@ -81,19 +79,23 @@ class InstanceStore:
                 chunks, origin, expected_sop_class, expected_sop_instance, expected_study
             )
         except InstanceRejected as rej:
-            self.metrics.rejections.labels(origin.source, rej.reason.value).inc()
-            log.warning(
-                "rejected instance: source=%s calling_ae=%s reason=%s detail=%s sop_instance_uid=%s",
-                origin.source,
-                origin.calling_ae,
-                rej.reason.value,
-                rej.detail,
-                expected_sop_instance,
-            )
+            self.note_rejection(origin, rej, expected_sop_instance)
             raise
         self.metrics.store_latency.labels(origin.source).observe(time.perf_counter() - t0)
         self.metrics.instances.labels(origin.source, result.outcome).inc()
         return result
+
+    def note_rejection(self, origin: Origin, rej: InstanceRejected, sop_instance_uid: str | None) -> None:
+        """Count a refused instance and log why (UIDs and reasons only, never PHI)."""
+        self.metrics.rejections.labels(origin.source, rej.reason.value).inc()
+        log.warning(
+            "rejected instance: source=%s calling_ae=%s reason=%s detail=%s sop_instance_uid=%s",
+            origin.source,
+            origin.calling_ae,
+            rej.reason.value,
+            rej.detail,
+            sop_instance_uid,
+        )
 
     def _store(
         self,
@@ -107,30 +109,21 @@ class InstanceStore:
         if self.max_bytes is not None and size > self.max_bytes:
             raise InstanceRejected(RejectReason.TOO_LARGE, f"{size} bytes over the limit")
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        # write and fsync (without the GIL) while the header is parsed and looked up
-        staging = self._io.submit(self.spool.stage, data)
         try:
             hdr = self._check(data, expected_sop_class, expected_sop_instance, expected_study)
-            existing = access.find_instance(self.db, hdr.sop_instance_uid)
-            staged = staging.result()
-        except BaseException as exc:
-            staging.add_done_callback(lambda f: f.exception() is None and self.spool.discard(f.result()))
-            raise _as_rejection(exc) from exc
-        try:
-            for attempt in range(3):
-                if attempt:
-                    # another writer indexed this SOP Instance first: look again
-                    existing = access.find_instance(self.db, hdr.sop_instance_uid)
-                    staged = self.spool.stage(data)
+            for _attempt in range(3):
+                staged = self.spool.stage(data)
                 try:
-                    return self._place_and_index(staged, hdr, origin, existing)
+                    return self._index(staged, hdr, origin)
                 except IntegrityError:
-                    continue
+                    continue  # a concurrent writer indexed it first: look again
+                finally:
+                    self.spool.discard(staged)  # a no-op once placed
             raise InstanceRejected(RejectReason.INTERNAL, "index kept changing under us")
-        except BaseException as exc:
+        except InstanceRejected:
+            raise
+        except Exception as exc:  # noqa: BLE001 - becomes a rejection with a reason
             raise _as_rejection(exc) from exc
-        finally:
-            self.spool.discard(staged)  # a no-op once placed
 
     def _check(
         self,
@@ -154,64 +147,56 @@ class InstanceStore:
             raise InstanceRejected(RejectReason.SOP_MISMATCH, "instance is not of the study addressed")
         return hdr
 
-    def _place_and_index(
-        self,
-        staged: Staged,
-        hdr: InstanceHeader,
-        origin: Origin,
-        existing: access.StoredInstance | None,
-    ) -> StoreResult:
-        def result(outcome: str, path: str) -> StoreResult:
-            return StoreResult(
-                outcome, hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.sop_class_uid, path
+    def _index(self, staged: Staged, hdr: InstanceHeader, origin: Origin) -> StoreResult:
+        """Place the staged file and index it, in one database transaction."""
+        placed: list[tuple[Path, bool]] = []
+
+        def prepare(existing: access.StoredInstance | None) -> access.NewInstance | None:
+            if existing is not None and existing.sha256 == staged.sha256 and Path(existing.path).exists():
+                return None  # the same bytes again: stored once
+            primary = self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
+            path, created = self.spool.place(staged, primary)
+            placed.append((path, created))
+            return access.NewInstance(
+                study_uid=hdr.study_uid,
+                series_uid=hdr.series_uid,
+                sop_instance_uid=hdr.sop_instance_uid,
+                sop_class_uid=hdr.sop_class_uid,
+                transfer_syntax_uid=hdr.transfer_syntax_uid,
+                instance_number=hdr.instance_number,
+                is_localizer=hdr.is_localizer,
+                path=str(path),
+                size_bytes=staged.size,
+                sha256=staged.sha256,
+                calling_ae=origin.calling_ae,
+                source=origin.source,
+                association_id=origin.association_id,
+                study_fields=hdr.study_fields,
+                series_header=hdr.series_header,
+                storage_dir=str(path.parent),
             )
 
-        if existing is not None and existing.sha256 == staged.sha256 and Path(existing.path).exists():
-            self.spool.discard(staged)
-            return result("duplicate", existing.path)
-        path, created = self.spool.place(
-            staged, self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
-        )
-        self.metrics.bytes.labels(origin.source).inc(staged.size)
         try:
-            access.record_instance(
-                self.db,
-                access.NewInstance(
-                    study_uid=hdr.study_uid,
-                    series_uid=hdr.series_uid,
-                    sop_instance_uid=hdr.sop_instance_uid,
-                    sop_class_uid=hdr.sop_class_uid,
-                    transfer_syntax_uid=hdr.transfer_syntax_uid,
-                    instance_number=hdr.instance_number,
-                    is_localizer=hdr.is_localizer,
-                    path=str(path),
-                    size_bytes=staged.size,
-                    sha256=staged.sha256,
-                    calling_ae=origin.calling_ae,
-                    source=origin.source,
-                    association_id=origin.association_id,
-                    study_fields=hdr.study_fields,
-                    series_header=hdr.series_header,
-                    storage_dir=str(path.parent),
-                ),
-                replaces=existing,
-            )
-        except IntegrityError:
-            if created:  # ours alone, and not indexed
-                path.unlink(missing_ok=True)
+            written, replaced = access.index_instance(self.db, hdr.sop_instance_uid, prepare)
+        except BaseException:
+            for path, created in placed:
+                if created:  # ours alone, and not indexed
+                    path.unlink(missing_ok=True)
             raise
-        if existing is not None:
+        outcome = "duplicate" if written is None else ("replaced" if replaced else "stored")
+        path = replaced.path if written is None and replaced else (written.path if written else "")
+        if written is not None:
+            self.metrics.bytes.labels(origin.source).inc(staged.size)
+        if outcome == "replaced":
             log.info(
                 "replaced instance sop_instance_uid=%s old_sha=%s new_sha=%s",
                 hdr.sop_instance_uid,
-                existing.sha256[:12],
+                replaced.sha256[:12],
                 staged.sha256[:12],
             )
-            return result("replaced", str(path))
-        return result("stored", str(path))
-
-    def close(self) -> None:
-        self._io.shutdown(wait=True)
+        return StoreResult(
+            outcome, hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.sop_class_uid, path
+        )
 
 
 def _as_rejection(exc: BaseException) -> BaseException:
