@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from radtriage.db.engine import Database
@@ -85,12 +85,26 @@ class NewInstance:
     storage_dir: str
 
 
+# Statements of the ingest hot path, built once: building an expression per
+# call costs more than running it (~0.25 ms against ~0.08 ms on SQLite here).
+_FIND_INSTANCE = select(instances.c.path, instances.c.sha256, instances.c.size_bytes).where(
+    instances.c.sop_instance_uid == bindparam("uid")
+)
+_TOUCH_RECEIVING_SERIES = (
+    update(series)
+    .where(
+        series.c.series_uid == bindparam("b_series_uid"),
+        series.c.state == "receiving",
+        series.c.header_from_localizer.is_(False),
+    )
+    .values(last_received_at=bindparam("now"), last_association_id=bindparam("assoc"))
+    .returning(series.c.id)
+)
+_INSERT_INSTANCE = instances.insert()
+
+
 def _find(conn: Connection, sop_instance_uid: str) -> StoredInstance | None:
-    row = conn.execute(
-        select(instances.c.path, instances.c.sha256, instances.c.size_bytes).where(
-            instances.c.sop_instance_uid == sop_instance_uid
-        )
-    ).first()
+    row = conn.execute(_FIND_INSTANCE, {"uid": sop_instance_uid}).first()
     if row is None:
         return None
     return StoredInstance(sop_instance_uid, row.path, row.sha256, row.size_bytes)
@@ -186,7 +200,7 @@ def index_instance(
             association_id=inst.association_id,
         )
         if existing is None:
-            conn.execute(instances.insert().values(sop_instance_uid=inst.sop_instance_uid, **row))
+            conn.execute(_INSERT_INSTANCE, {"sop_instance_uid": inst.sop_instance_uid, **row})
             return inst, None
         conn.execute(
             update(instances).where(instances.c.sop_instance_uid == inst.sop_instance_uid).values(**row)
@@ -209,14 +223,8 @@ def _series_for(conn: Connection, inst: NewInstance, now: datetime) -> int:
     """The series row of an instance, created, touched or reopened as needed."""
     # the common case, one statement: a series already receiving, header settled
     series_id = conn.execute(
-        update(series)
-        .where(
-            series.c.series_uid == inst.series_uid,
-            series.c.state == "receiving",
-            series.c.header_from_localizer.is_(False),
-        )
-        .values(last_received_at=now, last_association_id=inst.association_id)
-        .returning(series.c.id)
+        _TOUCH_RECEIVING_SERIES,
+        {"b_series_uid": inst.series_uid, "now": now, "assoc": inst.association_id},
     ).scalar_one_or_none()
     if series_id is None:
         series_id = _touch_series(conn, inst, _study_id(conn, inst, now), now)

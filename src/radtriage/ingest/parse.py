@@ -15,6 +15,7 @@ from typing import Any
 
 import pydicom
 from pydicom.dataelem import RawDataElement
+from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -152,14 +153,23 @@ def _jsonable(value: Any) -> Any:
     return str(value).strip("\x00 ")
 
 
+def _raw_text(ds: Dataset, keyword: str) -> str | None:
+    """An element's value as text, read from its raw bytes (no pydicom value
+    conversion: that validates and builds objects, ~10x the cost)."""
+    tag = keyword_dict[keyword]
+    if tag not in ds:
+        return None
+    elem = ds.get_item(tag)
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("ascii", "replace").strip("\x00 ")
+    return None if value is None else str(value).strip("\x00 ")
+
+
 def _uid(ds: Dataset, keyword: str) -> str:
-    try:
-        raw = ds.get(keyword)
-    except Exception as exc:  # noqa: BLE001
-        raise InstanceRejected(RejectReason.INVALID_UID, f"{keyword} unreadable") from exc
-    if raw is None or str(raw).strip("\x00 ") == "":
+    value = _raw_text(ds, keyword)
+    if not value:
         raise InstanceRejected(RejectReason.MISSING_UID, f"{keyword} missing")
-    value = str(raw).strip("\x00 ")
     if not valid_uid(value):
         raise InstanceRejected(RejectReason.INVALID_UID, f"{keyword} is not a valid UID")
     return value
@@ -222,12 +232,11 @@ def header_of(ds: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
     sop_instance = _uid(ds, "SOPInstanceUID")
     study_uid = _uid(ds, "StudyInstanceUID")
     series_uid = _uid(ds, "SeriesInstanceUID")
+    image_type = (_raw_text(ds, "ImageType") or "").upper().split("\\")
     try:
-        image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-        number = ds.get("InstanceNumber")
-        instance_number = int(number) if number not in (None, "") else None
-    except Exception:  # noqa: BLE001 - optional values
-        image_type, instance_number = [], None
+        instance_number = int(_raw_text(ds, "InstanceNumber") or "")
+    except ValueError:
+        instance_number = None
     return InstanceHeader(
         study_uid=study_uid,
         series_uid=series_uid,
