@@ -150,3 +150,28 @@ def test_cli_import_and_studies(tmp_path):
     assert studies[0]["series"][0]["instances"] == 2
     assert studies[0]["series"][0]["state"] == "receiving"
     assert len(files) == 2
+
+
+def test_stow_needs_a_token_beyond_this_machine(make_settings, tmp_path):
+    from radtriage.service import build_services
+
+    f = make_ct_series(tmp_path / "s", 1)[0].read_bytes()
+    body, ctype = multipart([f])
+    svc = build_services(make_settings(http_host="0.0.0.0"))
+    try:
+        c = TestClient(create_app(svc))
+        r = c.post("/dicomweb/studies", content=body, headers={"content-type": ctype})
+        assert r.status_code == 403 and "RADTRIAGE_STOW_TOKEN" in r.json()["detail"]
+    finally:
+        svc.close()
+    svc = build_services(make_settings(http_host="0.0.0.0", stow_token="s3cret-token"))
+    try:
+        c = TestClient(create_app(svc))
+        r = c.post("/dicomweb/studies", content=body, headers={"content-type": ctype, "authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        assert access.instance_rows(svc.db) == []
+        r = c.post("/dicomweb/studies", content=body,
+                   headers={"content-type": ctype, "authorization": "Bearer s3cret-token"})
+        assert r.status_code == 200
+    finally:
+        svc.close()

@@ -10,9 +10,10 @@ instances (Referenced SOP Sequence) and the refused ones with their reasons
 
 from __future__ import annotations
 
+import hmac
 from email.message import Message
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydicom.dataset import Dataset
@@ -22,7 +23,23 @@ from radtriage.api.problems import ProblemError
 from radtriage.ingest.parse import InstanceRejected, RejectReason, valid_uid
 from radtriage.ingest.store import Origin, StoreResult
 
-router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+def require_stow_client(request: Request) -> None:
+    """STOW-RS clients: a bearer token when one is configured; without one,
+    only while the API is reachable from this machine alone."""
+    settings = request.app.state.services.settings
+    token = settings.stow_token
+    if token is None:
+        if not settings.http_is_local:
+            raise ProblemError(
+                403, "Forbidden", "STOW-RS needs RADTRIAGE_STOW_TOKEN when the API listens beyond this machine"
+            )
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise ProblemError(401, "Unauthorized", "a valid bearer token is required")
+
+
+router = APIRouter(prefix="/dicomweb", tags=["dicomweb"], dependencies=[Depends(require_stow_client)])
 DICOM_JSON = "application/dicom+json"
 
 

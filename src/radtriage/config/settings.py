@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     max_upload_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    # Bearer token for STOW-RS clients (from the environment only). Without it
+    # STOW-RS is served only while the API listens on this machine alone.
+    stow_token: SecretStr | None = None
 
     # Series assembly
     quiet_period_s: float = Field(default=1.0, ge=0)
@@ -96,6 +99,10 @@ class Settings(BaseSettings):
         if self.stable_age_s < self.quiet_period_s:
             raise ValueError("stable_age_s must be at least quiet_period_s")
         return self
+
+    @property
+    def http_is_local(self) -> bool:
+        return self.http_host in ("127.0.0.1", "::1", "localhost")
 
     @property
     def spool_dir(self) -> Path:

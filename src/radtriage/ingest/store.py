@@ -177,32 +177,35 @@ class InstanceStore:
             )
 
         try:
-            written, replaced = access.index_instance(self.db, hdr.sop_instance_uid, prepare)
+            written, existing = access.index_instance(self.db, hdr.sop_instance_uid, prepare)
         except BaseException:
             for path, created in placed:
                 if created:  # ours alone, and not indexed
                     path.unlink(missing_ok=True)
             raise
-        outcome = "duplicate" if written is None else ("replaced" if replaced else "stored")
-        path = replaced.path if written is None and replaced else (written.path if written else "")
-        if written is not None:
-            self.metrics.bytes.labels(origin.source).inc(staged.size)
-        if outcome == "replaced":
-            log.info(
-                "replaced instance sop_instance_uid=%s old_sha=%s new_sha=%s",
-                hdr.sop_instance_uid,
-                replaced.sha256[:12],
-                staged.sha256[:12],
+
+        def result(outcome: str, path: str) -> StoreResult:
+            return StoreResult(
+                outcome, hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.sop_class_uid, path
             )
-        return StoreResult(
-            outcome, hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.sop_class_uid, path
+
+        if written is None:
+            assert existing is not None
+            return result("duplicate", existing.path)
+        self.metrics.bytes.labels(origin.source).inc(staged.size)
+        if existing is None:
+            return result("stored", written.path)
+        log.info(
+            "replaced instance sop_instance_uid=%s old_sha=%s new_sha=%s",
+            hdr.sop_instance_uid,
+            existing.sha256[:12],
+            staged.sha256[:12],
         )
+        return result("replaced", written.path)
 
 
-def _as_rejection(exc: BaseException) -> BaseException:
+def _as_rejection(exc: Exception) -> InstanceRejected:
     """Storage and database failures become rejections with their own reason."""
-    if isinstance(exc, InstanceRejected) or not isinstance(exc, Exception):
-        return exc
     if isinstance(exc, SpoolFullError):
         return InstanceRejected(RejectReason.NO_SPACE, "spool below free-space reserve")
     if isinstance(exc, OSError):
@@ -211,4 +214,5 @@ def _as_rejection(exc: BaseException) -> BaseException:
         return InstanceRejected(RejectReason.INTERNAL, f"storage error {exc.errno}")
     if isinstance(exc, OperationalError):
         return InstanceRejected(RejectReason.INTERNAL, "database unavailable")
-    return exc
+    log.exception("unexpected error storing an instance")
+    return InstanceRejected(RejectReason.INTERNAL, type(exc).__name__)
