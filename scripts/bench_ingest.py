@@ -17,12 +17,18 @@ How many CT instances per second each receiver stores when dcmtk's
   folder: radtriage (``python -m radtriage.cli serve``, fsync on, its
   defaults otherwise) and Orthanc (Debian package, SQLite index, no
   compression, no plugins, its defaults otherwise). Start-up is not timed.
+* Reference ceiling: a third receiver, "pynetdicom", is a bare pynetdicom
+  storage SCP in its own process (``BARE_SCP_SOURCE`` below) that reads each
+  data set and stores nothing. It shows the most any pynetdicom-based
+  receiver, radtriage included, can reach in CPython on this machine, so
+  radtriage's figures can be read as a share of that ceiling as well as
+  against Orthanc. It is timed like the others but has nothing to verify.
 * Cases: (a) one association carrying all instances; (b) four scanners
   sending at once: four ``storescu`` processes of n/4 instances each, each
   its own study and series, timed from the first start to the last exit.
-  Receivers alternate within each round, and which goes first alternates
-  between rounds.
-* Checks: every ``storescu`` must exit 0. For radtriage, every spooled file's
+  Receivers take turns within each round, and their order rotates from one
+  round to the next.
+* Checks: every ``storescu`` must exit 0 and log no E:/F: lines. For radtriage, every spooled file's
   data set (the bytes after its file meta group) must equal the data set
   sent, and ``radtriage studies --json`` must list the right instance count
   for every series. For Orthanc, ``/statistics`` must count every instance,
@@ -83,10 +89,38 @@ MiB = 1024 * 1024
 SCANNERS = 4
 RADTRIAGE_AE = "RADTRIAGE"
 ORTHANC_AE = "ORTHANC"
+BARE_AE = "BARE"
 CALLING_AE = "BENCH"
 STARTUP_TIMEOUT_S = 90.0
 SEND_TIMEOUT_S = 600.0
 ORTHANC_SAMPLE = 10  # stored files fetched back from Orthanc per set
+
+# The reference ceiling: a bare pynetdicom storage SCP that reads every data
+# set and stores nothing. Run as ``python -c BARE_SCP_SOURCE PORT``.
+BARE_SCP_SOURCE = """
+import socket, sys
+import pynetdicom
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+def on_open(event):
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+def on_store(event):
+    event.encoded_dataset(include_meta=False)  # read the data set, store nothing
+    return 0x0000
+
+ae = AE(ae_title="BARE")
+ae.maximum_pdu_size = 4 * 1024 * 1024
+for cx in AllStoragePresentationContexts:
+    ae.add_supported_context(cx.abstract_syntax, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+print("bare pynetdicom", pynetdicom.__version__, "SCP on port", sys.argv[1], flush=True)
+ae.start_server(
+    ("127.0.0.1", int(sys.argv[1])),
+    block=True,
+    evt_handlers=[(evt.EVT_CONN_OPEN, on_open), (evt.EVT_C_STORE, on_store)],
+)
+"""
 
 
 # --- test data ----------------------------------------------------------------
@@ -399,6 +433,28 @@ def start_orthanc(work: Path) -> Receiver:
     return rx
 
 
+def start_bare_scp(work: Path) -> Receiver:
+    """The reference ceiling: a bare pynetdicom SCP (no storage), own process."""
+    dicom_port = free_port()
+    log = work / "pynetdicom.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", BARE_SCP_SOURCE, str(dicom_port)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=work,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    rx = Receiver("pynetdicom", BARE_AE, dicom_port, 0, proc, log)
+    try:
+        wait_for_port(dicom_port, proc, "bare pynetdicom SCP", log)
+    except BaseException:
+        rx.stop()
+        raise
+    return rx
+
+
 # --- sending --------------------------------------------------------------------
 
 
@@ -585,7 +641,8 @@ def server_log_problems(rx: Receiver) -> list[str]:
 
     radtriage logs one JSON object per line (``"level": "warning"``); anything
     else it prints (a traceback) counts too, past its start-up banner. Orthanc
-    uses glog's letters (``E1123 ...``; its W lines are routine).
+    uses glog's letters (``E1123 ...``; its W lines are routine). The bare
+    pynetdicom SCP logs nothing, so any line past its banner counts.
     """
     try:
         lines = rx.log.read_text(errors="replace").splitlines()
@@ -593,6 +650,8 @@ def server_log_problems(rx: Receiver) -> list[str]:
         return []
     if rx.name == "orthanc":
         return [ln for ln in lines if ln[:1] in ("E", "F") and ln[1:5].isdigit()]
+    if rx.name == "pynetdicom":
+        return [ln for ln in lines if not ln.startswith("bare pynetdicom ")]
     found = []
     for ln in lines:
         try:
@@ -624,24 +683,32 @@ def bench_one(
     rx.sent_total += len(sset.instances)
     if rx.name == "radtriage":
         intact, same = verify_radtriage(work / "radtriage-data", sset)
-    else:
+    elif rx.name == "orthanc":
         intact, same = verify_orthanc(rx, sset)
+    else:  # the bare SCP stores nothing: storescu's exit status is the only check
+        intact = same = None
     m = results[(rx.name, case)]
     m.seconds.append(secs)
     m.nbytes.append(sset.nbytes)
     m.count.append(len(sset.instances))
+    checked = (
+        "nothing stored to check" if intact is None
+        else f"checked {intact} ({same} byte-identical data sets)"
+    )  # fmt: skip
     print(
-        f"round {rnd} case ({case}) {rx.name:9} {len(sset.instances)} instances "
+        f"round {rnd} case ({case}) {rx.name:10} {len(sset.instances)} instances "
         f"in {secs:6.3f} s = {len(sset.instances) / secs:7.1f} inst/s, "
-        f"{sset.nbytes / MiB / secs:6.1f} MB/s; checked {intact} ({same} byte-identical data sets)",
+        f"{sset.nbytes / MiB / secs:6.1f} MB/s; {checked}",
         flush=True,
     )
     shutil.rmtree(work / "sets" / tag)
 
 
-def print_diagnostics(rt: Receiver, orth: Receiver, results: dict[tuple[str, str], Measure]) -> None:
+def print_diagnostics(
+    rt: Receiver, orth: Receiver, bare: Receiver, results: dict[tuple[str, str], Measure]
+) -> None:
     """Server CPU time, and radtriage's own per-instance store time from /metrics."""
-    for rx in (rt, orth):
+    for rx in (rt, orth, bare):
         sending = sum(results[(rx.name, c)].total_seconds() for c in ("a", "b"))
         print(
             f"{rx.name} server CPU over the run: {cpu_seconds(rx):.1f} s "
@@ -673,7 +740,7 @@ def print_summary(results: dict[tuple[str, str], Measure], peak_rss: int, elapse
     for (name, case), m in results.items():
         label = "(a) 1 association" if case == "a" else f"(b) {SCANNERS} concurrent"
         print(
-            f"  {name:9} {label:18} {statistics.median(m.ips()):7.1f} inst/s "
+            f"  {name:10} {label:18} {statistics.median(m.ips()):7.1f} inst/s "
             f"{statistics.median(m.mbps()):6.1f} MB/s   rounds: "
             + ", ".join(f"{v:.1f}" for v in m.ips())
             + " inst/s; "
@@ -683,8 +750,14 @@ def print_summary(results: dict[tuple[str, str], Measure], peak_rss: int, elapse
     med = {key: statistics.median(m.ips()) for key, m in results.items()}
     rt_a, or_a = med[("radtriage", "a")], med[("orthanc", "a")]
     rt_b, or_b = med[("radtriage", "b")], med[("orthanc", "b")]
+    bare_a, bare_b = med[("pynetdicom", "a")], med[("pynetdicom", "b")]
     print(f"  radtriage server peak RSS {peak_rss / MiB:.1f} MB")
     print(f"  total run time {elapsed:.1f} s")
+    print(
+        f"ceiling: a bare pynetdicom SCP (no storage) reaches {bare_a:.1f} inst/s (a) and "
+        f"{bare_b:.1f} inst/s (b), i.e. {bare_a / or_a:.2f} and {bare_b / or_b:.2f} of Orthanc; "
+        f"radtriage reaches {rt_a / bare_a:.2f} and {rt_b / bare_b:.2f} of that ceiling"
+    )
     print(
         f"RESULT radtriage_ips={rt_a:.1f} orthanc_ips={or_a:.1f} ratio={rt_a / or_a:.2f} "
         f"ratio4={rt_b / or_b:.2f} peak_rss_mb={peak_rss / MiB:.1f}"
@@ -694,27 +767,31 @@ def print_summary(results: dict[tuple[str, str], Measure], peak_rss: int, elapse
 def run(rounds: int, n: int) -> int:
     t_start = time.perf_counter()
     template = load_template()
-    results = {(r, c): Measure(r, c) for r in ("radtriage", "orthanc") for c in ("a", "b")}
+    receivers = ("radtriage", "orthanc", "pynetdicom")
+    results = {(r, c): Measure(r, c) for r in receivers for c in ("a", "b")}
     peak_rss = 0
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         work = Path(tmp)
         (work / "sets").mkdir()
         (work / "logs").mkdir()
-        rt = orth = monitor = None
+        rt = orth = bare = monitor = None
         try:
             rt, rt_env = start_radtriage(work)
             monitor = RssMonitor(rt.proc.pid)
             monitor.start()
             orth = start_orthanc(work)
+            bare = start_bare_scp(work)
             print(
                 f"radtriage pid {rt.proc.pid} DICOM :{rt.dicom_port}; "
                 f"Orthanc pid {orth.proc.pid} DICOM :{orth.dicom_port} HTTP :{orth.http_port}; "
+                f"bare pynetdicom SCP pid {bare.proc.pid} DICOM :{bare.dicom_port}; "
                 f"{n} instances a round, {os.cpu_count()} CPUs, load average "
                 + " ".join(f"{v:.2f}" for v in os.getloadavg()),
                 flush=True,
             )
             for rnd in range(1, rounds + 1):
-                order = (rt, orth) if rnd % 2 else (orth, rt)  # alternate who goes first
+                k = (rnd - 1) % 3  # rotate the order: who goes first changes every round
+                order = (rt, orth, bare)[k:] + (rt, orth, bare)[:k]
                 for case, scanners in (("a", 1), ("b", SCANNERS)):
                     for rx in order:
                         bench_one(rx, case, scanners, rnd, n, template, work, results)
@@ -726,12 +803,12 @@ def run(rounds: int, n: int) -> int:
             )
             peak_rss = monitor.stop()
             monitor = None
-            print_diagnostics(rt, orth, results)
+            print_diagnostics(rt, orth, bare, results)
             print("load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
         finally:
             if monitor is not None:
                 peak_rss = monitor.stop()
-            for rx in (rt, orth):
+            for rx in (rt, orth, bare):
                 if rx is not None:
                     rx.stop()
                     print_log_problems(rx)
