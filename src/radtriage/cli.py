@@ -26,10 +26,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
-    if settings.gil_switch_interval_s:
-        # association threads block on fsync often; a thread back from I/O
-        # otherwise waits up to 5 ms for the GIL held by a busy neighbour
-        sys.setswitchinterval(settings.gil_switch_interval_s)
     services = build_services(settings)
     runtime = Runtime(services)
     runtime.start()

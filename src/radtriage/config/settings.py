@@ -77,7 +77,6 @@ class Settings(BaseSettings):
     network_timeout_s: float = Field(default=60.0, gt=0)
     fsync: bool = True
     min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
-    gil_switch_interval_s: float = Field(default=0.0005, ge=0)
 
     # HTTP API
     http_host: str = "127.0.0.1"
