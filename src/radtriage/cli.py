@@ -107,6 +107,25 @@ def cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from radtriage.ingest.scu import send_files
+    from radtriage.synth import synthesize
+
+    setup_logging("WARNING")
+    out = Path(args.out)
+    folders = synthesize(args.kind, args.n, args.seed, out)
+    print(f"wrote {len(folders)} synthetic {args.kind} studies under {out}")
+    if args.send:
+        host, port = args.send
+        files = [f for folder in folders for f in sorted(folder.rglob("*.dcm"))]
+        report = send_files(files, host, port, args.aet, args.aec)
+        print(f"sent {report.sent}, failed {len(report.failed)}")
+        for path, why in report.failed:
+            print(f"  failed {path}: {why}")
+        return 0 if not report.failed else 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="radtriage", description=__doc__)
     p.add_argument("--config", help="settings file (default configs/radtriage.yaml)")
@@ -125,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--aet", default="RADTRIAGE_SCU", help="calling AE title")
     s.add_argument("--aec", default="RADTRIAGE", help="called AE title")
     s.set_defaults(func=cmd_send)
+
+    from radtriage.synth.run import GENERATORS
+
+    s = sub.add_parser("synth", help="write synthetic studies with ground truth (and send them)")
+    s.add_argument("kind", choices=sorted(GENERATORS))
+    s.add_argument("--n", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--send", type=_hostport, metavar="HOST:PORT", help="also C-STORE them, as a scanner")
+    s.add_argument("--aet", default="SYNTH_CT", help="calling AE title when sending")
+    s.add_argument("--aec", default="RADTRIAGE", help="called AE title when sending")
+    s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("studies", help="list stored studies and series")
     s.add_argument("--json", action="store_true")

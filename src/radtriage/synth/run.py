@@ -1,0 +1,44 @@
+"""Run a generator N times for a seed; write each study and its truth.json."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GENERATOR_VERSION = "1"
+
+# kind -> module in radtriage.synth that defines generate(rng, index, folder)
+GENERATORS: dict[str, str] = {
+    "ct-head": "ct_head",
+    "cta-head": "cta_head",
+    "ct-chest": "ct_chest",
+    "xr-hand": "xr_hand",
+}
+
+Generator = Callable[[np.random.Generator, int, Path], dict[str, Any]]
+
+
+def generator(kind: str) -> Generator:
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown kind {kind!r}; one of {', '.join(GENERATORS)}")
+    module = importlib.import_module(f"radtriage.synth.{GENERATORS[kind]}")
+    return module.generate
+
+
+def synthesize(kind: str, n: int, seed: int, out: Path) -> list[Path]:
+    """Write ``n`` studies of ``kind``; study ``i`` depends only on (seed, i)."""
+    generate = generator(kind)
+    folders = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        folder = out / f"{kind}-{seed}-{i:04d}"
+        truth = generate(rng, i, folder)
+        truth.update(kind=kind, seed=seed, index=i, generator_version=GENERATOR_VERSION, synthetic=True)
+        (folder / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True))
+        folders.append(folder)
+    return folders
