@@ -107,7 +107,7 @@ def make_study(
     if modality == "CT":
         manufacturer, model = CT_SCANNERS[int(rng.integers(len(CT_SCANNERS)))]
     else:
-        manufacturer, model, _ = XR_SCANNERS[int(rng.integers(len(XR_SCANNERS)))]
+        manufacturer, model, modality = XR_SCANNERS[int(rng.integers(len(XR_SCANNERS)))]
     seconds = int(rng.integers(0, 86400))
     return Study(
         patient=Patient(
@@ -284,6 +284,8 @@ def write_radiograph(
     view: str = "PA",
     monochrome1: bool | None = None,
     bits: int = 12,
+    patient_orientation: tuple[str, str] = ("L", "H"),
+    extra: dict | None = None,
 ) -> Path:
     """Write a projection radiograph (``image`` in [0, 1], 1 = most attenuating).
 
@@ -301,7 +303,9 @@ def write_radiograph(
     ds.ViewPosition = view
     ds.ImageLaterality = laterality
     ds.Laterality = laterality
-    ds.PatientOrientation = ["P", "F"] if modality == "CR" else ["A", "F"]
+    # rows run toward the thumb (patient left, left hand PA), columns from the
+    # fingertips toward the wrist (headward in anatomical position)
+    ds.PatientOrientation = list(patient_orientation)
     ds.KVP = 50
     ds.InstanceNumber = 1
     ds.SamplesPerPixel = 1
@@ -328,5 +332,7 @@ def write_radiograph(
     ds.PixelRepresentation = 0
     ds.WindowCenter = maxval // 2
     ds.WindowWidth = maxval
+    for key, value in (extra or {}).items():
+        setattr(ds, key, value)
     ds.PixelData = np.rint(pixels).astype(np.uint16).tobytes()
     return _finish(ds, folder / f"{series_number:03d}_0001.dcm")
