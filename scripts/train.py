@@ -1,0 +1,38 @@
+"""Train a reference model on synthetic data and export it to models/<id>/.
+
+    python scripts/train.py ich [--minutes 12] [--seed 1] [--out models]
+    python scripts/train.py ich --smoke --out /tmp/m   # two steps, tiny data, export
+
+Only tasks whose training module exists are offered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+TASKS = {"ich": "radtriage.training.ich", "bone_age": "radtriage.training.bone_age"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("task", choices=sorted(TASKS))
+    p.add_argument("--out", default="models")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    p.add_argument("--smoke", action="store_true", help="two steps on tiny data, then export")
+    args = p.parse_args(argv)
+    module = importlib.import_module(TASKS[args.task])
+    result = module.train(Path(args.out), seed=args.seed, minutes=args.minutes, smoke=args.smoke)
+    card = result["card"]
+    print(f"wrote {Path(args.out) / card.id} ({card.size_bytes / 1e6:.1f} MB, sha256 {card.sha256[:16]}...)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
