@@ -93,6 +93,7 @@ from typing import Any
 import numpy as np
 
 from radtriage.synth.dicom import CtSeries, Study, make_study, new_uid, write_ct_series
+from radtriage.synth.geometry import rotation
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
 """RSNA intracranial haemorrhage subtypes; label code in `CtHeadSample.labels` is index + 1."""
@@ -241,15 +242,6 @@ def _upsample2(a: np.ndarray) -> np.ndarray:
         od[at(slice(-1, None))] += q[at(slice(-1, None))]
         a = out
     return a
-
-
-def _rot(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch),
-                              math.cos(roll), math.sin(roll))
-    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    ry = np.array([[cr, 0, sr], [0, 1, 0], [-sr, 0, cr]])
-    return rz @ rx @ ry
 
 
 def _basis(n: np.ndarray) -> np.ndarray:
@@ -404,7 +396,7 @@ def _draw_acquisition(rng: np.random.Generator, an: _Anatomy, matrix: int,
     if thickness is None:
         thickness = float(rng.choice([5.0, 4.0, 3.75, 3.0, 2.5], p=[0.55, 0.15, 0.1, 0.1, 0.1]))
     yaw, pitch, roll = (float(np.clip(rng.normal(0, sd), -2.5 * sd, 2.5 * sd)) for sd in (2.5, 4.0, 2.0))
-    rot = _rot(*(math.radians(v) for v in (yaw, pitch, roll)))
+    rot = rotation(*(math.radians(v) for v in (yaw, pitch, roll)))
     sc = np.array(an.scale)
     centre = np.array([rng.normal(0, 4), rng.normal(5, 7), rng.uniform(-180, 20)])
     out = an.skull_t + an.scalp_t
@@ -476,7 +468,7 @@ def _draw_iph(rng: np.random.Generator, egg: float) -> _Bleed:
         side = 0.0
     return _Bleed("intraparenchymal", name, _side_name(side) if side else "midline",
                   float(rng.uniform(55, 85)), dict(
-                      centre=c, semi=semi, rot=_rot(*rng.uniform(-math.pi, math.pi, 3)),
+                      centre=c, semi=semi, rot=rotation(*rng.uniform(-math.pi, math.pi, 3)),
                       oedema=float(rng.uniform(1.5, 6.0)), oedema_hu=float(rng.uniform(14, 22)),
                       lobes=rng.normal(0, 1, (4, 3)), lobe_amp=float(rng.uniform(0.04, 0.14)),
                       lobe_phase=rng.uniform(0, 2 * math.pi, 4), lobe_freq=rng.uniform(2, 5, 4),
@@ -781,7 +773,7 @@ def _render(g: _Grid, an: _Anatomy, bleeds: Sequence[_Bleed], w: float, detail: 
             if s is None:
                 continue
             _paint_ellipsoid(img, g, (sd * 31, -62, -42), (17, 24, 16.5), w, -90.0)
-            _paint_ellipsoid(img, g, (sd * 20, -46, -37), (3, 14, 3), w, 30.0, rot=_rot(sd * 0.5, 0, 0))
+            _paint_ellipsoid(img, g, (sd * 20, -46, -37), (3, 14, 3), w, 30.0, rot=rotation(sd * 0.5, 0, 0))
             _paint_ellipsoid(img, g, (sd * 32, -76, -40), (12, 12, 12), w, 40.0)
             _paint_ellipsoid(img, g, (sd * 32, -76, -40), (10.8, 10.8, 10.8), w, 8.0)
             _paint_ellipsoid(img, g, (sd * 32, -85.5, -40), (4.5, 1.8, 4.5), w, 110.0)
@@ -1021,7 +1013,7 @@ def _ventricles(g: _Grid, an: _Anatomy, w: float, xb: np.ndarray, compress: floa
             ("temporal", (sd * 29.0, -8.0, -18.0), (1.6 * v ** 1.5, 13.0, 2.2 * v), sd * 0.2),
         )
         for name, c, semi, yaw in parts:
-            s, a = _ellipsoid(g, c, semi, w, rot=_rot(yaw, 0.0, 0.0) if yaw else None, xb=xb)
+            s, a = _ellipsoid(g, c, semi, w, rot=rotation(yaw, 0.0, 0.0) if yaw else None, xb=xb)
             if s is not None:
                 out.append((name, sd, s, a))
     for name, c, semi in (("third", (an.falx_x, -2.0, -6.0), (1.2 * an.vent ** 1.5, 13.0, 9.0)),

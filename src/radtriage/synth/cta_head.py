@@ -100,6 +100,7 @@ from scipy import ndimage, special
 from scipy.interpolate import make_interp_spline
 
 from radtriage.synth.dicom import CtSeries, make_study, write_ct_series
+from radtriage.synth.geometry import rotation
 
 SEGMENTS = ("ica_t", "m1", "m2")
 SIDES = ("left", "right")
@@ -208,15 +209,6 @@ class _Head:
         const = (offset - float(self.rot[:, axis] @ self.centre)) * scale
         plane = float(col[0]) * xs[None, :] + float(col[1]) * ys[:, None]
         return plane[None, :, :] + (float(col[2]) * zs + np.float32(const))[:, None, None]
-
-
-def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch),
-                              math.cos(roll), math.sin(roll))
-    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    ry = np.array([[cr, 0, sr], [0, 1, 0], [-sr, 0, cr]])
-    return rz @ rx @ ry
 
 
 def _sig(x):
@@ -1011,7 +1003,7 @@ def sample(
     fov_c = np.array([rng.uniform(-3, 3), rng.uniform(-3, 3)])
     # anatomy
     head = _draw_head(rng, age)
-    head.rot = _rotation(float(yaw), float(pitch), float(roll))
+    head.rot = rotation(float(yaw), float(pitch), float(roll))
     head.centre = np.array([head_xy[0], head_xy[1] - head.v0, table_z])
     vessels = _arteries(rng, head)
     veins = _veins(rng, head)
