@@ -18,6 +18,15 @@ def _hostport(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _option(value: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, raw = value.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError("expected KEY=VALUE")
+    return key, yaml.safe_load(raw)  # numbers, true/false, [lists]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -113,7 +122,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     setup_logging("WARNING")
     out = Path(args.out)
-    folders = synthesize(args.kind, args.n, args.seed, out)
+    try:
+        folders = synthesize(args.kind, args.n, args.seed, out, dict(args.opt))
+    except TypeError as exc:
+        print(f"{args.kind}: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(folders)} synthetic {args.kind} studies under {out}")
     if args.send:
         host, port = args.send
@@ -152,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
+    s.add_argument("--opt", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="generator option, e.g. matrix=128 or positive=true (repeatable)")
     s.add_argument("--send", type=_hostport, metavar="HOST:PORT", help="also C-STORE them, as a scanner")
     s.add_argument("--aet", default="SYNTH_CT", help="calling AE title when sending")
     s.add_argument("--aec", default="RADTRIAGE", help="called AE title when sending")

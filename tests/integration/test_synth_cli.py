@@ -52,3 +52,24 @@ def test_synth_is_deterministic_for_a_seed(tmp_path):
         dx, dy = pydicom.dcmread(x), pydicom.dcmread(y)
         assert dx.SOPInstanceUID == dy.SOPInstanceUID and dx.PixelData == dy.PixelData
     assert (a / "truth.json").read_text() == (b / "truth.json").read_text()
+
+
+def test_synth_options_reach_the_generator(tmp_path):
+    out = tmp_path / "o"
+    r = subprocess.run(
+        [sys.executable, "-m", "radtriage.cli", "synth", "ct-head", "--n", "1", "--seed", "3", "--out", str(out),
+         "--opt", "matrix=64", "--opt", "positive=true", "--opt", "subtypes=[subdural]"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    truth = json.loads((folder / "truth.json").read_text())
+    assert truth["options"] == {"matrix": 64, "positive": True, "subtypes": ["subdural"]}
+    assert [h["subtype"] for h in truth["haemorrhages"]] == ["subdural"]
+    main = [f for f in folder.rglob("*.dcm") if pydicom.dcmread(f, stop_before_pixels=True).SeriesNumber == truth["main_series_number"]]
+    assert main and pydicom.dcmread(main[0], stop_before_pixels=True).Rows == 64
+    bad = subprocess.run(
+        [sys.executable, "-m", "radtriage.cli", "synth", "xr-hand", "--out", str(tmp_path / "x"), "--opt", "nonsense=1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2 and "nonsense" in bad.stderr

@@ -30,15 +30,24 @@ def generator(kind: str) -> Generator:
     return module.generate
 
 
-def synthesize(kind: str, n: int, seed: int, out: Path) -> list[Path]:
-    """Write ``n`` studies of ``kind``; study ``i`` depends only on (seed, i)."""
+def synthesize(
+    kind: str, n: int, seed: int, out: Path, options: dict[str, Any] | None = None
+) -> list[Path]:
+    """Write ``n`` studies of ``kind``; study ``i`` depends only on (seed, i, options).
+
+    ``options`` go to the generator (e.g. ``matrix=128, positive=True`` for
+    ct-head); a generator that does not know one raises `TypeError`.
+    """
     generate = generator(kind)
+    options = dict(options or {})
     folders = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         folder = out / f"{kind}-{seed}-{i:04d}"
-        truth = generate(rng, i, folder)
+        truth = generate(rng, i, folder, **options)
         truth.update(kind=kind, seed=seed, index=i, generator_version=GENERATOR_VERSION, synthetic=True)
+        if options:
+            truth["options"] = options
         (folder / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True))
         folders.append(folder)
     return folders
