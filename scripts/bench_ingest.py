@@ -360,6 +360,21 @@ class Receiver:
         stop_process(self.proc, self.name)
 
 
+def launch(name: str, ae: str, argv: list[str], env: dict[str, str], cwd: Path,
+           dicom_port: int, http_port: int, log: Path) -> Receiver:
+    """Start a receiver as its own process (output to ``log``) and wait for its port."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    rx = Receiver(name, ae, dicom_port, http_port, proc, log)
+    try:
+        wait_for_port(dicom_port, proc, name, log)
+    except BaseException:
+        rx.stop()
+        raise
+    return rx
+
+
 def start_radtriage(work: Path) -> tuple[Receiver, dict[str, str]]:
     data_dir = work / "radtriage-data"
     data_dir.mkdir()
@@ -375,22 +390,8 @@ def start_radtriage(work: Path) -> tuple[Receiver, dict[str, str]]:
         ORT_DISABLE_TELEMETRY="1",
         PYTHONUNBUFFERED="1",
     )
-    log = work / "radtriage.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "radtriage.cli", "serve"],
-            env=env,
-            cwd=work,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    rx = Receiver("radtriage", RADTRIAGE_AE, dicom_port, http_port, proc, log)
-    try:
-        wait_for_port(dicom_port, proc, "radtriage", log)
-    except BaseException:
-        rx.stop()
-        raise
+    rx = launch("radtriage", RADTRIAGE_AE, [sys.executable, "-m", "radtriage.cli", "serve"], env, work,
+                dicom_port, http_port, work / "radtriage.log")
     return rx, env
 
 
@@ -414,45 +415,15 @@ def start_orthanc(work: Path) -> Receiver:
     }
     cfg = root / "orthanc.json"
     cfg.write_text(json.dumps(config, indent=2))
-    log = work / "orthanc.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [exe, str(cfg)],
-            env=dcmtk_env(),
-            cwd=root,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    rx = Receiver("orthanc", ORTHANC_AE, dicom_port, http_port, proc, log)
-    try:
-        wait_for_port(dicom_port, proc, "Orthanc", log)
-    except BaseException:
-        rx.stop()
-        raise
-    return rx
+    return launch("orthanc", ORTHANC_AE, [exe, str(cfg)], dcmtk_env(), root,
+                  dicom_port, http_port, work / "orthanc.log")
 
 
 def start_bare_scp(work: Path) -> Receiver:
     """The reference ceiling: a bare pynetdicom SCP (no storage), own process."""
     dicom_port = free_port()
-    log = work / "pynetdicom.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", BARE_SCP_SOURCE, str(dicom_port)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            cwd=work,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    rx = Receiver("pynetdicom", BARE_AE, dicom_port, 0, proc, log)
-    try:
-        wait_for_port(dicom_port, proc, "bare pynetdicom SCP", log)
-    except BaseException:
-        rx.stop()
-        raise
-    return rx
+    return launch("pynetdicom", BARE_AE, [sys.executable, "-c", BARE_SCP_SOURCE, str(dicom_port)],
+                  {**os.environ, "PYTHONUNBUFFERED": "1"}, work, dicom_port, 0, work / "pynetdicom.log")
 
 
 # --- sending --------------------------------------------------------------------
