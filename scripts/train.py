@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-TASKS = {"ich": "radtriage.training.ich", "bone_age": "radtriage.training.bone_age"}
+TASKS = {task: f"radtriage.training.{task}" for task in ("ich", "lvo", "nodule", "bone_age")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""DICOM series to a `Volume` (array + geometry + the header keywords models need)."""
