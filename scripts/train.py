@@ -2,6 +2,7 @@
 
     python scripts/train.py ich [--minutes 12] [--seed 1] [--out models]
     python scripts/train.py ich --smoke --out /tmp/m   # two steps, tiny data, export
+    python scripts/train.py ich --dataset /data/rsna-ich   # a site's own data (RSNA ICH, LUNA16, RSNA bone age layouts)
 
 Only tasks whose training module exists are offered.
 """
@@ -25,10 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="models")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    p.add_argument("--steps", type=int, help="stop after this many steps (or at --minutes)")
+    p.add_argument("--dataset", type=Path, help="train on a site's labelled data instead of synthetic studies")
+    p.add_argument("--layout", help="the dataset's layout (rsna-ich, luna16, rsna-bone-age); detected when left out")
     p.add_argument("--smoke", action="store_true", help="two steps on tiny data, then export")
     args = p.parse_args(argv)
     module = importlib.import_module(TASKS[args.task])
-    result = module.train(Path(args.out), seed=args.seed, minutes=args.minutes, smoke=args.smoke)
+    extra = {}
+    if args.dataset is not None:
+        from radtriage.datasets.layouts import examples
+
+        extra["dataset"] = examples(args.dataset, args.task, args.layout)
+    result = module.train(Path(args.out), seed=args.seed, minutes=args.minutes, smoke=args.smoke, steps=args.steps, **extra)
     card = result["card"]
     print(f"wrote {Path(args.out) / card.id} ({card.size_bytes / 1e6:.1f} MB, sha256 {card.sha256[:16]}...)")
     return 0

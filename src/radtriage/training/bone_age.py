@@ -1,57 +1,83 @@
 """The `bone_age` reference model: bone age in months from a hand radiograph and sex.
 
-A small MONAI DenseNet reads the radiograph (bone bright, [0, 1], padded to a
-square and resized to 256x256); its features are joined with sex (1 male,
-0 female) and a linear head gives bone age in months. Trained on synthetic
-hands (`radtriage.synth.xr_hand`) only.
+A small MONAI ResNet reads the radiograph cropped to the hand (see
+`radtriage.inference.bone_age.to_input`, shared with inference); its features
+are joined with sex (1 male, 0 female) and a small head gives bone age in
+months. Trained on synthetic hands (`radtriage.synth.xr_hand`) only, or on a
+site's labelled hands (RSNA bone age layout) when given a dataset.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from monai.networks.nets import DenseNet
+from monai.networks.nets import ResNet
 
+from radtriage.inference.bone_age import SIZE, sex_code, to_input
 from radtriage.inference.card import TensorSpec
+from radtriage.training.data import cached, draw
 from radtriage.training.export import export_model
 from radtriage.training.metrics import regression_report
 
-SIZE = 256
-MODEL_ID = "bone-age-densenet2d"
-MODEL_VERSION = "0.1.0"
+MODEL_ID = "bone-age-resnet2d"
+MODEL_VERSION = "0.2.0"
 SCALE = 100.0  # the network works in hundreds of months
+RENDER = 384  # synthetic hands are drawn at this square size, then cropped and resized to SIZE
 
 
 class BoneAgeNet(torch.nn.Module):
-    """DenseNet features of the image, joined with sex, to months."""
+    """ResNet features of the image, joined with sex, to months."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = DenseNet(
-            spatial_dims=2, in_channels=1, out_channels=32,
-            init_features=16, growth_rate=12, block_config=(4, 8, 12, 8),
+        self.features = ResNet(
+            block="basic", layers=(1, 1, 1, 1), block_inplanes=(32, 64, 128, 256),
+            spatial_dims=2, n_input_channels=1, num_classes=64,
         )
-        self.head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(33, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+        self.head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(65, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
 
     def forward(self, image: torch.Tensor, sex: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([self.features(image), sex], dim=1)) * SCALE
 
 
-def build(seed: int, n: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-    """``n`` synthetic hands (hand i from (seed, i)): images, sex, bone age, truth."""
+def _one_hand(args: tuple[int, int, int]) -> tuple[np.ndarray, float, float, str]:
     from radtriage.synth import xr_hand
 
-    xs, sexes, ages, truths = [], [], [], []
-    for i in range(n):
-        s = xr_hand.sample(np.random.default_rng([seed, i]), size=size)
-        xs.append(s.image.astype(np.float16)[None])
-        sexes.append([1.0 if s.truth["sex"] == "M" else 0.0])
-        ages.append(s.truth["bone_age_months"])
-        truths.append(s.truth)
-    return np.stack(xs), np.array(sexes, np.float32), np.array(ages, np.float32), truths
+    seed, i, size = args
+    s = xr_hand.sample(np.random.default_rng([seed, i]), size=max(RENDER, size))
+    return to_input(s.image, size).astype(np.float16), s.truth["bone_age_months"], sex_code(s.truth["sex"]), s.truth["sex"]
+
+
+def build(seed: int, n: int, size: int = SIZE, workers: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` synthetic hands (hand i from (seed, i)): inputs (n, 1, size, size), sex (n, 1), bone age (n,).
+
+    Drawn in worker processes and cached (see `radtriage.training.data`).
+    """
+
+    def make() -> dict[str, np.ndarray]:
+        rows = draw(_one_hand, [(seed, i, size) for i in range(n)], workers if n > 8 else 1, chunksize=16)
+        return {"x": np.stack([r[0] for r in rows]), "sex": np.array([[r[2]] for r in rows], np.float32),
+                "age": np.array([r[1] for r in rows], np.float32)}
+
+    z = cached("bone_age", [seed, n, size, RENDER], make)
+    return z["x"], z["sex"], z["age"]
+
+
+def from_examples(examples: Iterable, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A site's labelled hands (`radtriage.datasets.Example`, task bone_age) as training arrays."""
+    xs, sexes, ages = [], [], []
+    for e in examples:
+        xs.append(to_input(e.load().array, size).astype(np.float16))
+        sexes.append([sex_code(e.label["sex"])])
+        ages.append(float(e.label["bone_age_months"]))
+    if not xs:
+        raise ValueError("the dataset holds no labelled hands")
+    return np.stack(xs), np.array(sexes, np.float32), np.array(ages, np.float32)
 
 
 def predict(net: torch.nn.Module, x: np.ndarray, sex: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -64,41 +90,67 @@ def predict(net: torch.nn.Module, x: np.ndarray, sex: np.ndarray, batch: int = 6
     return np.concatenate(out)
 
 
-def train(out: Path, seed: int = 1, n_train: int = 4000, n_test: int = 300, minutes: float = 15.0,
-          smoke: bool = False, log=print) -> dict:
+def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = max(1, n // 10), max(1, n // 5)
+    return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+
+
+def train(out: Path, seed: int = 1, n_train: int = 6000, n_val: int = 300, n_test: int = 300, minutes: float = 14.0,
+          smoke: bool = False, steps: int | None = None, log=print, dataset: Iterable | None = None) -> dict:
     torch.manual_seed(seed)
     torch.set_num_threads(2)
-    if smoke:
-        n_train, n_test = 8, 4
-    t0 = time.perf_counter()
     size = 64 if smoke else SIZE
-    x, sex, age, _ = build(seed * 1000 + 1, n_train, size)
-    log(f"bone_age: {n_train} training hands in {time.perf_counter() - t0:.0f} s")
+    if smoke:
+        n_train, n_val, n_test = 8, 4, 4
+    t0 = time.perf_counter()
+    if dataset is not None:
+        ax, asex, aage = from_examples(dataset, size)
+        tr, va, te = _split(len(ax), seed)
+        (x, sex, age), (vx, vsex, vage), (tx, tsex, tage) = ((ax[i], asex[i], aage[i]) for i in (tr, va, te))
+        data_card = {"synthetic": False, "source": "site dataset (RSNA bone age layout)", "hands": int(len(ax))}
+    else:
+        x, sex, age = build(seed * 1000 + 1, n_train, size)
+        vx, vsex, vage = build(seed * 1000 + 2, n_val, size)
+        tx, tsex, tage = build(seed * 1000 + 3, n_test, size)
+        data_card = {"synthetic": True, "generator": "radtriage.synth.xr_hand",
+                     "seeds": {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
+                               "test": [seed * 1000 + 3, n_test]}}
+    log(f"bone_age: {len(x)} training hands in {time.perf_counter() - t0:.0f} s")
     net = BoneAgeNet()
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    base_lr = 2e-3
+    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
-    deadline = time.perf_counter() + minutes * 60
-    steps, batch = 0, 32
-    max_steps = 2 if smoke else 10**9
-    while time.perf_counter() < deadline and steps < max_steps:
+    t_train, budget = time.perf_counter(), minutes * 60
+    step, batch = 0, 32
+    max_steps = 2 if smoke else (steps or 10**9)
+    best = (float("inf"), None, 0)
+    while (elapsed := time.perf_counter() - t_train) < budget and step < max_steps:
+        for group in opt.param_groups:  # cosine decay over the time budget
+            group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * min(max(elapsed / budget, step / max_steps), 1.0)))
         idx = rng.integers(0, len(x), batch)
         xb = torch.as_tensor(x[idx], dtype=torch.float32)
-        # exposure and contrast vary between systems
-        gain = torch.as_tensor(rng.uniform(0.85, 1.15, (batch, 1, 1, 1)), dtype=torch.float32)
+        # exposure and contrast vary between systems; quantum noise
         gamma = torch.as_tensor(rng.uniform(0.8, 1.25, (batch, 1, 1, 1)), dtype=torch.float32)
-        xb = (xb.clamp(0, 1) ** gamma * gain).clamp(0, 1)
+        xb = xb.clamp(0, 1) ** gamma + torch.randn_like(xb) * float(rng.uniform(0, 0.03))
         net.train()
         opt.zero_grad()
-        loss = torch.nn.functional.l1_loss(net(xb, torch.as_tensor(sex[idx]))[:, 0], torch.as_tensor(age[idx]))
+        loss = torch.nn.functional.l1_loss(net(xb.clamp(0, 1), torch.as_tensor(sex[idx]))[:, 0] / SCALE,
+                                           torch.as_tensor(age[idx]) / SCALE)
         loss.backward()
         opt.step()
-        steps += 1
-        if steps % 100 == 0:
-            log(f"bone_age: step {steps} L1 {loss.item():.2f} months")
-    log(f"bone_age: trained {steps} steps in {time.perf_counter() - t0:.0f} s")
-    tx, tsex, tage, _ = build(seed * 1000 + 3, n_test, size)
+        step += 1
+        if step % 200 == 0 or step == max_steps:
+            val_mae = float(np.abs(predict(net, vx, vsex) - vage).mean())
+            if val_mae < best[0]:
+                best = (val_mae, {k: v.clone() for k, v in net.state_dict().items()}, step)
+            log(f"bone_age: step {step} L1 {loss.item() * SCALE:.2f} months, validation MAE {val_mae:.2f} ({elapsed:.0f} s)")
+    if best[1] is not None:
+        net.load_state_dict(best[1])
+    log(f"bone_age: trained {step} step in {time.perf_counter() - t0:.0f} s; kept step {best[2]}")
     pred = predict(net, tx, tsex)
-    metrics = {"bone_age_months": regression_report(tage, pred, 200 if smoke else 1000)}
+    metrics = {"bone_age_months": regression_report(tage, pred, 200 if smoke else 1000),
+               "validation_mae_months": round(best[0], 2)}
     log(f"bone_age: test MAE {metrics['bone_age_months']['mae']['value']:.2f} months")
     card = export_model(
         out / MODEL_ID,
@@ -110,19 +162,19 @@ def train(out: Path, seed: int = 1, n_train: int = 4000, n_test: int = 300, minu
             "id": MODEL_ID,
             "version": MODEL_VERSION,
             "task": "bone_age",
-            "architecture": "MONAI DenseNet 2D features (init 16, growth 12, blocks 4-8-12-8) + sex, MLP head",
+            "architecture": "MONAI ResNet 2D (basic blocks 1-1-1-1, widths 32-256) features + sex, MLP head",
             "inputs": [
                 TensorSpec(name="image", shape=["batch", 1, size, size],
-                           description="PA hand radiograph, bone bright, [0,1] (MONOCHROME1 inverted), padded to square, resized"),
+                           description="PA hand radiograph, bone bright (MONOCHROME1 inverted), percentiles 0.5-99.5 to [0,1], square crop around the hand, resized"),
                 TensorSpec(name="sex", shape=["batch", 1], description="1 male, 0 female"),
             ],
             "outputs": [TensorSpec(name="bone_age_months", shape=["batch", 1], description="bone age in months")],
             "preprocessing": {"size": size, "photometric": "MONOCHROME2 (invert MONOCHROME1)",
-                              "intensity": "stored value / (2**BitsStored - 1)", "padding": "to square, background 0"},
+                              "intensity": "0.5th-99.5th percentile to [0, 1]",
+                              "crop": "square around the largest bright object (hand and forearm), shutters trimmed, 10% margin"},
             "metrics": metrics,
-            "training_data": {"synthetic": True, "generator": "radtriage.synth.xr_hand",
-                              "seeds": {"train": [seed * 1000 + 1, n_train], "test": [seed * 1000 + 3, n_test]}},
-            "training": {"steps": steps, "batch": batch, "optimizer": "AdamW lr 2e-3, L1 loss", "seed": seed,
+            "training_data": data_card,
+            "training": {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3 cosine, L1 loss", "kept_step": best[2], "seed": seed,
                          "minutes": round((time.perf_counter() - t0) / 60, 1)},
             "not_for": ["clinical use", "real radiographs (never trained or validated on them)",
                         "skeletal dysplasias, fractures or casts"],

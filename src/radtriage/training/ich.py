@@ -9,8 +9,10 @@ highest probability. Trained on synthetic CT heads only (see
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +20,38 @@ import torch
 from monai.networks.nets import DenseNet
 
 from radtriage.inference.card import TensorSpec
-from radtriage.inference.preprocess import HEAD_WINDOWS, ct_windows
+from radtriage.inference.ich import CHANNELS, OUTPUTS, SIZE, SUBTYPES, neighbours, windows, with_context
+from radtriage.inference.preprocess import HEAD_WINDOWS
+from radtriage.training.data import cached, draw
 from radtriage.training.export import export_model
-from radtriage.training.metrics import binary_report, threshold_for_sensitivity
+from radtriage.training.metrics import auc, binary_report, threshold_for_sensitivity
 
-SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
-OUTPUTS = (*SUBTYPES, "any")
-SIZE = 160
 MODEL_ID = "ich-densenet2d"
-MODEL_VERSION = "0.1.0"
+MODEL_VERSION = "0.2.0"
 
 
 def make_net() -> torch.nn.Module:
     return DenseNet(
-        spatial_dims=2, in_channels=len(HEAD_WINDOWS), out_channels=len(OUTPUTS),
+        spatial_dims=2, in_channels=len(CHANNELS), out_channels=len(OUTPUTS),
         init_features=16, growth_rate=12, block_config=(4, 8, 12, 8),
     )
 
 
 @dataclass
 class SliceSet:
-    """Windowed slices with their labels, and which study each came from."""
+    """Windowed slices with their labels, neighbours, and which study each came from."""
 
-    x: np.ndarray  # (n, 3, SIZE, SIZE) float16
+    win: np.ndarray  # (n, 3, SIZE, SIZE) float16 windows
     y: np.ndarray  # (n, 6) uint8
+    below: np.ndarray  # (n,) index of the slice below (itself at the edge)
+    above: np.ndarray  # (n,) index of the slice above
     study: np.ndarray  # (n,) int
     study_positive: np.ndarray  # (n_studies,) uint8
     study_subtype: list[str | None]
+
+    def inputs(self, idx: np.ndarray, swap: bool = False) -> np.ndarray:
+        below, above = (self.above, self.below) if swap else (self.below, self.above)
+        return with_context(self.win, idx, below[idx], above[idx])
 
 
 def slice_labels(truth: dict, n_slices: int) -> np.ndarray:
@@ -63,41 +70,88 @@ def _one_study(args: tuple[int, int, dict]) -> tuple[np.ndarray, np.ndarray, lis
     from radtriage.synth import ct_head
 
     seed, i, kwargs = args
-    s = ct_head.sample(np.random.default_rng([seed, i]), **kwargs)
     torch.set_num_threads(1)
-    return (
-        ct_windows(s.hu, size=SIZE).astype(np.float16),
-        slice_labels(s.truth, s.hu.shape[0]),
-        s.truth.get("haemorrhages", []),
-    )
+    s = ct_head.sample(np.random.default_rng([seed, i]), **kwargs)
+    return windows(s.hu).astype(np.float16), slice_labels(s.truth, s.hu.shape[0]), s.truth.get("haemorrhages", [])
 
 
 def build(seed: int, n_studies: int, sample_kwargs: dict | None = None, workers: int = 2) -> SliceSet:
-    """Draw ``n_studies`` synthetic heads (study i from (seed, i)) as training slices."""
-    jobs = [(seed, i, dict(sample_kwargs or {})) for i in range(n_studies)]
-    if workers > 1 and n_studies > 1:
-        import multiprocessing as mp
+    """Draw ``n_studies`` synthetic heads (study i from (seed, i)) as training slices (cached, see `training.data`)."""
+    kwargs = dict(sample_kwargs or {})
 
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = pool.map(_one_study, jobs, chunksize=1)
-    else:
-        results = [_one_study(j) for j in jobs]
-    xs, ys, ss, pos, sub = [], [], [], [], []
-    for i, (x, y, hs) in enumerate(results):
-        xs.append(x)
+    def make() -> dict[str, np.ndarray]:
+        out = _assemble(draw(_one_study, [(seed, i, kwargs) for i in range(n_studies)], workers))
+        return {"win": out.win, "y": out.y, "below": out.below, "above": out.above, "study": out.study,
+                "study_positive": out.study_positive, "study_subtype": np.array([s or "" for s in out.study_subtype])}
+
+    z = cached("ich", [seed, n_studies, kwargs, SIZE], make)
+    sub = [s or None for s in z["study_subtype"].tolist()]
+    return SliceSet(z["win"], z["y"], z["below"], z["above"], z["study"], z["study_positive"], sub)
+
+
+def _assemble(results: list) -> SliceSet:
+    wins, ys, ss, lo, hi, pos, sub = [], [], [], [], [], [], []
+    offset = 0
+    for i, (w, y, hs) in enumerate(results):
+        below, above = neighbours(len(w))
+        wins.append(w)
         ys.append(y)
-        ss.append(np.full(len(x), i))
+        ss.append(np.full(len(w), i))
+        lo.append(below + offset)
+        hi.append(above + offset)
+        offset += len(w)
         pos.append(1 if hs else 0)
         sub.append(hs[0]["subtype"] if hs else None)
-    return SliceSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(ss), np.array(pos, np.uint8), sub)
+    return SliceSet(np.concatenate(wins), np.concatenate(ys), np.concatenate(lo), np.concatenate(hi),
+                   np.concatenate(ss), np.array(pos, np.uint8), sub)
 
 
-def predict(net: torch.nn.Module, x: np.ndarray, batch: int = 64) -> np.ndarray:
+def from_examples(examples: Iterable, n_max: int | None = None) -> SliceSet:
+    """A site's labelled heads (`radtriage.datasets.Example`, task ich, with slice labels) as a SliceSet."""
+    results = []
+    for e in examples:
+        vol = e.load()
+        y = np.zeros((vol.array.shape[0], len(OUTPUTS)), np.uint8)
+        for k, name in enumerate(OUTPUTS):
+            for z in e.label.get("slice_labels", {}).get(name, []):
+                if 0 <= z < len(y):
+                    y[z, k] = 1
+        subtypes = [{"subtype": t} for t in e.label.get("subtypes", [])] if e.label.get("positive") else []
+        results.append((windows(vol.array).astype(np.float16), y, subtypes))
+        if n_max and len(results) >= n_max:
+            break
+    if not results:
+        raise ValueError("the dataset holds no labelled heads")
+    return _assemble(results)
+
+
+def _subset(data: SliceSet, studies: np.ndarray) -> SliceSet:
+    """The slices of some studies, renumbered."""
+    new_id = {int(s): i for i, s in enumerate(studies)}
+    keep = np.flatnonzero(np.isin(data.study, studies))
+    remap = np.full(len(data.win), -1)
+    remap[keep] = np.arange(len(keep))
+    return SliceSet(data.win[keep], data.y[keep], remap[data.below[keep]], remap[data.above[keep]],
+                    np.array([new_id[int(s)] for s in data.study[keep]]), data.study_positive[studies],
+                    [data.study_subtype[int(s)] for s in studies])
+
+
+def split(data: SliceSet, seed: int) -> tuple[SliceSet, SliceSet, SliceSet]:
+    """Train / validation / test (70/10/20) by study, never one study in two parts."""
+    order = np.random.default_rng(seed).permutation(len(data.study_positive))
+    n_val, n_test = max(1, len(order) // 10), max(1, len(order) // 5)
+    return (_subset(data, order[n_val + n_test :]), _subset(data, order[:n_val]),
+            _subset(data, order[n_val : n_val + n_test]))
+
+
+def predict(net: torch.nn.Module, data: SliceSet, batch: int = 64) -> np.ndarray:
+    """P of the six outputs for every slice of ``data``."""
     net.eval()
     out = []
     with torch.no_grad():
-        for i in range(0, len(x), batch):
-            out.append(torch.sigmoid(net(torch.as_tensor(x[i : i + batch], dtype=torch.float32))).numpy())
+        for i in range(0, len(data.win), batch):
+            idx = np.arange(i, min(i + batch, len(data.win)))
+            out.append(torch.sigmoid(net(torch.as_tensor(data.inputs(idx), dtype=torch.float32))).numpy())
     return np.concatenate(out)
 
 
@@ -111,13 +165,15 @@ def study_scores(probs: np.ndarray, study: np.ndarray, n_studies: int) -> np.nda
 def train(
     out: Path,
     seed: int = 1,
-    n_train: int = 240,
+    n_train: int = 300,
     n_val: int = 60,
     n_test: int = 200,
     minutes: float = 12.0,
     smoke: bool = False,
+    steps: int | None = None,
     sample_kwargs: dict | None = None,
     log=print,
+    dataset: Iterable | None = None,
 ) -> dict:
     """Train, choose the threshold on validation, measure on a fresh test set, export."""
     torch.manual_seed(seed)
@@ -127,70 +183,96 @@ def train(
         n_train, n_val, n_test, kw = 2, 2, 2, {**kw, **_SMOKE_SAMPLE}
     t0 = time.perf_counter()
     workers = 1 if smoke else 2
-    data = build(seed * 1000 + 1, n_train, kw, workers)
-    val = build(seed * 1000 + 2, n_val, kw, workers)
-    log(f"ich: {len(data.x)} training slices from {n_train} studies in {time.perf_counter() - t0:.0f} s")
+    if dataset is not None:
+        whole = from_examples(dataset, 4 if smoke else None)
+        if smoke:  # two steps to show the path works: every part is the whole set
+            data = val = test = whole
+        elif len(whole.study_positive) < 10:
+            raise ValueError("a site dataset needs at least 10 labelled studies to split train/validation/test")
+        else:
+            data, val, test = split(whole, seed)
+        n_val, n_test = len(val.study_positive), len(test.study_positive)
+        data_card = {"synthetic": False, "source": "site dataset (RSNA ICH layout)", "studies": len(whole.study_positive)}
+    else:
+        data = build(seed * 1000 + 1, n_train, kw, workers)
+        val = build(seed * 1000 + 2, n_val, kw, workers)
+        test = None
+        data_card = {"synthetic": True, "generator": "radtriage.synth.ct_head", "options": kw,
+                     "seeds": {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
+                               "test": [seed * 1000 + 3, n_test]}}
+    log(f"ich: {len(data.win)} training slices from {n_train} studies in {time.perf_counter() - t0:.0f} s")
 
     net = make_net()
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    base_lr = 2e-3
+    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
     pos_rate = data.y.mean(axis=0).clip(1e-3, 1)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.as_tensor((1 - pos_rate) / pos_rate).clamp(max=20))
     rng = np.random.default_rng(seed)
-    deadline = time.perf_counter() + minutes * 60
-    steps, batch = 0, 32
-    max_steps = 2 if smoke else 10**9
-    while time.perf_counter() < deadline and steps < max_steps:
+    t_train = time.perf_counter()
+    budget = minutes * 60
+    step, batch = 0, 32
+    max_steps = 2 if smoke else (steps or 10**9)
+    pos_idx, neg_idx = np.flatnonzero(data.y[:, -1]), np.flatnonzero(data.y[:, -1] == 0)
+    while (elapsed := time.perf_counter() - t_train) < budget and step < max_steps:
+        for group in opt.param_groups:  # cosine decay over the time budget
+            group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * min(max(elapsed / budget, step / max_steps), 1.0)))
         # oversample slices with haemorrhage to half of each batch
-        pos_idx, neg_idx = np.flatnonzero(data.y[:, -1]), np.flatnonzero(data.y[:, -1] == 0)
         half = batch // 2
         idx = np.concatenate([
             rng.choice(pos_idx, half) if len(pos_idx) else rng.choice(neg_idx, half),
             rng.choice(neg_idx, batch - half),
         ])
-        x = torch.as_tensor(data.x[idx], dtype=torch.float32)
+        x = torch.as_tensor(data.inputs(idx, swap=bool(rng.random() < 0.5)), dtype=torch.float32)
         if rng.random() < 0.5:
             x = torch.flip(x, dims=[3])  # left-right
+        # scanner variation: calibration offset (~+-3 HU in the brain window) and noise
+        x = x + torch.as_tensor(rng.normal(0, 0.03, (batch, 1, 1, 1)), dtype=torch.float32)
+        x = x + torch.randn_like(x) * float(rng.uniform(0, 0.04))
         net.train()
         opt.zero_grad()
-        loss = loss_fn(net(x), torch.as_tensor(data.y[idx], dtype=torch.float32))
+        loss = loss_fn(net(x.clamp(0, 1)), torch.as_tensor(data.y[idx], dtype=torch.float32))
         loss.backward()
         opt.step()
-        steps += 1
-        if steps % 100 == 0:
-            log(f"ich: step {steps} loss {loss.item():.4f}")
-    log(f"ich: trained {steps} steps in {time.perf_counter() - t0:.0f} s")
+        step += 1
+        if step % 100 == 0:
+            log(f"ich: step {step} loss {loss.item():.4f} ({elapsed:.0f} s)")
+    log(f"ich: trained {step} step in {time.perf_counter() - t0:.0f} s")
 
-    val_scores = study_scores(predict(net, val.x), val.study, n_val)
+    val_scores = study_scores(predict(net, val), val.study, n_val)
     threshold = threshold_for_sensitivity(val.study_positive, val_scores, 0.95)
-    test = build(seed * 1000 + 3, n_test, kw, workers)
-    test_scores = study_scores(predict(net, test.x), test.study, n_test)
+    test = test or build(seed * 1000 + 3, n_test, kw, workers)
+    test_probs = predict(net, test)
+    test_scores = study_scores(test_probs, test.study, n_test)
     metrics = {"study_level": binary_report(test.study_positive, test_scores, threshold, 200 if smoke else 1000)}
-    log(f"ich: test AUC {metrics['study_level']['auc']['value']:.3f} at threshold {threshold:.3f}")
+    for name in SUBTYPES:  # each subtype's studies against the negatives
+        keep = np.array([sub in (name, None) for sub in test.study_subtype])
+        if 0 < test.study_positive[keep].sum() < keep.sum():
+            metrics.setdefault("auc_by_subtype", {})[name] = round(auc(test.study_positive[keep], test_scores[keep]), 4)
+    log(f"ich: test AUC {metrics['study_level']['auc']['value']:.3f} at threshold {threshold:.3f}; "
+        f"by subtype {metrics.get('auc_by_subtype')}")
     card = export_model(
         out / MODEL_ID,
         net,
-        (torch.zeros(1, len(HEAD_WINDOWS), SIZE, SIZE),),
+        (torch.zeros(1, len(CHANNELS), SIZE, SIZE),),
         ["slices"],
         ["logits"],
         {
             "id": MODEL_ID,
             "version": MODEL_VERSION,
             "task": "ich",
-            "architecture": "MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), 0.38 M parameters",
-            "inputs": [TensorSpec(name="slices", shape=["batch", 3, SIZE, SIZE],
-                                  description="axial slices, 3 CT windows (brain 40/80, subdural 80/200, bone 600/2800) scaled to [0,1], resized to 160x160")],
+            "architecture": "MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), 2.5D input",
+            "inputs": [TensorSpec(name="slices", shape=["batch", len(CHANNELS), SIZE, SIZE],
+                                  description="per axial slice: " + ", ".join(CHANNELS) + " (CT windows brain 40/80, "
+                                  "subdural 80/200, bone 600/2800, scaled to [0,1]), resized to 160x160")],
             "outputs": [TensorSpec(name="logits", shape=["batch", 6],
                                    description="logits of " + ", ".join(OUTPUTS) + " (sigmoid for probabilities)")],
             "preprocessing": {"windows_hu": [list(w) for w in HEAD_WINDOWS], "size": SIZE,
                               "orientation": "axial, DICOM LPS rows/columns as stored",
-                              "aggregation": "study score = max slice P(any)"},
+                              "channels": list(CHANNELS), "aggregation": "study score = max slice P(any)"},
             "thresholds": {"any": round(threshold, 4)},
             "metrics": metrics,
-            "training_data": {"synthetic": True, "generator": "radtriage.synth.ct_head",
-                              "seeds": {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
-                                        "test": [seed * 1000 + 3, n_test]},
-                              "slices": int(len(data.x))},
-            "training": {"steps": steps, "batch": batch, "optimizer": "AdamW lr 2e-3", "seed": seed,
+            "training_data": {**data_card, "training_slices": int(len(data.win))},
+            "training": {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3", "seed": seed,
                          "minutes": round((time.perf_counter() - t0) / 60, 1)},
             "not_for": ["clinical use", "real patient CT (never trained or validated on it)", "paediatric heads",
                         "contrast-enhanced CT"],
@@ -201,4 +283,4 @@ def train(
 
 
 _SMOKE_SAMPLE: dict = {"matrix": 64, "max_slices": 4}
-DEFAULT_SAMPLE: dict = {"matrix": 192}
+DEFAULT_SAMPLE: dict = {"matrix": 512}

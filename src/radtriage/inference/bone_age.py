@@ -1,0 +1,108 @@
+"""The `bone_age` task: bone age in months from a paediatric PA hand radiograph and sex.
+
+Pre-processing (shared with `radtriage.training.bone_age`): the radiograph,
+denser brighter (MONOCHROME1 already inverted by `imaging.volume`), is scaled
+to [0, 1] between its 0.5th and 99.5th intensity percentiles, padded to a
+square around the hand and forearm (found as the largest bright object; 0 outside the image) and resized to ``SIZE`` x ``SIZE``.
+
+``predict`` gives ``bone_age_months``, the ``sex`` it used (from PatientSex;
+the model needs it, so an unknown sex is an error), and ``chronological_age_months``
+from PatientAge or PatientBirthDate and StudyDate when the header has them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from monai.transforms import Resize
+
+from radtriage.imaging.volume import Volume
+from radtriage.inference.model import OnnxModel
+
+SIZE = 192
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def hand_box(img: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows and columns (r0, r1, c0, c1) of the hand and forearm in a [0, 1] radiograph.
+
+    Collimator shutters (bright bands along the edges) are trimmed first: border
+    rows and columns whose median is bright. The hand is then the largest
+    object brighter than the background. Works on the image cut down to ~128 px.
+    """
+    k = max(1, min(img.shape) // 128)
+    small = img[::k, ::k]
+    rows, cols = np.median(small, axis=1), np.median(small, axis=0)
+
+    def inner(profile: np.ndarray) -> tuple[int, int]:
+        dark = np.flatnonzero(profile < 0.5)
+        return (int(dark[0]), int(dark[-1]) + 1) if len(dark) else (0, len(profile))
+
+    (r0, r1), (c0, c1) = inner(rows), inner(cols)
+    region = small[r0:r1, c0:c1]
+    level = float(np.median(region))
+    mask = ndimage.binary_opening(region > level + 0.2 * (float(np.percentile(region, 99)) - level), iterations=1)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return 0, img.shape[0], 0, img.shape[1]
+    sizes = ndimage.sum(mask, labels, range(1, n + 1))
+    rs, cs = ndimage.find_objects(labels)[int(np.argmax(sizes))]
+    return ((r0 + rs.start) * k, min((r0 + rs.stop) * k, img.shape[0]),
+            (c0 + cs.start) * k, min((c0 + cs.stop) * k, img.shape[1]))
+
+
+def to_input(image: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """A 2D radiograph (denser brighter) to (1, size, size) float32 in [0, 1], cropped to the hand."""
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, (0.5, 99.5))
+    img = np.clip((img - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+    r0, r1, c0, c1 = hand_box(img)
+    n = int(max(r1 - r0, c1 - c0) * 1.1) + 1
+    cr, cc = (r0 + r1) // 2, (c0 + c1) // 2
+    square = np.zeros((n, n), np.float32)
+    sr, sc = cr - n // 2, cc - n // 2  # top-left of the square in image coordinates
+    ir0, ir1, ic0, ic1 = max(sr, 0), min(sr + n, img.shape[0]), max(sc, 0), min(sc + n, img.shape[1])
+    square[ir0 - sr : ir1 - sr, ic0 - sc : ic1 - sc] = img[ir0:ir1, ic0:ic1]
+    if n != size:
+        square = np.asarray(Resize((size, size), mode="area")(torch.as_tensor(square[None])))[0]
+    return square[None].astype(np.float32)
+
+
+def sex_code(sex: str | None) -> float:
+    s = (sex or "").strip().upper()[:1]
+    if s not in ("M", "F"):
+        raise ValueError("bone age needs the patient's sex (PatientSex M or F)")
+    return 1.0 if s == "M" else 0.0
+
+
+def chronological_age_months(meta: dict[str, Any]) -> float | None:
+    """Age at the study from PatientBirthDate + StudyDate, else from PatientAge (nnnD/W/M/Y)."""
+    birth, study = meta.get("PatientBirthDate"), meta.get("StudyDate")
+    try:
+        if birth and study:
+            days = (dt.datetime.strptime(str(study), "%Y%m%d") - dt.datetime.strptime(str(birth), "%Y%m%d")).days
+            return round(days / DAYS_PER_MONTH, 1)
+    except ValueError:
+        pass
+    age = str(meta.get("PatientAge") or "")
+    if len(age) == 4 and age[:3].isdigit() and age[3] in "DWMY":
+        n = int(age[:3])
+        return float(round({"D": n / DAYS_PER_MONTH, "W": n * 7 / DAYS_PER_MONTH, "M": n, "Y": n * 12}[age[3]], 1))
+    return None
+
+
+def predict(model: OnnxModel, volume: Volume) -> dict[str, Any]:
+    if not volume.is_2d:
+        raise ValueError("bone age needs a radiograph, not a CT volume")
+    sex = sex_code(volume.meta.get("PatientSex"))
+    size = int(model.card.preprocessing.get("size", SIZE))
+    out = model.run(image=to_input(volume.array, size)[None], sex=np.array([[sex]], np.float32))
+    return {
+        "bone_age_months": round(float(np.ravel(out[model.output_names[0]])[0]), 1),
+        "sex": "M" if sex else "F",
+        "chronological_age_months": chronological_age_months(volume.meta),
+    }
