@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from radtriage.inference.reference import bone_age_sd
 from radtriage.synth.dicom import make_study, write_radiograph, xr_modality_of
 
 DAYS_PER_MONTH = 365.25 / 12
@@ -118,9 +119,6 @@ FUSION: dict[str, tuple[float, float]] = {
 }
 FUSING_MONTHS = 15.0
 
-# Bone-age SD (months) by chronological age (months).
-_SD_AGE = (0, 3, 6, 12, 18, 24, 36, 48, 60, 72, 96, 120, 144, 168, 192, 216)
-_SD_MONTHS = (1.5, 2.5, 3.0, 4.5, 5.5, 6.5, 8.0, 9.0, 9.5, 10.0, 10.5, 11.0, 11.5, 11.0, 10.0, 9.0)
 # Hand length (mm) by age (months).
 _LEN_AGE = (0, 6, 12, 24, 36, 48, 60, 72, 96, 120, 144, 168, 192, 216, 240)
 _LEN_BOYS = (62, 75, 84, 95, 103, 110, 117, 123, 135, 146, 159, 177, 187, 190, 191)
@@ -178,11 +176,6 @@ class Subject:
     @property
     def bone_age_z(self) -> float:
         return (self.bone_age_months - self.age_months) / self.bone_age_sd
-
-
-def bone_age_sd(age_months: float) -> float:
-    """SD of bone age about chronological age (months), Greulich-Pyle-like."""
-    return float(np.interp(age_months, _SD_AGE, _SD_MONTHS))
 
 
 def hand_length_mm(age_months: float, sex: str) -> float:
