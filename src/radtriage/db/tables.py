@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -117,13 +118,36 @@ jobs = Table(
     Column("case_id", String(80), nullable=False, unique=True),
     Column("series_id", Integer, ForeignKey("series.id"), nullable=False, index=True),
     Column("series_version", Integer, nullable=False),
-    # ready -> running -> done | failed
+    # ready -> running -> done | failed; no_ai when no pipeline applies
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("lease_until", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("worker", String(64)),
     Column("last_error", Text),
     Column("case", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_jobs_state", jobs.c.state)
+
+
+# One row per (job, pipeline): recording a result twice (a retried job) keeps the first.
+results = Table(
+    "results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("pipeline_id", String(64), nullable=False),
+    Column("pipeline_version", String(32), nullable=False),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("series_uid", UID, nullable=False),
+    Column("task", String(32), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("positive", Boolean, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("job_id", "pipeline_id", name="uq_results_job_pipeline"),
+)
