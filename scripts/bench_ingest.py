@@ -387,6 +387,7 @@ def start_radtriage(work: Path) -> tuple[Receiver, dict[str, str]]:
         RADTRIAGE_DICOM_PORT=str(dicom_port),
         RADTRIAGE_HTTP_PORT=str(http_port),
         RADTRIAGE_MIN_FREE_BYTES="0",
+        RADTRIAGE_INFERENCE__ENABLED="false",  # ingest only: the models have their own benchmark
         ORT_DISABLE_TELEMETRY="1",
         PYTHONUNBUFFERED="1",
     )

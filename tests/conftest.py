@@ -72,6 +72,7 @@ def make_settings(tmp_path: Path):
             stable_age_s=3.0,
             assembly_poll_s=0.05,
             min_free_bytes=0,
+            inference={"enabled": False},  # tests that run the pipelines turn it on
         )
         values.update(overrides)
         return load_settings(config_file=tmp_path / "absent.yaml", **values)

@@ -102,7 +102,7 @@ def serve_process(data_dir: Path, dicom_port: int, http_port: int, **env_extra: 
         RADTRIAGE_DICOM_PORT=str(dicom_port),
         RADTRIAGE_HTTP_PORT=str(http_port),
         RADTRIAGE_MIN_FREE_BYTES="0",
-        **env_extra,
+        **{"RADTRIAGE_INFERENCE__ENABLED": "false", **env_extra},
     )
     log = open(data_dir.parent / f"serve-{dicom_port}.log", "ab")
     return subprocess.Popen(

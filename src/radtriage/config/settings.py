@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -51,6 +51,41 @@ class TlsSettings(BaseModel):
     @property
     def enabled(self) -> bool:
         return self.cert_file is not None and self.key_file is not None
+
+
+class DeploymentResources(BaseModel):
+    """Ray Serve resources of one pipeline's model deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float = Field(default=0.5, gt=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    replicas: int = Field(default=1, ge=1)
+    max_batch_size: int = Field(default=4, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.01, ge=0)
+    threads: int = Field(default=2, ge=1)  # ONNX Runtime intra-op threads
+
+
+class InferenceSettings(BaseModel):
+    """Pipelines, models and the Ray Serve graph that runs them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    use_ray: bool = True  # False: the same pipelines in-process (small sites, tests)
+    pipelines_dir: Path = Path("pipelines")
+    models_dir: Path = Path("models")
+    ray_address: str | None = None  # None: a local Ray the service starts (or RAY_ADDRESS)
+    default: DeploymentResources = Field(default_factory=DeploymentResources)
+    deployments: dict[str, DeploymentResources] = Field(default_factory=dict)  # by pipeline id
+    lease_s: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    retry_backoff_s: float = Field(default=5.0, ge=0)
+    poll_s: float = Field(default=0.2, gt=0)
+    in_flight: int = Field(default=4, ge=1)  # jobs dispatched at once
+
+    def resources(self, pipeline_id: str) -> DeploymentResources:
+        return self.deployments.get(pipeline_id, self.default)
 
 
 class Settings(BaseSettings):
@@ -92,6 +127,9 @@ class Settings(BaseSettings):
     assembly_poll_s: float = Field(default=0.2, gt=0)
 
     log_level: str = "INFO"
+
+    # inference (pipelines, models, Ray Serve)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -1,0 +1,81 @@
+"""The Ray Serve application: one deployment per pipeline, composed under one ingress.
+
+``build_app(specs, settings)`` binds, for each pipeline spec, a
+`PipelineDeployment` (its model loaded once per replica; requests batched
+with ``@serve.batch``; CPUs, GPUs, replicas and batch size from
+``settings.inference``), and an `Ingress` that fans a series out to the
+pipelines it matched. Pixel data never travels between stages: a request
+carries the paths of the series' instance files and each replica reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from radtriage.config.settings import Settings
+from radtriage.inference.pipeline import PipelineError, TaskRunner
+
+APP_NAME = "radtriage"
+
+
+def run_one(runner: TaskRunner, paths: list[str], key_dir: str | None) -> dict[str, Any]:
+    """A pipeline's outcome as plain data: ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``."""
+    try:
+        result = runner.run(paths, Path(key_dir) if key_dir else None)
+    except PipelineError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "result": result.model_dump(mode="json")}
+
+
+@serve.deployment(max_ongoing_requests=16, logging_config={"enable_access_log": False})
+class PipelineDeployment:
+    def __init__(self, spec: dict[str, Any], models_dir: str, threads: int, max_batch_size: int,
+                 batch_wait_timeout_s: float) -> None:
+        from radtriage.routing.spec import PipelineSpec
+
+        self.runner = TaskRunner(PipelineSpec.model_validate(spec), Path(models_dir), threads=threads)
+        self.run.set_max_batch_size(max_batch_size)
+        self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    async def run(self, requests: list[tuple[list[str], str | None]]) -> list[dict[str, Any]]:
+        # one replica, one model session: the batch runs series after series (each is a batch of slices)
+        return [run_one(self.runner, paths, key_dir) for paths, key_dir in requests]
+
+    async def __call__(self, paths: list[str], key_dir: str | None) -> dict[str, Any]:
+        return await self.run((paths, key_dir))
+
+
+@serve.deployment(max_ongoing_requests=64, logging_config={"enable_access_log": False})
+class Ingress:
+    def __init__(self, pipelines: dict[str, DeploymentHandle]) -> None:
+        self.pipelines = pipelines
+
+    async def __call__(self, pipeline_ids: list[str], paths: list[str], key_dir: str | None) -> dict[str, dict[str, Any]]:
+        unknown = [p for p in pipeline_ids if p not in self.pipelines]
+        calls = {p: self.pipelines[p].remote(paths, f"{key_dir}/{p}" if key_dir else None)
+                 for p in pipeline_ids if p in self.pipelines}
+        done = await asyncio.gather(*calls.values())
+        out = dict(zip(calls, done, strict=True))
+        out.update({p: {"ok": False, "error": f"pipeline {p} is not deployed"} for p in unknown})
+        return out
+
+
+def build_app(specs: list[Any], settings: Settings) -> serve.Application:
+    """The application graph for these pipeline specs."""
+    inf = settings.inference
+    bound = {}
+    for spec in specs:
+        res = inf.resources(spec.id)
+        bound[spec.id] = PipelineDeployment.options(
+            name=f"pipeline-{spec.id}",
+            num_replicas=res.replicas,
+            ray_actor_options={"num_cpus": res.num_cpus, "num_gpus": res.num_gpus},
+        ).bind(spec.model_dump(mode="json"), str(inf.models_dir.resolve()), res.threads, res.max_batch_size,
+               res.batch_wait_timeout_s)
+    return Ingress.options(ray_actor_options={"num_cpus": 0.05}).bind(bound)
