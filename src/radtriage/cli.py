@@ -1,4 +1,4 @@
-"""The ``radtriage`` command: serve, import, send, studies."""
+"""The ``radtriage`` command: serve, import, send, studies, synth, validate."""
 
 from __future__ import annotations
 
@@ -139,6 +139,35 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from radtriage.validation.run import ValidationError, validate
+
+    setup_logging("WARNING")
+
+    def progress(i: int, case) -> None:
+        state = f"{case.seconds:.2f} s" if case.error is None else "failed"
+        print(f"  [{i}] {case.id}: {state}", file=sys.stderr, flush=True)
+
+    try:
+        result = validate(args.model, Path(args.dataset), layout=args.layout, models_dir=Path(args.models_dir),
+                          out=Path(args.out) if args.out else None, threads=args.threads, limit=args.limit,
+                          rounds=args.bootstrap, threshold=args.threshold, progress=progress)
+    except ValidationError as exc:
+        print(f"radtriage validate: {exc}", file=sys.stderr)
+        return 2
+    doc = result.document
+    print(f"{doc['model']['id']} {doc['model']['version']} ({doc['task']}) on {doc['n']} cases"
+          + (f", {doc['n_failed']} failed" if doc["n_failed"] else ""))
+    print(f"  {result.metrics_path}\n  {result.report_path}")
+    return 0 if doc["n_failed"] == 0 else 1
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("expected a positive whole number")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="radtriage", description=__doc__)
     p.add_argument("--config", help="settings file (default configs/radtriage.yaml)")
@@ -171,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--aet", default="SYNTH_CT", help="calling AE title when sending")
     s.add_argument("--aec", default="RADTRIAGE", help="called AE title when sending")
     s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("validate", help="run a model over a labelled dataset; write metrics.json and report.html")
+    s.add_argument("--model", required=True, metavar="ID_OR_PATH",
+                   help="model id under --models-dir, or a model folder")
+    s.add_argument("--dataset", required=True, metavar="DIR",
+                   help="labelled dataset (radtriage synth output or a public layout)")
+    s.add_argument("--layout", help="dataset layout: synthetic, rsna-ich, luna16, rsna-bone-age (default: detected)")
+    s.add_argument("--models-dir", default="models", metavar="DIR")
+    s.add_argument("--out", metavar="DIR", help="output folder (default DATASET/validation-MODEL_ID)")
+    s.add_argument("--threads", type=_positive_int, default=2, help="ONNX Runtime threads")
+    s.add_argument("--limit", type=_positive_int, metavar="N", help="validate at most N cases")
+    s.add_argument("--bootstrap", type=int, default=1000, metavar="ROUNDS", help="bootstrap resamples for 95%% CIs")
+    s.add_argument("--threshold", type=float, help="operating threshold (default: the model card's)")
+    s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("studies", help="list stored studies and series")
     s.add_argument("--json", action="store_true")

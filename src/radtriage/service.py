@@ -44,20 +44,43 @@ def build_services(settings: Settings) -> Services:
 
 
 class Runtime:
-    """The background parts of `radtriage serve`: the DICOM listener and assembly."""
+    """The background parts of `radtriage serve`: the DICOM listener, assembly and the inference dispatcher."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scp = StorageSCP(services.settings, services.store)
         self.assembler = Assembler(services.settings, services.db, services.metrics)
+        self.dispatcher = None
+        self.runner = None
         self.started = False
 
     def start(self) -> None:
+        if self.services.settings.inference.enabled:
+            self._start_inference()
         self.scp.start()
         self.assembler.start()
         self.started = True
+
+    def _start_inference(self) -> None:
+        """Load and check the pipelines (a bad file stops start-up), start Ray Serve and the dispatcher."""
+        from radtriage.routing import load_pipelines, priority_for, route
+        from radtriage.serving.dispatcher import Dispatcher
+        from radtriage.serving.runners import make_runner
+
+        settings = self.services.settings
+        specs = load_pipelines(settings.inference.pipelines_dir)
+        self.runner = make_runner(specs, settings)
+        self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, route,
+                                     lambda spec, result: priority_for(spec, result.fields())[0].value)
+        self.dispatcher.start()
+        log.info("inference: %d pipelines (%s) on %s", len(specs), ", ".join(s.id for s in specs),
+                 "Ray Serve" if settings.inference.use_ray else "this process")
 
     def stop(self) -> None:
         self.started = False
         self.scp.stop()
         self.assembler.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        if self.runner is not None:
+            self.runner.close()

@@ -57,8 +57,13 @@ class TaskResult(BaseModel):
     pipeline_version: str
     positive: bool
     scores: dict[str, float] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)  # categorical outputs: subtype, side, Lung-RADS...
     findings: tuple[Finding, ...] = ()
     timings_ms: dict[str, float] = Field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """The flat view that pipeline priority rules test: positive, scores and labels by name."""
+        return {"positive": self.positive, "task": self.task, **self.scores, **self.labels}
 
 
 class StageTimes(BaseModel):

@@ -59,7 +59,7 @@ class TaskRunner:
         except Exception as exc:  # noqa: BLE001
             raise PipelineError(f"model {self.spec.model} failed: {type(exc).__name__}: {exc}") from exc
         t2 = time.perf_counter()
-        positive, scores, found = self._findings(pred, volume)
+        positive, scores, labels, found = self._findings(pred, volume)
         if key_image_dir is not None:
             found = [self._key_image(f, pred, volume, key_image_dir, i) for i, f in enumerate(found)]
         t3 = time.perf_counter()
@@ -68,30 +68,35 @@ class TaskRunner:
         card = self.model.card
         return TaskResult(
             task=self.spec.task, model_id=card.id, model_version=card.version, pipeline_version=self.spec.version,
-            positive=positive, scores=scores, findings=tuple(found),
+            positive=positive, scores=scores, labels=labels, findings=tuple(found),
             timings_ms={"load": _ms(t0, t1), "inference": _ms(t1, t2), "postprocess": _ms(t2, t3)},
         )
 
-    def _findings(self, pred: dict[str, Any], volume: Volume) -> tuple[bool, dict[str, float], list[Finding]]:
+    def _findings(self, pred: dict[str, Any], volume: Volume
+                  ) -> tuple[bool, dict[str, float], dict[str, str], list[Finding]]:
+        """positive, scores, labels and findings of a prediction; the spec's thresholds override the card's."""
         task = self.spec.task
         if task == "ich":
             thr = self.threshold("any", 0.5)
             pred = {**pred, "positive": pred["score"] >= thr}
-            return pred["positive"], {"ich": pred["score"]}, fx.ich_findings(pred, volume, thr)
+            return (pred["positive"], {"ich": pred["score"], "threshold": thr}, {"subtype": pred["subtype"]},
+                    fx.ich_findings(pred, volume, thr))
         if task == "lvo":
             thr = self.threshold("lvo", 0.5)
             pred = {**pred, "positive": pred["score"] >= thr}
-            return pred["positive"], {"lvo": pred["score"]}, fx.lvo_findings(pred)
+            return (pred["positive"], {"lvo": pred["score"], "threshold": thr},
+                    {"side": str(pred["side"]), "segment": str(pred["segment"])}, fx.lvo_findings(pred))
         if task == "nodule":
             found = fx.nodule_findings(pred, self.threshold("nodule", 0.5))
-            category = fx.scan_lung_rads(found)
             best = max((n["score"] for n in pred["nodules"]), default=0.0)
-            return bool(found), {"nodule": best, "lung_rads": float(category[0])}, found
+            return bool(found), {"nodule": best, "nodules": float(len(found))}, {"lung_rads": fx.scan_lung_rads(found)}, found
         found = fx.bone_age_findings(pred)
+        m = found[0].measurements
         scores = {"bone_age_months": pred["bone_age_months"]}
-        if "z_score" in found[0].measurements:
-            scores["z_score"] = found[0].measurements["z_score"]
-        return found[0].code == "bone_age_flag", scores, found
+        if "z_score" in m:
+            scores.update(bone_age_z=m["z_score"], difference_months=m["difference_months"],
+                          chronological_age_months=m["chronological_age_months"])
+        return found[0].code == "bone_age_flag", scores, {"sex": pred["sex"]}, found
 
     def _key_image(self, finding: Finding, pred: dict[str, Any], volume: Volume, folder: Path, i: int) -> Finding:
         try:

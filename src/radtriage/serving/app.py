@@ -11,6 +11,7 @@ carries the paths of the series' instance files and each replica reads them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from radtriage.config.settings import Settings
+from radtriage.inference.card import ModelCardError, load_card
 from radtriage.inference.pipeline import PipelineError, TaskRunner
 
 APP_NAME = "radtriage"
+log = logging.getLogger(__name__)
 
 
 def run_one(runner: TaskRunner, paths: list[str], key_dir: str | None) -> dict[str, Any]:
@@ -71,11 +74,16 @@ def build_app(specs: list[Any], settings: Settings) -> serve.Application:
     inf = settings.inference
     bound = {}
     for spec in specs:
+        try:  # a pipeline whose model is missing or altered is not deployed; its jobs fail with the reason
+            load_card(inf.models_dir / spec.model)
+        except ModelCardError as exc:
+            log.error("pipeline %s not deployed: %s", spec.id, exc)
+            continue
         res = inf.resources(spec.id)
         bound[spec.id] = PipelineDeployment.options(
             name=f"pipeline-{spec.id}",
             num_replicas=res.replicas,
             ray_actor_options={"num_cpus": res.num_cpus, "num_gpus": res.num_gpus},
-        ).bind(spec.model_dump(mode="json"), str(inf.models_dir.resolve()), res.threads, res.max_batch_size,
+        ).bind(spec.model_dump(mode="json", by_alias=True), str(inf.models_dir.resolve()), res.threads, res.max_batch_size,
                res.batch_wait_timeout_s)
     return Ingress.options(ray_actor_options={"num_cpus": 0.05}).bind(bound)
