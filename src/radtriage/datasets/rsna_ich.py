@@ -68,7 +68,7 @@ class IchSeries:
     first_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def load(self) -> Volume:
-        vol = load_series(self.files)
+        vol = load_series(self.files, resample=False, correct_tilt=False)  # slice labels index the files
         if vol.array.ndim != 3 or vol.array.shape[0] != len(self.files):
             raise VolumeError(f"series {self.series_uid}: {len(self.files)} files but the volume has "
                               f"{vol.array.shape[0] if vol.array.ndim == 3 else 'no'} slices")

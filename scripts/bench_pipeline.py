@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Benchmark the inference graph: series ready -> result, through Ray Serve and in-process.
+
+What it measures
+----------------
+``--n`` (default 20) synthetic CT heads (512x512, 4 mm, up to 32 slices; soft-tissue
+main series only) are C-STOREd by dcmtk's ``storescu`` to a radtriage runtime
+(listener, assembly, dispatcher) started by this script in a temporary data
+directory, once with the pipelines on a local Ray Serve application and once
+with the same pipelines in this process. For every study the time from its
+series becoming ready (the job ledger row) to its result being recorded is
+read back from the database, so claim, load, inference, post-processing and
+recording are all in it.
+
+* Latency: studies sent one after another, each waiting for its result; p50 and p95.
+* Throughput: all studies sent at once with 4 jobs in flight; studies per minute from
+  the first series ready to the last result.
+* The Ray overhead ratio is ray p95 / in-process p95 (the issue's target: <= 1.15).
+
+Start-up (Ray, deployments, model loading) is not timed. The last line is
+``RESULT ray_p95_s=<n> inproc_p95_s=<n> overhead_ratio=<n> studies_per_min=<n>``
+(throughput through Ray).
+
+    python scripts/bench_pipeline.py [--n 20] [--models models]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+import numpy as np  # noqa: E402
+
+
+def write_heads(root: Path, n: int, seed: int) -> list[list[Path]]:
+    from radtriage.synth import ct_head
+    from radtriage.synth.dicom import CtSeries, make_study, write_ct_series
+
+    studies = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        head = ct_head.sample(rng, matrix=512, slice_thickness=4.0, max_slices=32)
+        study = make_study(rng, i, "CT BRAIN NON-CONTRAST")
+        series = CtSeries(2, "Head 4.0 H31s", "HEAD", "HEAD", "H31s")
+        studies.append(write_ct_series(root / f"head-{i:02d}", rng, study, series, head.hu, head.spacing, head.origin))
+    return studies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run_mode(use_ray: bool, studies: list[list[Path]], models: Path, work: Path) -> dict[str, float]:
+    from radtriage.config.settings import load_settings
+    from radtriage.db import access, ledger
+    from radtriage.service import Runtime, build_services
+
+    data = work / ("ray" if use_ray else "inproc")
+    settings = load_settings(
+        config_file=work / "absent.yaml", data_dir=data, dicom_host="127.0.0.1", dicom_port=0,
+        quiet_period_s=0.2, stable_age_s=10, assembly_poll_s=0.05, min_free_bytes=0,
+        inference={"enabled": True, "use_ray": use_ray, "models_dir": str(models), "in_flight": 1, "poll_s": 0.05,
+                   "default": {"num_cpus": 0.5, "threads": 2}},
+    )
+    services = build_services(settings)
+    runtime = Runtime(services)
+    t = time.perf_counter()
+    runtime.start()
+    print(f"{'ray' if use_ray else 'in-process'}: started in {time.perf_counter() - t:.1f} s (not timed)")
+
+    def send(files: list[Path]) -> None:
+        subprocess.run(["storescu", "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, files)],
+                       check=True, capture_output=True)
+
+    def wait_results(count: int, timeout: float = 900) -> list[dict]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            jobs = [j for j in access.job_rows(services.db) if j["state"] in ("done", "failed", "no_ai")]
+            if len(jobs) >= count:
+                return jobs
+            time.sleep(0.05)
+        raise TimeoutError(f"only {len(jobs)} of {count} studies finished")
+
+    def latencies() -> list[float]:
+        out = []
+        for job in access.job_rows(services.db):
+            rows = ledger.result_rows(services.db, job_id=job["id"])
+            if rows:
+                out.append((access._aware(rows[0]["created_at"]) - access._aware(job["created_at"])).total_seconds())
+        return out
+
+    try:
+        send(studies[0])  # warm-up: first inference of each replica is slower
+        wait_results(1)
+        base = len(access.job_rows(services.db))
+        for i, files in enumerate(studies):
+            send(files)
+            wait_results(base + i + 1)
+        lat = latencies()[base:]
+        failed = [j for j in access.job_rows(services.db) if j["state"] == "failed"]
+        # throughput: everything at once, 4 in flight
+        runtime.dispatcher.stop()
+        settings.inference.in_flight = 4
+        runtime.dispatcher._stop.clear()
+        runtime.dispatcher.start()
+        before = len(access.job_rows(services.db))
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(["storescu", "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, f)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for f in studies]
+        for p in procs:
+            p.wait()
+        wait_results(before + len(studies))
+        wall = time.monotonic() - t0
+    finally:
+        runtime.stop()
+        services.close()
+    res = {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "per_min": len(studies) / wall * 60,
+           "failed": len(failed)}
+    print(f"{'ray' if use_ray else 'in-process'}: ready->result p50 {res['p50']:.2f} s, p95 {res['p95']:.2f} s "
+          f"(n={len(lat)}, failed {len(failed)}); 4 in flight: {len(studies)} studies in {wall:.1f} s "
+          f"= {res['per_min']:.1f} studies/min (send time included)")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--models", type=Path, default=Path("models"))
+    args = p.parse_args(argv)
+    if shutil.which("storescu") is None:
+        print("dcmtk's storescu is needed (apt-get install dcmtk)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        work = Path(tmp)
+        studies = write_heads(work / "studies", args.n, args.seed)
+        inproc = run_mode(False, studies, args.models.resolve(), work)
+        ray = run_mode(True, studies, args.models.resolve(), work)
+    ratio = ray["p95"] / inproc["p95"]
+    print(f"RESULT ray_p95_s={ray['p95']:.3f} inproc_p95_s={inproc['p95']:.3f} overhead_ratio={ratio:.3f} "
+          f"studies_per_min={ray['per_min']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
