@@ -1,0 +1,62 @@
+"""The reference models committed in models/: cards, files, and a quality floor on fixed synthetic sets.
+
+Each floor is far below what the card reports on its 200-300-case test set; it
+catches a broken export, a preprocessing change the model was not trained
+with, or a model swapped for another, on a set small enough for every CI run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radtriage.imaging.volume import Volume
+from radtriage.inference.card import INTENDED_USE, load_card
+from radtriage.inference.model import OnnxModel
+from radtriage.inference.tasks import predictor
+from radtriage.training.metrics import auc
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+COMMITTED = sorted(p.parent.name for p in MODELS.glob("*/model.yaml"))
+
+
+def _model(model_id: str) -> OnnxModel:
+    if model_id not in COMMITTED:
+        pytest.fail(f"reference model {model_id} is not in models/")
+    return OnnxModel(MODELS / model_id)
+
+
+@pytest.mark.parametrize("model_id", COMMITTED)
+def test_card_matches_file_and_says_what_it_is(model_id):
+    card = load_card(MODELS / model_id)  # checks the sha256
+    assert card.id == model_id and card.intended_use == INTENDED_USE
+    assert card.training_data["synthetic"] is True and "clinical use" in card.not_for
+    assert card.size_bytes <= 10 * 1024 * 1024
+    assert card.metrics, "a card reports its test metrics"
+    model = OnnxModel(MODELS / model_id)
+    assert model.input_names == [i.name for i in card.inputs]
+
+
+def test_ich_separates_a_fixed_synthetic_set():
+    from radtriage.synth import ct_head
+
+    model, predict = _model("ich-densenet2d"), predictor("ich")
+    labels, scores = [], []
+    for i in range(10):
+        positive = i % 2 == 0
+        s = ct_head.sample(np.random.default_rng([4242, i]), positive=positive, matrix=512)
+        labels.append(int(positive))
+        scores.append(predict(model, Volume(s.hu, s.spacing))["score"])
+    assert auc(np.array(labels), np.array(scores)) >= 0.8
+
+
+def test_ich_does_not_call_the_real_head_ct_slices_haemorrhage():
+    from pydicom.data import get_testdata_file
+
+    from radtriage.imaging.volume import load_series
+
+    model, predict = _model("ich-densenet2d"), predictor("ich")
+    for name in ("693_UNCR.dcm", "693_J2KR.dcm", "693_J2KI.dcm"):
+        assert not predict(model, load_series([get_testdata_file(name)]))["positive"], name
