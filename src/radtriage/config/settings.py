@@ -64,6 +64,7 @@ class DeploymentResources(BaseModel):
     max_batch_size: int = Field(default=4, ge=1)
     batch_wait_timeout_s: float = Field(default=0.01, ge=0)
     threads: int = Field(default=2, ge=1)  # ONNX Runtime intra-op threads
+    resources: dict[str, float] = Field(default_factory=dict)  # Ray custom resources, e.g. {"radiology_gpu": 1}
 
 
 class InferenceSettings(BaseModel):

@@ -83,7 +83,7 @@ def build_app(specs: list[Any], settings: Settings) -> serve.Application:
         bound[spec.id] = PipelineDeployment.options(
             name=f"pipeline-{spec.id}",
             num_replicas=res.replicas,
-            ray_actor_options={"num_cpus": res.num_cpus, "num_gpus": res.num_gpus},
+            ray_actor_options={"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "resources": dict(res.resources)},
         ).bind(spec.model_dump(mode="json", by_alias=True), str(inf.models_dir.resolve()), res.threads, res.max_batch_size,
                res.batch_wait_timeout_s)
     return Ingress.options(ray_actor_options={"num_cpus": 0.05}).bind(bound)
