@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from radtriage.imaging.volume import load_series
     from radtriage.inference.card import CARD_FILE, load_card
-    from radtriage.inference.model import OnnxModel
+    from radtriage.inference.model import load_model
     from radtriage.inference.tasks import predictor
 
     folders = {}
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[task] = float("nan")
                 continue
             t = time.perf_counter()
-            model = OnnxModel(folders[task], threads=args.threads)
+            model = load_model(folders[task], threads=args.threads)
             load_model_s = time.perf_counter() - t
             predict = predictor(task)
             times, loads = [], []

@@ -56,7 +56,7 @@ def ich_findings(pred: dict[str, Any], volume: Volume, threshold: float) -> list
 def lvo_findings(pred: dict[str, Any]) -> list[Finding]:
     if not pred["positive"]:
         return []
-    return [Finding(code="lvo", text=f"LVO - {pred['side']} {pred['segment']}",
+    return [Finding(code="lvo", text=f"LVO - {pred['side']} {pred.get('segment_label', pred['segment'])}",
                     probability=round(float(pred["score"]), 4))]
 
 

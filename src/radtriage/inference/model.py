@@ -1,15 +1,48 @@
-"""A model folder (``model.onnx`` + ``model.yaml``) run with ONNX Runtime."""
+"""Model runners: a model folder's checked card and the network it names.
+
+Two kinds of folder, told apart by what they hold (`load_model`):
+
+- ONNX (`OnnxModel`): ``model.yaml`` + ``model.onnx``, run with ONNX Runtime
+  (CUDA provider where present, else CPU).
+- MONAI bundle (`MonaiBundleModel`): ``model.yaml`` at the root with
+  ``file: models/model.ts``, the TorchScript network in ``models/``, and
+  ``configs/metadata.json`` + ``configs/inference.json`` beside it, run with
+  PyTorch (CUDA where available, else CPU).
+
+Either way the card's sha256 of the model file is checked at load
+(`radtriage.inference.card.load_card`), and ``run(**inputs)`` maps input
+names to numpy arrays by the card's (or the ONNX graph's) names.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from radtriage.inference.card import ModelCard, load_card
+from radtriage.inference.card import ModelCard, ModelCardError, load_card
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+BUNDLE_INFERENCE = "configs/inference.json"
+BUNDLE_METADATA = "configs/metadata.json"
+BUNDLE_MODEL_FILE = "models/model.ts"
+TORCHSCRIPT_SUFFIXES = (".ts",)
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What a predictor needs of a loaded model."""
+
+    card: ModelCard
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 class OnnxModel:
@@ -31,3 +64,105 @@ class OnnxModel:
     def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
         return dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelCardError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelCardError(f"{path}: not a JSON object")
+    return data
+
+
+class MonaiBundleModel:
+    """A MONAI bundle folder whose network is a TorchScript file named (and checked) by its card.
+
+    The bundle's ``configs/inference.json`` is read (with `monai.bundle.ConfigParser`)
+    and must name the card's network file, but its expressions are not
+    evaluated: nothing from the folder runs but the checked TorchScript network.
+    The network takes the card's inputs positionally, in the card's order, and
+    returns a tensor (one output), a tuple/list (outputs in the card's order) or
+    a dict keyed by output name.
+    """
+
+    def __init__(self, folder: Path, threads: int = 2) -> None:
+        import torch
+        from monai.bundle import ConfigParser
+
+        self.folder = Path(folder)
+        self.card: ModelCard = load_card(self.folder)
+        if not self.card.file.endswith(TORCHSCRIPT_SUFFIXES):
+            raise ModelCardError(f"{self.folder}: {self.card.file} is not a TorchScript file ({', '.join(TORCHSCRIPT_SUFFIXES)})")
+        for rel in (BUNDLE_METADATA, BUNDLE_INFERENCE):
+            if not (self.folder / rel).is_file():
+                raise ModelCardError(f"{self.folder}: not a MONAI bundle ({rel} is missing)")
+        self.metadata = _read_json(self.folder / BUNDLE_METADATA)
+        _read_json(self.folder / BUNDLE_INFERENCE)  # a clear error for malformed JSON before MONAI's parser
+        parser = ConfigParser()
+        try:
+            parser.read_config(str(self.folder / BUNDLE_INFERENCE))
+        except Exception as exc:  # noqa: BLE001 - MONAI's own parse errors
+            raise ModelCardError(f"{self.folder / BUNDLE_INFERENCE}: {exc}") from exc
+        self.inference_config: dict[str, Any] = parser.get() or {}
+        if self.card.file not in json.dumps(self.inference_config):
+            raise ModelCardError(f"{self.folder / BUNDLE_INFERENCE} does not name the card's network file {self.card.file}")
+        for key, want in (("name", self.card.id), ("version", self.card.version)):
+            if key in self.metadata and str(self.metadata[key]) != want:
+                raise ModelCardError(f"{self.folder / BUNDLE_METADATA}: {key} {self.metadata[key]!r} is not the card's {want!r}")
+
+        self.threads = threads
+        torch.set_num_threads(threads)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x but still the bundle format
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
+                self.network = torch.jit.load(str(self.folder / self.card.file), map_location=self.device).eval()
+        except Exception as exc:  # noqa: BLE001 - a file that matches its card but is not TorchScript
+            raise ModelCardError(f"{self.folder / self.card.file}: not a loadable TorchScript network: "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        self.input_names = [t.name for t in self.card.inputs]
+        self.output_names = [t.name for t in self.card.outputs]
+
+    def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        missing = [n for n in self.input_names if n not in inputs]
+        unknown = [n for n in inputs if n not in self.input_names]
+        if missing or unknown:
+            raise ValueError(f"model {self.card.id}: inputs {sorted(inputs)} do not match {self.input_names}")
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)).to(self.device)
+                for n in self.input_names]
+        with torch.no_grad():
+            out = self.network(*args)
+        if isinstance(out, torch.Tensor):
+            values = [out]
+        elif isinstance(out, (tuple, list)):
+            values = list(out)
+        elif isinstance(out, dict):
+            absent = [n for n in self.output_names if n not in out]
+            if absent:
+                raise ValueError(f"model {self.card.id}: network gave {sorted(out)}, card names {self.output_names}")
+            values = [out[n] for n in self.output_names]
+        else:
+            raise TypeError(f"model {self.card.id}: network returned {type(out).__name__}, not tensors")
+        if len(values) != len(self.output_names):
+            raise ValueError(f"model {self.card.id}: network gave {len(values)} outputs, card names {self.output_names}")
+        return {n: v.detach().float().cpu().numpy() for n, v in zip(self.output_names, values, strict=True)}
+
+
+def load_model(folder: Path, threads: int = 2) -> Model:
+    """The runner for what ``folder`` holds: ONNX file or MONAI bundle (card checked either way)."""
+    folder = Path(folder)
+    card = load_card(folder)
+    if card.file.endswith(".onnx"):
+        return OnnxModel(folder, threads=threads)
+    if card.file.endswith(TORCHSCRIPT_SUFFIXES) and (folder / BUNDLE_INFERENCE).is_file():
+        return MonaiBundleModel(folder, threads=threads)
+    raise ModelCardError(
+        f"{folder}: cannot tell how to run {card.file}: expected an ONNX file (.onnx) or a MONAI bundle "
+        f"(a TorchScript {'/'.join(TORCHSCRIPT_SUFFIXES)} file with {BUNDLE_INFERENCE})"
+    )

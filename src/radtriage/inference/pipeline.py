@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from radtriage.domain.case import Finding, TaskResult
 from radtriage.imaging.volume import Volume, load_series
 from radtriage.inference import findings as fx
-from radtriage.inference.model import OnnxModel
+from radtriage.inference.model import load_model
 from radtriage.inference.tasks import predictor
 
 KEY_IMAGE_WORDS = "AI result - not for diagnosis"
@@ -39,7 +39,7 @@ def _ms(t0: float, t1: float) -> float:
 class TaskRunner:
     def __init__(self, spec: PipelineLike, models_dir: Path, threads: int = 2) -> None:
         self.spec = spec
-        self.model = OnnxModel(Path(models_dir) / spec.model, threads=threads)
+        self.model = load_model(Path(models_dir) / spec.model, threads=threads)
         if self.model.card.task != spec.task:
             raise PipelineError(f"pipeline {spec.id}: model {spec.model} is for task {self.model.card.task}, not {spec.task}")
         self.predict = predictor(spec.task)

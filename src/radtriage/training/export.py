@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,5 +35,105 @@ def export_model(
             opset_version=17,
         )
     card = ModelCard(sha256=file_sha256(path), size_bytes=path.stat().st_size, **card_fields)
+    write_card(folder, card)
+    return card
+
+
+def _leaves(out: Any) -> list[torch.Tensor]:
+    """The tensors of a network's output (a tensor, or tuples/lists/dicts of them), in order."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in _leaves(out[k])]
+    return [t for o in out for t in _leaves(o)]
+
+
+def _tensor_format(spec: Any) -> dict[str, Any]:
+    """A card `TensorSpec` as a MONAI ``network_data_format`` entry."""
+    shape = list(spec.shape)
+    entry: dict[str, Any] = {"type": "tensor", "format": "float", "dtype": spec.dtype, "shape": shape,
+                             "description": spec.description}
+    if len(shape) >= 2:
+        entry["num_channels"] = shape[1]
+    if len(shape) >= 3:
+        entry["spatial_shape"] = shape[2:]
+        entry["is_patch_data"] = False
+    return entry
+
+
+def export_bundle(
+    folder: Path,
+    net: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    card_fields: dict[str, Any],
+) -> ModelCard:
+    """Write a MONAI bundle: ``models/model.ts`` (traced), ``configs/{metadata,inference}.json``, ``model.yaml``.
+
+    ``card_fields`` are those of `export_model`; the card's ``file`` is the
+    TorchScript file and its ``inputs``/``outputs`` must carry ``input_names``/``output_names``
+    in order (the bundle runner calls the network with the card's inputs, positionally).
+    """
+    import json
+
+    import monai
+    import numpy as np
+
+    from radtriage.inference.card import INTENDED_USE, TensorSpec
+    from radtriage.inference.model import BUNDLE_INFERENCE, BUNDLE_METADATA, BUNDLE_MODEL_FILE
+
+    fields = {**card_fields, "file": BUNDLE_MODEL_FILE}
+    inputs = [TensorSpec.model_validate(t) if isinstance(t, dict) else t for t in fields["inputs"]]
+    outputs = [TensorSpec.model_validate(t) if isinstance(t, dict) else t for t in fields["outputs"]]
+    if [t.name for t in inputs] != list(input_names) or [t.name for t in outputs] != list(output_names):
+        raise ValueError(f"card inputs/outputs {[t.name for t in inputs]}/{[t.name for t in outputs]} "
+                         f"are not {list(input_names)}/{list(output_names)}")
+    folder = Path(folder)
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    path = folder / BUNDLE_MODEL_FILE
+    net = net.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
+        # torch's own trace check re-traces the network (slow); one forward of each, compared, is enough
+        traced = torch.jit.trace(net, example, check_trace=False)
+        want, got = net(*example), traced(*example)
+    for a, b in zip(_leaves(want), _leaves(got), strict=True):
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+            raise ValueError("the traced network does not reproduce the network's output on the example")
+    traced.save(str(path))
+
+    metadata = {
+        "name": fields["id"],
+        "version": fields["version"],
+        "task": fields["task"],
+        "description": fields.get("architecture", ""),
+        "intended_use": fields.get("intended_use", INTENDED_USE),
+        "monai_version": monai.__version__,
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "required_packages_version": {},
+        "authors": "radtriage",
+        "copyright": "radtriage contributors",
+        "network_data_format": {
+            "inputs": {t.name: _tensor_format(t) for t in inputs},
+            "outputs": {t.name: _tensor_format(t) for t in outputs},
+        },
+    }
+    # A minimal MONAI inference config: the network is the TorchScript file, loaded on the
+    # available device (`python -m monai.bundle run` / ConfigParser can instantiate it).
+    inference = {
+        "imports": ["$import torch"],
+        "bundle_root": ".",
+        "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
+        "network_file": f"$@bundle_root + '/{BUNDLE_MODEL_FILE}'",
+        "network_def": "$torch.jit.load(@network_file, map_location=@device)",
+        "network": "$@network_def.eval()",
+        "inferer": {"_target_": "SimpleInferer"},
+    }
+    (folder / BUNDLE_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    (folder / BUNDLE_INFERENCE).write_text(json.dumps(inference, indent=2) + "\n")
+    card = ModelCard(sha256=file_sha256(path), size_bytes=path.stat().st_size, **fields)
     write_card(folder, card)
     return card

@@ -73,10 +73,10 @@ def model_folder(model: str, models_dir: Path) -> Path:
 
 
 def load_model(folder: Path, threads: int = 2):
-    from radtriage.inference.model import OnnxModel
+    from radtriage.inference.model import load_model as load_runner
 
     try:
-        return OnnxModel(folder, threads)
+        return load_runner(folder, threads)
     except ModelCardError as exc:
         raise ValidationError(f"model card check failed: {exc}") from exc
     except Exception as exc:  # onnxruntime's own errors on a corrupt file
