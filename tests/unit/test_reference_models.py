@@ -60,3 +60,20 @@ def test_ich_does_not_call_the_real_head_ct_slices_haemorrhage():
     model, predict = _model("ich-densenet2d"), predictor("ich")
     for name in ("693_UNCR.dcm", "693_J2KR.dcm", "693_J2KI.dcm"):
         assert not predict(model, load_series([get_testdata_file(name)]))["positive"], name
+
+
+def test_lvo_separates_a_fixed_synthetic_set():
+    from radtriage.synth import cta_head
+
+    model, predict = _model("lvo-densenet2d"), predictor("lvo")
+    labels, scores, sides = [], [], []
+    for i in range(8):
+        positive = i % 2 == 0
+        s = cta_head.sample(np.random.default_rng([4343, i]), lvo=positive, matrix=256)
+        r = predict(model, Volume(s.hu.astype(np.float32), s.spacing, s.origin))
+        labels.append(int(positive))
+        scores.append(r["score"])
+        if positive:
+            sides.append(r["side"] == s.truth["side"])
+    assert auc(np.array(labels), np.array(scores)) >= 0.8
+    assert sum(sides) >= 3  # the side of at least 3 of the 4 occlusions
