@@ -13,8 +13,8 @@ read back from the database, so claim, load, inference, post-processing and
 recording are all in it.
 
 * Latency: studies sent one after another, each waiting for its result; p50 and p95.
-* Throughput: all studies sent at once with 4 jobs in flight; studies per minute from
-  the first series ready to the last result.
+* Throughput: another ``--n`` studies sent at once (one storescu each) with 4 jobs in
+  flight; studies per minute from the first send to the last result.
 * The Ray overhead ratio is ray p95 / in-process p95 (the issue's target: <= 1.15).
 
 Start-up (Ray, deployments, model loading) is not timed. The last line is
@@ -59,7 +59,8 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def run_mode(use_ray: bool, studies: list[list[Path]], models: Path, work: Path) -> dict[str, float]:
+def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst: list[list[Path]], models: Path,
+             work: Path) -> dict[str, float]:
     from radtriage.config.settings import load_settings
     from radtriage.db import access, ledger
     from radtriage.service import Runtime, build_services
@@ -99,13 +100,13 @@ def run_mode(use_ray: bool, studies: list[list[Path]], models: Path, work: Path)
         return out
 
     try:
-        send(studies[0])  # warm-up: first inference of each replica is slower
+        send(warmup)  # a study of its own: the first inference of each replica is slower
         wait_results(1)
         base = len(access.job_rows(services.db))
         for i, files in enumerate(studies):
             send(files)
             wait_results(base + i + 1)
-        lat = latencies()[base:]
+        lat = latencies()[1:]  # the warm-up study left out
         failed = [j for j in access.job_rows(services.db) if j["state"] == "failed"]
         # throughput: everything at once, 4 in flight
         runtime.dispatcher.stop()
@@ -115,18 +116,18 @@ def run_mode(use_ray: bool, studies: list[list[Path]], models: Path, work: Path)
         before = len(access.job_rows(services.db))
         t0 = time.monotonic()
         procs = [subprocess.Popen(["storescu", "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, f)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for f in studies]
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for f in burst]
         for p in procs:
             p.wait()
-        wait_results(before + len(studies))
+        wait_results(before + len(burst))
         wall = time.monotonic() - t0
     finally:
         runtime.stop()
         services.close()
-    res = {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "per_min": len(studies) / wall * 60,
+    res = {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "per_min": len(burst) / wall * 60,
            "failed": len(failed)}
     print(f"{'ray' if use_ray else 'in-process'}: ready->result p50 {res['p50']:.2f} s, p95 {res['p95']:.2f} s "
-          f"(n={len(lat)}, failed {len(failed)}); 4 in flight: {len(studies)} studies in {wall:.1f} s "
+          f"(n={len(lat)}, failed {len(failed)}); 4 in flight: {len(burst)} other studies in {wall:.1f} s "
           f"= {res['per_min']:.1f} studies/min (send time included)")
     return res
 
@@ -142,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         work = Path(tmp)
-        studies = write_heads(work / "studies", args.n, args.seed)
-        inproc = run_mode(False, studies, args.models.resolve(), work)
-        ray = run_mode(True, studies, args.models.resolve(), work)
+        heads = write_heads(work / "studies", 2 * args.n + 1, args.seed)
+        warmup, studies, burst = heads[0], heads[1 : args.n + 1], heads[args.n + 1 :]
+        inproc = run_mode(False, warmup, studies, burst, args.models.resolve(), work)
+        ray = run_mode(True, warmup, studies, burst, args.models.resolve(), work)
     ratio = ray["p95"] / inproc["p95"]
     print(f"RESULT ray_p95_s={ray['p95']:.3f} inproc_p95_s={inproc['p95']:.3f} overhead_ratio={ratio:.3f} "
           f"studies_per_min={ray['per_min']:.1f}")

@@ -37,7 +37,7 @@ class BoneAgeNet(torch.nn.Module):
         super().__init__()
         self.features = ResNet(
             block="basic", layers=(1, 1, 1, 1), block_inplanes=(32, 64, 128, 256),
-            spatial_dims=2, n_input_channels=1, num_classes=64,
+            spatial_dims=2, n_input_channels=1, conv1_t_stride=2, num_classes=64,
         )
         self.head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(65, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
 
@@ -162,7 +162,7 @@ def train(out: Path, seed: int = 1, n_train: int = 6000, n_val: int = 300, n_tes
             "id": MODEL_ID,
             "version": MODEL_VERSION,
             "task": "bone_age",
-            "architecture": "MONAI ResNet 2D (basic blocks 1-1-1-1, widths 32-256) features + sex, MLP head",
+            "architecture": "MONAI ResNet 2D (7x7/2 stem, basic blocks 1-1-1-1, widths 32-256) features + sex, MLP head",
             "inputs": [
                 TensorSpec(name="image", shape=["batch", 1, size, size],
                            description="PA hand radiograph, bone bright (MONOCHROME1 inverted), percentiles 0.5-99.5 to [0,1], square crop around the hand, resized"),
