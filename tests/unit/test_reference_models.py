@@ -77,3 +77,18 @@ def test_lvo_separates_a_fixed_synthetic_set():
             sides.append(r["side"] == s.truth["side"])
     assert auc(np.array(labels), np.array(scores)) >= 0.8
     assert sum(sides) >= 3  # the side of at least 3 of the 4 occlusions
+
+
+def test_nodule_finds_planted_nodules_on_a_fixed_synthetic_set():
+    from radtriage.synth import ct_chest
+    from radtriage.training.metrics import cpm
+
+    model, predict = _model("nodule-cnn3d"), predictor("nodule")
+    cases = []
+    for i in range(3):
+        s = ct_chest.sample(np.random.default_rng([4444, i]), positive=True, n_nodules=2, diameter_mm=(8.0, 20.0),
+                            nodule_types=("solid",), matrix=256)
+        r = predict(model, Volume(s.hu.astype(np.float32), s.spacing, s.origin))
+        truth = [{"centre_mm": n["centre_mm"], "diameter_mm": n["diameter_mm"]} for n in s.truth["nodules"]]
+        cases.append((truth, r["nodules"]))
+    assert cpm(cases, min_diameter_mm=4.0) >= 0.5
