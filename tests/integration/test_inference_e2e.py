@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.dcmtk]
 STUDIES = [
     ("ct-head", 21, {"positive": True, "subtypes": ["intraparenchymal"]}, "stroke_ich", True),
     ("ct-head", 22, {"positive": False}, "stroke_ich", False),
-    ("cta-head", 23, {"lvo": True, "segment": "M1"}, "stroke_lvo", True),
+    ("cta-head", 23, {"lvo": True, "segment": "m1"}, "stroke_lvo", True),
     ("ct-chest", 24, {"positive": True, "n_nodules": 2, "diameter_mm": [12.0, 20.0], "nodule_types": ["solid"]},
      "lung_nodule", True),
     ("xr-hand", 25, {}, "bone_age", None),
