@@ -92,3 +92,18 @@ def test_nodule_finds_planted_nodules_on_a_fixed_synthetic_set():
         truth = [{"centre_mm": n["centre_mm"], "diameter_mm": n["diameter_mm"]} for n in s.truth["nodules"]]
         cases.append((truth, r["nodules"]))
     assert cpm(cases, min_diameter_mm=4.0) >= 0.5
+
+
+def test_bone_age_on_a_fixed_synthetic_set_through_dicom(tmp_path):
+    from radtriage.datasets.synthetic import examples
+    from radtriage.synth import synthesize
+
+    synthesize("xr-hand", 12, 4545, tmp_path)
+    model, predict = _model("bone-age-resnet2d"), predictor("bone_age")
+    errors = []
+    for e in examples(tmp_path, "bone_age"):
+        r = predict(model, e.load())
+        assert r["sex"] == e.label["sex"]
+        assert r["chronological_age_months"] == pytest.approx(e.label["chronological_age_months"], abs=1.0)
+        errors.append(abs(r["bone_age_months"] - e.label["bone_age_months"]))
+    assert len(errors) == 12 and float(np.mean(errors)) <= 12.0

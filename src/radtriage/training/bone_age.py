@@ -90,6 +90,29 @@ def predict(net: torch.nn.Module, x: np.ndarray, sex: np.ndarray, batch: int = 6
     return np.concatenate(out)
 
 
+def recalibrate_batchnorm(net: torch.nn.Module, x: np.ndarray, sex: np.ndarray, rng: np.random.Generator,
+                          batches: int = 20, batch: int = 32) -> None:
+    """Re-estimate BatchNorm statistics on un-augmented training images (cumulative average).
+
+    Training batches are augmented (gamma, noise); inference images are not. The
+    running statistics are recomputed on plain images so eval-mode normalisation
+    matches what the model sees at inference.
+    """
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            idx = rng.integers(0, len(x), batch)
+            net(torch.as_tensor(x[idx], dtype=torch.float32), torch.as_tensor(sex[idx]))
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    net.eval()
+
+
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     n_val, n_test = max(1, n // 10), max(1, n // 5)
@@ -141,10 +164,13 @@ def train(out: Path, seed: int = 1, n_train: int = 6000, n_val: int = 300, n_tes
         opt.step()
         step += 1
         if step % 200 == 0 or step == max_steps:
+            raw_mae = float(np.abs(predict(net, vx, vsex) - vage).mean())
+            recalibrate_batchnorm(net, x, sex, np.random.default_rng(step))
             val_mae = float(np.abs(predict(net, vx, vsex) - vage).mean())
             if val_mae < best[0]:
                 best = (val_mae, {k: v.clone() for k, v in net.state_dict().items()}, step)
-            log(f"bone_age: step {step} L1 {loss.item() * SCALE:.2f} months, validation MAE {val_mae:.2f} ({elapsed:.0f} s)")
+            log(f"bone_age: step {step} L1 {loss.item() * SCALE:.2f} months, validation MAE {val_mae:.2f} "
+                f"(before BatchNorm recalibration {raw_mae:.2f}) ({elapsed:.0f} s)")
     if best[1] is not None:
         net.load_state_dict(best[1])
     log(f"bone_age: trained {step} step in {time.perf_counter() - t0:.0f} s; kept step {best[2]}")
