@@ -58,7 +58,7 @@ class DeploymentResources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_cpus: float = Field(default=0.5, gt=0)
+    num_cpus: float = Field(default=0.25, gt=0)  # four pipelines + ingress must fit on 2 cores
     num_gpus: float = Field(default=0.0, ge=0)
     replicas: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=4, ge=1)

@@ -17,6 +17,9 @@ from radtriage.inference.pipeline import PipelineError, TaskRunner
 from radtriage.serving.app import APP_NAME, build_app, run_one
 
 log = logging.getLogger(__name__)
+# Ray puts sockets at <temp>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store (~62 characters
+# after <temp>) and a Unix socket path may hold 107 bytes.
+RAY_TMP_MAX = 44
 
 
 class Runner(Protocol):
@@ -66,6 +69,9 @@ class RayRunner:
                 ray.init(address=address, logging_level=logging.WARNING)
             else:
                 tmp = (settings.data_dir / "ray").resolve()
+                if len(str(tmp)) > RAY_TMP_MAX:  # Ray's Unix sockets live under it (107-byte limit)
+                    raise ValueError(f"the data directory's path is too long for Ray's sockets ({len(str(tmp))} > "
+                                     f"{RAY_TMP_MAX} characters in {tmp}): choose a shorter data_dir or set ray_address")
                 tmp.mkdir(parents=True, exist_ok=True)
                 os.environ.setdefault("RAY_TMPDIR", str(tmp))
                 ray.init(include_dashboard=False, _temp_dir=str(tmp), logging_level=logging.WARNING,
