@@ -70,7 +70,7 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
         config_file=work / "absent.yaml", data_dir=data, dicom_host="127.0.0.1", dicom_port=0,
         quiet_period_s=0.2, stable_age_s=10, assembly_poll_s=0.05, min_free_bytes=0,
         inference={"enabled": True, "use_ray": use_ray, "models_dir": str(models), "in_flight": 1, "poll_s": 0.05,
-                   "default": {"num_cpus": 0.5, "threads": 2}},
+                   "default": {"threads": 2}},  # 0.25 CPU per deployment: four pipelines and the ingress fit on 2 cores
     )
     services = build_services(settings)
     runtime = Runtime(services)
