@@ -7,15 +7,14 @@ Series arrive by C-STORE; the pipelines run in this process (the same
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from radtriage.db import access, ledger
+from radtriage.db import ledger
 from radtriage.synth import synthesize
-from tests.helpers import storescu
+from tests.helpers import storescu, wait_jobs_final
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,17 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.dcmtk]
 
 def _main_series(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("002_*.dcm"))  # series 2: the soft-tissue main series
-
-
-def _wait(db, count: int, timeout: float = 300) -> list[dict]:
-    end = time.monotonic() + timeout
-    jobs: list[dict] = []
-    while time.monotonic() < end:
-        jobs = access.job_rows(db)
-        if len(jobs) >= count and all(j["state"] in ("done", "failed", "no_ai") for j in jobs):
-            return jobs
-        time.sleep(0.2)
-    raise AssertionError([(j["case_id"], j["state"], j["attempts"]) for j in jobs])
 
 
 def test_corrupt_series_missing_slice_and_failing_model(make_settings, tmp_path, monkeypatch):
@@ -70,7 +58,7 @@ def test_corrupt_series_missing_slice_and_failing_model(make_settings, tmp_path,
     try:
         for files in (corrupt, raising, gap, good):
             assert storescu(runtime.scp.port, files, "SCANNER", settings.ae_title).returncode == 0
-        jobs = _wait(services.db, 4)
+        jobs = wait_jobs_final(services.db, 4)
     finally:
         runtime.stop()
 

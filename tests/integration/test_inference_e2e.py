@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
 
-from radtriage.db import access, ledger
+from radtriage.db import ledger
 from radtriage.synth import synthesize
-from tests.helpers import storescu
+from tests.helpers import storescu, wait_jobs_final
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,17 +45,6 @@ def studies(tmp_path_factory) -> list[tuple[Path, dict, str, bool | None]]:
         folder = synthesize(kind, 1, seed, root / f"{kind}-{seed}", options)[0]
         out.append((folder, json.loads((folder / "truth.json").read_text()), pipeline, positive))
     return out
-
-
-def _wait_all_final(db, count: int, timeout: float) -> list[dict]:
-    end = time.monotonic() + timeout
-    jobs: list[dict] = []
-    while time.monotonic() < end:
-        jobs = access.job_rows(db)
-        if len(jobs) >= count and all(j["state"] in ("done", "failed", "no_ai") for j in jobs):
-            return jobs
-        time.sleep(0.5)
-    raise AssertionError(f"jobs not finished in {timeout} s: {[(j['case_id'], j['state']) for j in jobs]}")
 
 
 @pytest.fixture
@@ -90,7 +78,7 @@ def test_studies_through_ray_get_the_right_pipelines_and_results(make_settings, 
             assert r.returncode == 0, r.stderr[-2000:]
             expected_series += len(truth["series"])
         assert storescu(runtime.scp.port, cxr, "CR_ROOM", settings.ae_title).returncode == 0
-        jobs = _wait_all_final(services.db, expected_series + 1, timeout=900)
+        jobs = wait_jobs_final(services.db, expected_series + 1, timeout=900)
     finally:
         runtime.stop()
 

@@ -16,17 +16,14 @@ intensity scale and offset, noise. The threshold is chosen on validation
 (95 % sensitivity); test metrics carry bootstrap 95 % CIs. A smaller set at
 the full 512 matrix checks that the model does not depend on the matrix.
 
-Generated views are cached (``RADTRIAGE_TRAIN_CACHE``, default
-``/tmp/radtriage-train-cache``), keyed on seeds, options, the generator's and
+Generated views are cached when ``RADTRIAGE_TRAIN_CACHE`` names a folder (see
+`training.data`), keyed on seeds, options, the generator's and
 the pre-processing's versions.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from collections.abc import Iterable
@@ -39,6 +36,7 @@ from monai.networks.nets import DenseNet
 
 from radtriage.inference import lvo as pre
 from radtriage.inference.card import TensorSpec
+from radtriage.training.data import cached, draw
 from radtriage.training.export import export_model
 from radtriage.training.metrics import auc, binary_report, bootstrap_ci, threshold_for_sensitivity
 
@@ -81,48 +79,26 @@ def _one_study(args: tuple[int, int, bool, dict]) -> tuple[np.ndarray, int, int,
     return x, int(t["lvo"]), side, seg
 
 
-def _cache_path(key: list) -> Path:
-    from radtriage.synth import GENERATOR_VERSION
-
-    root = Path(os.environ.get("RADTRIAGE_TRAIN_CACHE") or "/tmp/radtriage-train-cache")
-    digest = hashlib.sha256(json.dumps([*key, pre.VERSION, GENERATOR_VERSION], sort_keys=True).encode())
-    return root / f"lvo-{digest.hexdigest()[:16]}.npz"
-
-
 def build(seed: int, n: int, kwargs: dict, paired: bool, workers: int = 2, log=print) -> ViewSet:
-    """``n`` studies from seed ``seed`` (study i from (seed, i)).
+    """``n`` studies from seed ``seed`` (study i from (seed, i)), drawn and cached by `training.data`.
 
     ``paired``: each index gives two studies, with and without an occlusion
     (2n in all); otherwise study i is positive when i is even.
     """
-    cache = _cache_path([seed, n, kwargs, paired])
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            return ViewSet(z["x"], z["positive"], z["side"], z["segment"])
     if paired:
         jobs = [(seed, i, lvo, kwargs) for i in range(n) for lvo in (True, False)]
     else:
         jobs = [(seed, i, i % 2 == 0, kwargs) for i in range(n)]
-    t0 = time.perf_counter()
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = pool.map(_one_study, jobs, chunksize=4)
-    else:
-        results = [_one_study(j) for j in jobs]
-    out = ViewSet(
-        np.stack([r[0] for r in results]),
-        np.array([r[1] for r in results], np.uint8),
-        np.array([r[2] for r in results], np.int8),
-        np.array([r[3] for r in results], np.int8),
-    )
-    log(f"lvo: drew {len(jobs)} studies (seed {seed}, {kwargs}) in {time.perf_counter() - t0:.0f} s")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, x=out.x, positive=out.positive, side=out.side, segment=out.segment)
-    tmp.replace(cache)
-    return out
+    def make() -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        results = draw(_one_study, jobs, workers, chunksize=4)
+        log(f"lvo: drew {len(jobs)} studies (seed {seed}, {kwargs}) in {time.perf_counter() - t0:.0f} s")
+        return {"x": np.stack([r[0] for r in results]), "positive": np.array([r[1] for r in results], np.uint8),
+                "side": np.array([r[2] for r in results], np.int8), "segment": np.array([r[3] for r in results], np.int8)}
+
+    z = cached("lvo", [seed, n, kwargs, paired, pre.VERSION], make)
+    return ViewSet(z["x"], z["positive"], z["side"], z["segment"])
 
 
 def from_examples(examples: Iterable, n_max: int | None = None) -> ViewSet:
