@@ -31,11 +31,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from radtriage.api import create_app
-    from radtriage.service import Runtime, build_services
+    from radtriage.service import Runtime, build_services, first_admin
 
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
     services = build_services(settings)
+    created = first_admin(services)
+    if created is not None:  # printed once, never logged
+        print(f"First start: created user '{created[0]}' with password {created[1]}\n"
+              "  (shown only now: log in and add the real accounts with `radtriage users add`)", flush=True)
     runtime = Runtime(services)
     runtime.start()
     tls = " (TLS)" if settings.tls.enabled else ""
@@ -162,6 +166,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if doc["n_failed"] == 0 else 1
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from radtriage.db import accounts, audit, open_database
+    from radtriage.security import WeakPassword, new_password
+
+    settings = load_settings(args.config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.db_url)
+    try:
+        if args.action == "list":
+            for u in accounts.list_users(db):
+                state = "disabled" if u["disabled"] else "active"
+                print(f"{u['username']:<24} {u['role']:<12} {state:<9} {u['display_name'] or ''}")
+            return 0
+        if not args.username:
+            print("a user name is needed", file=sys.stderr)
+            return 2
+        if args.action == "add":
+            password = None
+            if args.role != "service":
+                password = (getpass.getpass("password (12+ characters; empty: generate one): ")
+                            if sys.stdin.isatty() and not args.generate else "") or new_password()
+            accounts.add_user(db, args.username, args.role, password, args.name)
+            audit.log(db, "user_added", actor="cli", detail={"username": args.username, "role": args.role})
+            if password and (args.generate or not sys.stdin.isatty()):
+                print(f"password for {args.username}: {password}")
+            print(f"added {args.username} ({args.role})")
+        elif args.action == "disable":
+            accounts.set_disabled(db, args.username)
+            audit.log(db, "user_disabled", actor="cli", detail={"username": args.username})
+            print(f"disabled {args.username}: sessions ended, tokens revoked")
+        elif args.action == "token":
+            token = accounts.issue_token(db, args.username, args.token_name, args.days)
+            audit.log(db, "token_issued", actor="cli", detail={"username": args.username, "name": args.token_name})
+            print(token)
+    except (accounts.AccountError, WeakPassword) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    return 0
+
+
 def _positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError("expected a positive whole number")
@@ -214,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bootstrap", type=int, default=1000, metavar="ROUNDS", help="bootstrap resamples for 95%% CIs")
     s.add_argument("--threshold", type=float, help="operating threshold (default: the model card's)")
     s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("users", help="manage accounts: add, list, disable, token")
+    s.add_argument("action", choices=["add", "list", "disable", "token"])
+    s.add_argument("username", nargs="?")
+    s.add_argument("--role", choices=["radiologist", "stroke", "admin", "service"], default="radiologist")
+    s.add_argument("--name", help="display name")
+    s.add_argument("--generate", action="store_true", help="generate the password and print it once")
+    s.add_argument("--token-name", default="api", help="label of the token (token)")
+    s.add_argument("--days", type=float, help="token lifetime in days (token; default: until revoked)")
+    s.set_defaults(func=cmd_users)
 
     s = sub.add_parser("studies", help="list stored studies and series")
     s.add_argument("--json", action="store_true")

@@ -12,6 +12,7 @@ from radtriage.ingest.metrics import IngestMetrics
 from radtriage.ingest.scp import StorageSCP
 from radtriage.ingest.spool import Spool
 from radtriage.ingest.store import InstanceStore
+from radtriage.triage.live import Triage
 
 log = logging.getLogger("radtriage.service")
 
@@ -43,6 +44,19 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store)
 
 
+def first_admin(services: Services) -> tuple[str, str] | None:
+    """On a first start with no users: an ``admin`` with a random password, returned once to be shown once."""
+    from radtriage.db import accounts, audit
+    from radtriage.security import new_password
+
+    if accounts.count_users(services.db):
+        return None
+    password = new_password()
+    accounts.add_user(services.db, "admin", "admin", password, "First administrator")
+    audit.log(services.db, "user_added", detail={"username": "admin", "role": "admin", "why": "first start"})
+    return "admin", password
+
+
 class Runtime:
     """The background parts of `radtriage serve`: the DICOM listener, assembly and the inference dispatcher."""
 
@@ -52,11 +66,14 @@ class Runtime:
         self.assembler = Assembler(services.settings, services.db, services.metrics)
         self.dispatcher = None
         self.runner = None
+        settings = services.settings
+        self.triage = Triage(services.db, settings.inference.enabled, settings.worklist.poll_s)
         self.started = False
 
     def start(self) -> None:
         if self.services.settings.inference.enabled:
             self._start_inference()
+        self.triage.start()
         self.scp.start()
         self.assembler.start()
         self.started = True
@@ -84,3 +101,4 @@ class Runtime:
             self.dispatcher.stop()
         if self.runner is not None:
             self.runner.close()
+        self.triage.stop()

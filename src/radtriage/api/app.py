@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from radtriage import __version__
-from radtriage.api import dicomweb, health
+from radtriage.api import dicomweb, health, live, pages, session, worklist
+from radtriage.api.auth import LoginLimiter
 from radtriage.api.problems import install_problem_handlers
+from radtriage.db import worklist as worklist_db
 from radtriage.service import Runtime, Services
 
 
 def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     """Build the API around already-built ``services`` (and the running listener)."""
+    hub = live.LiveHub(lambda: worklist_db.last_change(services.db))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        yield
+        await hub.stop()
+
     app = FastAPI(
         title="radtriage",
         version=__version__,
         description="AI radiology triage. AI results are an aid, not a diagnosis.",
+        lifespan=lifespan,
     )
+    auth = services.settings.auth
     app.state.services = services
     app.state.runtime = runtime
+    app.state.live = hub
+    app.state.login_limiter = LoginLimiter(auth.login_attempts, auth.login_window_s)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(dicomweb.router)
+    app.include_router(session.router)
+    app.include_router(worklist.router)
+    app.include_router(live.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

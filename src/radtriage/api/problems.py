@@ -21,17 +21,18 @@ def problem(status: int, title: str, detail: str | None = None, **extra: object)
 class ProblemError(Exception):
     """Raise from a route to answer with a problem detail."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None) -> None:
+    def __init__(self, status: int, title: str, detail: str | None = None, **extra: object) -> None:
         super().__init__(detail or title)
         self.status = status
         self.title = title
         self.detail = detail
+        self.extra = extra
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_req: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail)
+        return problem(exc.status, exc.title, exc.detail, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -89,6 +89,44 @@ class InferenceSettings(BaseModel):
         return self.deployments.get(pipeline_id, self.default)
 
 
+class AuthSettings(BaseModel):
+    """Accounts, sessions and tokens. ``secret_key`` comes from the environment only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Signs one-click links (alert acknowledgements). Required outside development:
+    # RADTRIAGE_AUTH__SECRET_KEY. In development a random key is made per start.
+    secret_key: SecretStr | None = None
+    session_hours: float = Field(default=12.0, gt=0)
+    cookie_secure: bool | None = None  # None: Secure cookies unless the API listens on loopback only
+    login_attempts: int = Field(default=5, ge=1)  # per user and client address ...
+    login_window_s: float = Field(default=300.0, gt=0)  # ... within this window
+
+
+class WorklistSettings(BaseModel):
+    """Target turnaround per priority (minutes from arrival); a study past it is overdue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    targets_min: dict[str, float] = Field(
+        default_factory=lambda: {"STAT": 15.0, "URGENT": 60.0, "PENDING_AI": 30.0, "ROUTINE": 24 * 60.0})
+    poll_s: float = Field(default=0.25, gt=0)  # how often triage looks for new job states
+
+    @field_validator("targets_min")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        known = {"STAT", "URGENT", "PENDING_AI", "ROUTINE"}
+        bad = set(v) - known
+        if bad:
+            raise ValueError(f"unknown priorities {sorted(bad)}; known: {sorted(known)}")
+        if any(x <= 0 for x in v.values()):
+            raise ValueError("targets must be positive minutes")
+        return v
+
+
+DEVELOPMENT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "development", "radtriage"})
+
+
 class Settings(BaseSettings):
     """Everything an operator can set. Secrets come only from the environment."""
 
@@ -131,12 +169,23 @@ class Settings(BaseSettings):
 
     # inference (pipelines, models, Ray Serve)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    worklist: WorklistSettings = Field(default_factory=WorklistSettings)
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         if self.stable_age_s < self.quiet_period_s:
             raise ValueError("stable_age_s must be at least quiet_period_s")
+        if self.environment == "production":
+            key = self.auth.secret_key.get_secret_value() if self.auth.secret_key else ""
+            if key.strip().lower() in DEVELOPMENT_SECRETS or len(key) < 32:
+                raise ValueError("production needs RADTRIAGE_AUTH__SECRET_KEY: a random secret of 32+ characters "
+                                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
         return self
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.auth.cookie_secure if self.auth.cookie_secure is not None else not self.http_is_local
 
     @property
     def http_is_local(self) -> bool:

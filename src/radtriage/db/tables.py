@@ -151,3 +151,110 @@ results = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("job_id", "pipeline_id", name="uq_results_job_pipeline"),
 )
+
+
+# --- accounts ---------------------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128)),
+    Column("role", String(16), nullable=False),  # radiologist | stroke | admin | service
+    Column("password_hash", String(256)),  # None: token-only (service accounts)
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_login_at", DateTime(timezone=True)),
+)
+
+# Bearer tokens for the API: only their SHA-256 is stored.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Page sessions: the cookie holds a random secret, the table its SHA-256.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# --- the worklist -----------------------------------------------------------------
+
+# One row per study, kept up to date by `radtriage.triage` from the jobs and results.
+worklist = Table(
+    "worklist",
+    metadata,
+    Column("study_id", Integer, ForeignKey("studies.id"), primary_key=True),
+    Column("study_uid", UID, nullable=False, unique=True),
+    Column("priority", String(16), nullable=False),
+    Column("priority_rank", Integer, nullable=False),  # 0 = most urgent; the sort key with received_at
+    Column("priority_reason", String(256)),
+    Column("ai_state", String(16), nullable=False),  # pending | done | none | failed | off
+    Column("status", String(16), nullable=False),  # unread | claimed | reported
+    Column("claimed_by", String(64)),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("reported_by", String(64)),
+    Column("reported_at", DateTime(timezone=True)),
+    Column("modalities", String(64)),
+    Column("tasks", String(256), nullable=False),  # ",ich,lvo," so that one task is a LIKE away
+    Column("calling_ae", String(16)),
+    Column("flags", JSON, nullable=False),  # [{task, text, positive, priority}]
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("revision", Integer, nullable=False),
+)
+Index("ix_worklist_order", worklist.c.priority_rank, worklist.c.received_at)
+Index("ix_worklist_updated_at", worklist.c.updated_at)
+
+priority_changes = Table(
+    "priority_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("old_priority", String(16)),
+    Column("new_priority", String(16), nullable=False),
+    Column("reason", String(256)),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("result_id", Integer, ForeignKey("results.id"), nullable=False),
+    Column("finding_code", String(64), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("verdict", String(16), nullable=False),  # agree | disagree | unsure
+    Column("comment", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Who did what to which study, and when. Never updated, never deleted by the service.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(64), nullable=False),  # a username, or "system"
+    Column("role", String(16)),
+    Column("action", String(32), nullable=False, index=True),
+    Column("study_uid", UID, index=True),
+    Column("detail", JSON, nullable=False),
+    Column("client", String(64)),
+)

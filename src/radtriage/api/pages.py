@@ -1,0 +1,58 @@
+"""The server-rendered pages: log in, the worklist, a study. Data comes from `/api/v1` by a little JavaScript."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from radtriage.api.auth import authenticate
+from radtriage.api.schemas import UidPattern
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+STATIC_DIR = HERE / "static"
+
+router = APIRouter(include_in_schema=False)
+
+LOGIN_ERRORS = {"bad": "Wrong user name or password.", "wait": "Too many attempts: wait a few minutes."}
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+def _page(request: Request, name: str, **context: object) -> Response:
+    response = templates.TemplateResponse(request, name, context)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: Annotated[str | None, Query(max_length=8)] = None) -> Response:
+    return _page(request, "login.html", error=LOGIN_ERRORS.get(error or ""))
+
+
+@router.get("/", response_class=HTMLResponse)
+def worklist_page(request: Request) -> Response:
+    user = authenticate(request)
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    return _page(request, "worklist.html", user=user, csrf=getattr(request.state, "csrf", ""))
+
+
+@router.get("/studies/{study_uid}", response_class=HTMLResponse)
+def study_page(request: Request, study_uid: str) -> Response:
+    user = authenticate(request)
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    import re
+
+    if not re.fullmatch(UidPattern, study_uid) or len(study_uid) > 64:
+        return _page(request, "study.html", user=user, csrf="", study_uid="", error="not a study UID")
+    return _page(request, "study.html", user=user, csrf=getattr(request.state, "csrf", ""), study_uid=study_uid,
+                 error=None)

@@ -1,0 +1,86 @@
+// A study: header, AI results with key images, feedback per finding, claim / release / report.
+"use strict";
+(() => {
+  const box = document.getElementById("study");
+  if (!box) return;
+  const uid = box.dataset.uid;
+  const me = document.body.dataset.user;
+
+  async function act(path, body) {
+    try { await RT.api("POST", "/api/v1/studies/" + uid + path, body); } catch (e) { alert(e.message); }
+    load();
+  }
+
+  function feedbackButtons(result, finding) {
+    const wrap = RT.text("div", "", "feedback");
+    wrap.append(RT.text("span", "Was the AI right? "));
+    [["agree", "Agree"], ["disagree", "Disagree"], ["unsure", "Not sure"]].forEach(([verdict, label]) => {
+      const b = RT.text("button", label, "fb fb-" + verdict); b.type = "button";
+      b.addEventListener("click", () => {
+        const comment = prompt("Comment (optional)") || null;
+        act("/feedback", { result_id: result.id, finding_code: finding.code, verdict, comment });
+      });
+      wrap.append(b);
+    });
+    return wrap;
+  }
+
+  function draw(d) {
+    const e = d.entry;
+    box.replaceChildren();
+    const head = RT.text("div", "", "study-head");
+    head.append(RT.badge(e.priority), RT.text("h1", e.study_description || "Study"),
+                RT.text("p", [RT.patient(e), e.patient_sex, e.patient_birth_date, "Acc " + (e.accession_number || "-"),
+                              (e.study_date || "") + " " + (e.study_time || ""), e.calling_ae].filter(Boolean).join(" · ")),
+                RT.text("p", "Waiting " + RT.waited(e.waiting_min) + (e.overdue ? " - OVERDUE" : "") +
+                             " · " + (e.status === "claimed" ? "claimed by " + e.claimed_by : e.status)));
+    const actions = RT.text("div", "", "actions");
+    const add = (label, path, cls) => { const b = RT.text("button", label, cls || ""); b.type = "button"; b.addEventListener("click", () => act(path)); actions.append(b); };
+    if (RT.role === "radiologist") {
+      if (e.status === "unread") add("Claim", "/claim", "claim");
+      if (e.status === "claimed" && e.claimed_by === me) { add("Mark reported", "/report"); add("Release", "/release", "plain"); }
+    }
+    if (RT.role === "admin" && e.status === "claimed") add("Release", "/release", "plain");
+    head.append(actions);
+    box.append(head);
+    const res = RT.text("section", "", "results");
+    res.append(RT.text("h2", "AI results"), RT.text("p", "AI results are an aid, not a diagnosis.", "note"));
+    if (!d.results.length) res.append(RT.text("p", e.ai_state === "pending" ? "AI running…" : (e.priority_reason || "No AI result")));
+    d.results.forEach((r) => {
+      const card = RT.text("article", "", "result " + (r.positive ? "positive" : ""));
+      card.append(RT.badge(r.priority), RT.text("h3", r.task.toUpperCase() + (r.positive ? " - positive" : " - negative")),
+                  RT.text("p", "Model " + r.model_id + " " + r.model_version + " · pipeline " + r.pipeline_id + " " + r.pipeline_version, "model"));
+      const scores = Object.entries(r.scores).map(([k, v]) => k + " " + (+v).toFixed(3)).join(", ");
+      card.append(RT.text("p", scores, "scores"));
+      r.findings.forEach((f) => {
+        const fd = RT.text("div", "", "finding");
+        fd.append(RT.text("p", f.text + (f.probability != null ? " (p " + (+f.probability).toFixed(2) + ")" : ""), "finding-text"));
+        if (f.key_image_url) { const img = document.createElement("img"); img.src = f.key_image_url; img.alt = "Key image: " + f.text; img.className = "key"; fd.append(img); }
+        if (RT.role === "radiologist" && !f.code.startsWith("series:")) fd.append(feedbackButtons(r, f));
+        card.append(fd);
+      });
+      const t = Object.entries(r.timings_ms).map(([k, v]) => k + " " + Math.round(v) + " ms").join(", ");
+      card.append(RT.text("p", "Stage times: " + t, "timings"));
+      res.append(card);
+    });
+    box.append(res);
+    if (d.feedback.length) {
+      const fb = RT.text("section", "", "feedback-list");
+      fb.append(RT.text("h2", "Feedback"));
+      const ul = document.createElement("ul");
+      d.feedback.forEach((f) => ul.append(RT.text("li", f.username + ": " + f.verdict + " (" + f.finding_code + ")" + (f.comment ? " - " + f.comment : ""))));
+      fb.append(ul); box.append(fb);
+    }
+    const se = RT.text("section", "", "series");
+    se.append(RT.text("h2", "Series"));
+    const ul = document.createElement("ul");
+    d.series.forEach((s) => ul.append(RT.text("li", [s.series_number, s.modality, s.series_description, s.state].filter((x) => x != null).join(" · "))));
+    se.append(ul); box.append(se);
+  }
+
+  async function load() {
+    try { draw(await RT.api("GET", "/api/v1/studies/" + uid)); }
+    catch (e) { box.replaceChildren(RT.text("p", e.message, "error")); }
+  }
+  RT.live(load);
+})();

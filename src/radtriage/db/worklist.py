@@ -1,0 +1,302 @@
+"""The worklist table: one row per study, its priority kept by triage, its reading state by readers.
+
+`refresh_study` recomputes a study's row from its jobs and results (idempotent)
+and records a priority change; `claim` / `release` / `mark_reported` change
+the reading state, one reader at a time; `page` lists it with filters.
+Every reader action is written to the audit trail in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, true, update
+
+from radtriage.db import audit
+from radtriage.db.access import _aware, utcnow
+from radtriage.db.engine import Database
+from radtriage.db.tables import (
+    feedback,
+    jobs,
+    priority_changes,
+    results,
+    series,
+    studies,
+    users,
+    worklist,
+)
+from radtriage.triage import RANK, triage_study
+
+
+class WorklistError(Exception):
+    """A reader action that cannot be done; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.extra = status, extra
+
+
+# --- triage -----------------------------------------------------------------------------
+
+
+def touched_studies(db: Database, since: datetime | None) -> dict[int, datetime]:
+    """Studies whose jobs changed at or after ``since`` (all when None), each with its newest job change."""
+    q = select(series.c.study_id, func.max(jobs.c.updated_at)).join(series, series.c.id == jobs.c.series_id)
+    if since is not None:
+        q = q.where(jobs.c.updated_at >= since)
+    with db.read() as conn:
+        rows = conn.execute(q.group_by(series.c.study_id)).all()
+    return {r[0]: _aware(r[1]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Change:
+    study_uid: str
+    old: str | None
+    new: str
+    reason: str | None
+
+
+def refresh_study(db: Database, study_id: int, inference_enabled: bool = True,
+                  now: datetime | None = None) -> Change | None:
+    """Recompute the study's worklist row; returns the priority change, if any."""
+    now = now or utcnow()
+    with db.write() as conn:
+        study = conn.execute(select(studies.c.study_uid, studies.c.created_at).where(studies.c.id == study_id)).first()
+        if study is None:
+            return None
+        job_rows = conn.execute(
+            select(jobs.c.state, jobs.c.last_error, jobs.c.case, series.c.modality)
+            .join(series, series.c.id == jobs.c.series_id).where(series.c.study_id == study_id)
+            .order_by(jobs.c.id)).all()
+        if not job_rows:
+            return None
+        result_rows = [dict(r) for r in conn.execute(
+            select(results.c.id, results.c.pipeline_id, results.c.task, results.c.priority, results.c.positive,
+                   results.c.result).where(results.c.study_uid == study.study_uid)).mappings()]
+        t = triage_study([(r.state, r.last_error) for r in job_rows], result_rows, inference_enabled)
+        modalities = ",".join(sorted({r.modality for r in job_rows if r.modality}))[:64]
+        calling_ae = next((r.case.get("calling_ae") for r in job_rows if r.case.get("calling_ae")), None)
+        values = dict(priority=t.priority, priority_rank=t.rank, priority_reason=t.reason, ai_state=t.ai_state,
+                      modalities=modalities, tasks="," + ",".join(t.tasks) + "," if t.tasks else "",
+                      calling_ae=calling_ae, flags=t.flags)
+        old = conn.execute(select(worklist.c.priority, worklist.c.priority_reason, worklist.c.ai_state,
+                                  worklist.c.flags, worklist.c.revision)
+                           .where(worklist.c.study_id == study_id)).first()
+        if old is None:
+            conn.execute(worklist.insert().values(
+                study_id=study_id, study_uid=study.study_uid, status="unread", received_at=study.created_at,
+                updated_at=now, revision=1, **values))
+        elif (old.priority, old.priority_reason, old.ai_state, old.flags) != (t.priority, t.reason, t.ai_state, t.flags):
+            conn.execute(update(worklist).where(worklist.c.study_id == study_id).values(
+                updated_at=now, revision=old.revision + 1, **values))
+        else:
+            return None
+        if old is not None and old.priority == t.priority:
+            return None
+        conn.execute(priority_changes.insert().values(study_uid=study.study_uid, old_priority=old and old.priority,
+                                                      new_priority=t.priority, reason=t.reason, changed_at=now))
+        audit.record(conn, "priority_changed", study_uid=study.study_uid, at=now,
+                     detail={"from": old and old.priority, "to": t.priority, "ai_state": t.ai_state})
+    return Change(study.study_uid, old and old.priority, t.priority, t.reason)
+
+
+def priority_history(db: Database, study_uid: str) -> list[dict[str, Any]]:
+    with db.read() as conn:
+        rows = conn.execute(select(priority_changes).where(priority_changes.c.study_uid == study_uid)
+                            .order_by(priority_changes.c.id)).mappings().all()
+    return [{**dict(r), "changed_at": _aware(r["changed_at"])} for r in rows]
+
+
+# --- listing ----------------------------------------------------------------------------
+
+SORTS = {
+    "priority": (worklist.c.priority_rank, worklist.c.received_at, worklist.c.study_id),
+    "received": (worklist.c.received_at, worklist.c.study_id),
+    "-received": (worklist.c.received_at.desc(), worklist.c.study_id.desc()),
+    "updated": (worklist.c.updated_at.desc(), worklist.c.study_id.desc()),
+}
+
+_COLUMNS = (
+    worklist.c.study_uid, worklist.c.priority, worklist.c.priority_reason, worklist.c.ai_state, worklist.c.status,
+    worklist.c.claimed_by, worklist.c.claimed_at, worklist.c.reported_by, worklist.c.reported_at,
+    worklist.c.modalities, worklist.c.tasks, worklist.c.calling_ae, worklist.c.flags, worklist.c.received_at,
+    worklist.c.updated_at, worklist.c.revision, studies.c.accession_number, studies.c.patient_id,
+    studies.c.patient_name, studies.c.patient_sex, studies.c.patient_birth_date, studies.c.study_date,
+    studies.c.study_time, studies.c.study_description,
+)
+
+_TIMES = ("claimed_at", "reported_at", "received_at", "updated_at")
+
+
+def _row(r: Any) -> dict[str, Any]:
+    out = dict(r)
+    for k in _TIMES:
+        out[k] = _aware(out[k])
+    out["tasks"] = [t for t in (out["tasks"] or "").split(",") if t]
+    out["modalities"] = [m for m in (out["modalities"] or "").split(",") if m]
+    return out
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: tuple[str, ...] = ()
+    priority: tuple[str, ...] = ()
+    modality: str | None = None
+    task: str | None = None
+    calling_ae: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+
+
+def _where(f: Filters) -> list[Any]:
+    clauses: list[Any] = []
+    if f.status:
+        clauses.append(worklist.c.status.in_(f.status))
+    if f.priority:
+        clauses.append(worklist.c.priority.in_(f.priority))
+    if f.modality:
+        m = f.modality.upper()
+        clauses.append(or_(worklist.c.modalities == m, worklist.c.modalities.like(f"{m},%"),
+                           worklist.c.modalities.like(f"%,{m}"), worklist.c.modalities.like(f"%,{m},%")))
+    if f.task:
+        clauses.append(worklist.c.tasks.like(f"%,{f.task},%"))
+    if f.calling_ae:
+        clauses.append(worklist.c.calling_ae == f.calling_ae)
+    if f.received_from:
+        clauses.append(worklist.c.received_at >= f.received_from)
+    if f.received_to:
+        clauses.append(worklist.c.received_at < f.received_to)
+    return clauses
+
+
+def page(db: Database, filters: Filters = Filters(), sort: str = "priority", limit: int = 50, offset: int = 0
+         ) -> tuple[int, list[dict[str, Any]]]:
+    """(total matching, one page of rows)."""
+    where = and_(true(), *_where(filters))
+    q = (select(*_COLUMNS).join(studies, studies.c.id == worklist.c.study_id).where(where)
+         .order_by(*SORTS[sort]).limit(limit).offset(offset))
+    with db.read() as conn:
+        total = conn.execute(select(func.count()).select_from(worklist).where(where)).scalar_one()
+        rows = conn.execute(q).mappings().all()
+    return total, [_row(r) for r in rows]
+
+
+def entry(db: Database, study_uid: str) -> dict[str, Any] | None:
+    q = select(*_COLUMNS).join(studies, studies.c.id == worklist.c.study_id).where(worklist.c.study_uid == study_uid)
+    with db.read() as conn:
+        r = conn.execute(q).mappings().first()
+    return _row(r) if r else None
+
+
+def study_series(db: Database, study_uid: str) -> list[dict[str, Any]]:
+    q = (select(series.c.series_uid, series.c.modality, series.c.series_number, series.c.series_description,
+                series.c.body_part, series.c.state, series.c.version)
+         .join(studies, studies.c.id == series.c.study_id).where(studies.c.study_uid == study_uid)
+         .order_by(series.c.series_number, series.c.id))
+    with db.read() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def study_results(db: Database, study_uid: str) -> list[dict[str, Any]]:
+    q = (select(results.c.id, results.c.pipeline_id, results.c.pipeline_version, results.c.series_uid,
+                results.c.task, results.c.model_id, results.c.model_version, results.c.positive,
+                results.c.priority, results.c.result, results.c.created_at, results.c.job_id)
+         .where(results.c.study_uid == study_uid).order_by(results.c.id))
+    with db.read() as conn:
+        return [{**dict(r), "created_at": _aware(r.created_at)} for r in conn.execute(q).mappings()]
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _locked_entry(conn: Connection, db: Database, study_uid: str) -> Any:
+    q = select(worklist.c.study_id, worklist.c.status, worklist.c.claimed_by, worklist.c.revision).where(
+        worklist.c.study_uid == study_uid)
+    if not db.is_sqlite:
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        raise WorklistError(404, f"no study {study_uid} on the worklist")
+    return row
+
+
+def claim(db: Database, study_uid: str, username: str, role: str, client: str | None = None) -> None:
+    """Claim a study for reading: one reader at a time (409 naming the holder otherwise)."""
+    now = utcnow()
+    with db.write() as conn:
+        row = _locked_entry(conn, db, study_uid)
+        if row.status == "reported":
+            raise WorklistError(409, "the study is already reported")
+        if row.status == "claimed" and row.claimed_by != username:
+            raise WorklistError(409, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
+        if row.status == "claimed":
+            return
+        conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
+            status="claimed", claimed_by=username, claimed_at=now, updated_at=now, revision=row.revision + 1))
+        audit.record(conn, "claimed", username, role, study_uid, client=client, at=now)
+
+
+def release(db: Database, study_uid: str, username: str, role: str, client: str | None = None) -> None:
+    """Give a claimed study back; only its holder, or an admin, can."""
+    now = utcnow()
+    with db.write() as conn:
+        row = _locked_entry(conn, db, study_uid)
+        if row.status != "claimed":
+            raise WorklistError(409, "the study is not claimed")
+        if row.claimed_by != username and role != "admin":
+            raise WorklistError(403, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
+        conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
+            status="unread", claimed_by=None, claimed_at=None, updated_at=now, revision=row.revision + 1))
+        audit.record(conn, "released", username, role, study_uid, client=client, at=now,
+                     detail={"holder": row.claimed_by})
+
+
+def mark_reported(db: Database, study_uid: str, username: str, role: str, client: str | None = None) -> None:
+    """Mark a study reported; the reader must hold the claim."""
+    now = utcnow()
+    with db.write() as conn:
+        row = _locked_entry(conn, db, study_uid)
+        if row.status == "reported":
+            raise WorklistError(409, "the study is already reported")
+        if row.status != "claimed" or row.claimed_by != username:
+            raise WorklistError(409, "claim the study before reporting it", claimed_by=row.claimed_by)
+        conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
+            status="reported", reported_by=username, reported_at=now, updated_at=now, revision=row.revision + 1))
+        audit.record(conn, "reported", username, role, study_uid, client=client, at=now)
+
+
+def add_feedback(db: Database, study_uid: str, result_id: int, finding_code: str, user_id: int, username: str,
+                 role: str, verdict: str, comment: str | None, client: str | None = None) -> int:
+    now = utcnow()
+    with db.write() as conn:
+        hit = conn.execute(select(results.c.id).where(results.c.id == result_id,
+                                                      results.c.study_uid == study_uid)).first()
+        if hit is None:
+            raise WorklistError(404, f"no result {result_id} on study {study_uid}")
+        fid = conn.execute(feedback.insert().values(
+            study_uid=study_uid, result_id=result_id, finding_code=finding_code, user_id=user_id, verdict=verdict,
+            comment=comment, created_at=now)).inserted_primary_key[0]
+        audit.record(conn, "feedback", username, role, study_uid, client=client, at=now,
+                     detail={"result_id": result_id, "finding": finding_code, "verdict": verdict})
+        conn.execute(update(worklist).where(worklist.c.study_uid == study_uid).values(updated_at=now))
+    return int(fid)
+
+
+def feedback_rows(db: Database, study_uid: str | None = None) -> list[dict[str, Any]]:
+    q = (select(feedback.c.id, feedback.c.study_uid, feedback.c.result_id, feedback.c.finding_code,
+                feedback.c.verdict, feedback.c.comment, feedback.c.created_at, users.c.username)
+         .join(users, users.c.id == feedback.c.user_id).order_by(feedback.c.id))
+    if study_uid is not None:
+        q = q.where(feedback.c.study_uid == study_uid)
+    with db.read() as conn:
+        return [{**dict(r), "created_at": _aware(r.created_at)} for r in conn.execute(q).mappings()]
+
+
+def last_change(db: Database) -> tuple[datetime | None, int]:
+    """The newest worklist change and the row count: what the live page polls."""
+    with db.read() as conn:
+        newest, n = conn.execute(select(func.max(worklist.c.updated_at), func.count()).select_from(worklist)).one()
+    return _aware(newest), int(n)

@@ -1,0 +1,84 @@
+"""A study's priority from the state of its jobs and the results of its pipelines.
+
+Pure: no I/O. The rules, in order:
+
+1. The most urgent priority among the latest result of each pipeline (the
+   per-pipeline priority comes from the mapping in ``pipelines/*.yaml``,
+   applied by the dispatcher) when it is ``STAT`` or ``URGENT``: a critical
+   finding shows at once, even while other pipelines of the study still run.
+2. Otherwise ``PENDING_AI`` while any job of the study is waiting or running.
+3. Otherwise the most urgent result (``ROUTINE``), or ``ROUTINE`` with the
+   reason "no AI applicable" / "AI failed: ..." / "AI off".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from radtriage.domain import Priority
+
+RANK: dict[str, int] = {Priority.STAT.value: 0, Priority.URGENT.value: 1,
+                        Priority.PENDING_AI.value: 2, Priority.ROUTINE.value: 3}
+"""Sort order of the worklist: most urgent first (within a priority, oldest first)."""
+
+WAITING = frozenset({"ready", "running"})
+
+
+@dataclass(frozen=True)
+class StudyTriage:
+    priority: str
+    reason: str | None
+    ai_state: str  # pending | done | none | failed | off
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    tasks: tuple[str, ...] = ()
+
+    @property
+    def rank(self) -> int:
+        return RANK[self.priority]
+
+
+def latest_per_pipeline(results: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The newest result row (highest id) of each pipeline."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for r in results:
+        if r["pipeline_id"] not in latest or r["id"] > latest[r["pipeline_id"]]["id"]:
+            latest[r["pipeline_id"]] = r
+    return sorted(latest.values(), key=lambda r: (RANK.get(r["priority"], 9), r["pipeline_id"]))
+
+
+def _flags(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found = [f for f in row["result"].get("findings", []) if not str(f.get("code", "")).startswith("series:")]
+    return [{"task": row["task"], "pipeline": row["pipeline_id"], "result_id": row["id"], "code": f["code"],
+             "text": f["text"], "probability": f.get("probability"), "positive": bool(row["positive"]),
+             "priority": row["priority"]} for f in found]
+
+
+def triage_study(job_states: Iterable[tuple[str, str | None]], results: Iterable[Mapping[str, Any]],
+                 inference_enabled: bool = True) -> StudyTriage:
+    """The triage of one study from ``(state, last_error)`` of its jobs and its result rows."""
+    jobs = list(job_states)
+    latest = latest_per_pipeline(results)
+    flags = [f for r in latest for f in _flags(r)]
+    tasks = tuple(sorted({r["task"] for r in latest}))
+    waiting = inference_enabled and any(state in WAITING for state, _ in jobs)
+    ai_state = ("pending" if waiting else "off" if not inference_enabled and not latest
+                else "done" if latest else "failed" if any(s == "failed" for s, _ in jobs) else "none")
+
+    def because(priority: str) -> str | None:
+        words = [f["text"] for f in flags if f["priority"] == priority and f["positive"]]
+        return "; ".join(words)[:256] or None
+
+    if latest and RANK[latest[0]["priority"]] < RANK[Priority.PENDING_AI.value]:
+        top = latest[0]["priority"]
+        return StudyTriage(top, because(top), ai_state, flags, tasks)
+    if waiting:
+        return StudyTriage(Priority.PENDING_AI.value, "AI running", ai_state, flags, tasks)
+    if latest:
+        return StudyTriage(latest[0]["priority"], because(latest[0]["priority"]), ai_state, flags, tasks)
+    if ai_state == "failed":
+        error = next((e for s, e in jobs if s == "failed" and e), "unknown error")
+        return StudyTriage(Priority.ROUTINE.value, f"AI failed: {error}"[:256], ai_state, flags, tasks)
+    return StudyTriage(Priority.ROUTINE.value, "AI off" if ai_state == "off" else "no AI applicable",
+                       ai_state, flags, tasks)
