@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from radtriage.assembly.assembler import Assembler
@@ -26,6 +27,7 @@ class Services:
     spool: Spool
     metrics: IngestMetrics
     store: InstanceStore
+    secret_key: bytes = b""  # signs one-click links; see `secret_key_for`
 
     def close(self) -> None:
         self.db.dispose()
@@ -41,7 +43,23 @@ def build_services(settings: Settings) -> Services:
         log.info("removed %d partial files left by an interrupted write", removed)
     metrics = IngestMetrics()
     store = InstanceStore(db, spool, metrics, max_bytes=settings.max_upload_bytes)
-    return Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store)
+    return Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store,
+                    secret_key=secret_key_for(settings))
+
+
+def secret_key_for(settings: Settings) -> bytes:
+    """The signing key: ``RADTRIAGE_AUTH__SECRET_KEY``; in development, one made once and kept in the data
+    directory (mode 0600) so that a newcomer needs no set-up and links survive a restart."""
+    if settings.auth.secret_key is not None:
+        return settings.auth.secret_key.get_secret_value().encode()
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        import secrets
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
 
 
 def first_admin(services: Services) -> tuple[str, str] | None:

@@ -141,3 +141,36 @@ def test_users_cli(tmp_path):
     assert accounts.user_for_token(services.db, token).username == "pacs-bridge"
     assert accounts.get_user(services.db, "dr.wong").disabled
     services.close()
+
+
+def test_development_secret_is_made_once_and_kept_private(make_settings):
+    import stat
+
+    from radtriage.service import secret_key_for
+
+    settings = make_settings()
+    services = build_services(settings)
+    key = services.secret_key
+    assert len(key) >= 32 and secret_key_for(settings) == key
+    assert stat.S_IMODE((settings.data_dir / "secret_key").stat().st_mode) == 0o600
+    services.close()
+    assert secret_key_for(make_settings(auth={"secret_key": "y" * 40})) == b"y" * 40
+
+
+def test_service_accounts_may_stow(make_settings):
+    from radtriage.db import accounts as acc
+
+    services = build_services(make_settings(http_host="0.0.0.0"))
+    acc.add_user(services.db, "pacs", "service")
+    acc.add_user(services.db, "dr.x", "radiologist", PASSWORD)
+    token, person = acc.issue_token(services.db, "pacs"), acc.issue_token(services.db, "dr.x")
+    with TestClient(create_app(services)) as client:
+        body, ctype = b"--b--\r\n", 'multipart/related; type="application/dicom"; boundary=b'
+        assert client.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype}).status_code == 403
+        r = client.post("/dicomweb/studies", content=body,
+                        headers={"Content-Type": ctype, "Authorization": f"Bearer {person}"})
+        assert r.status_code == 403  # a person's token is not a STOW client
+        r = client.post("/dicomweb/studies", content=body,
+                        headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"})
+        assert r.status_code not in (401, 403)
+    services.close()

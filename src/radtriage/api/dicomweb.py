@@ -19,14 +19,18 @@ from fastapi.responses import JSONResponse
 from pydicom.dataset import Dataset
 from python_multipart.multipart import MultipartParser
 
+from radtriage.api.auth import authenticate
 from radtriage.api.problems import ProblemError
 from radtriage.ingest.parse import InstanceRejected, RejectReason, valid_uid
 from radtriage.ingest.store import Origin, StoreResult
 
 def require_stow_client(request: Request) -> None:
-    """STOW-RS clients: a bearer token when one is configured; without one,
-    only while the API is reachable from this machine alone."""
+    """STOW-RS clients: the token of a ``service`` account (`radtriage users token`) or the configured
+    ``RADTRIAGE_STOW_TOKEN``; with neither, only while the API is reachable from this machine alone."""
     settings = request.app.state.services.settings
+    user = authenticate(request)
+    if user is not None and user.role == "service":
+        return
     token = settings.stow_token
     if token is None:
         if not settings.http_is_local:
