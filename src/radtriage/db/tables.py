@@ -130,6 +130,7 @@ jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_jobs_state", jobs.c.state)
+Index("ix_jobs_updated_at", jobs.c.updated_at)
 
 
 # One row per (job, pipeline): recording a result twice (a retried job) keeps the first.
