@@ -73,6 +73,7 @@ def make_settings(tmp_path: Path):
             assembly_poll_s=0.05,
             min_free_bytes=0,
             inference={"enabled": False},  # tests that run the pipelines turn it on
+            alerting_file=None,  # tests that page build their own AlertService
         )
         values.update(overrides)
         return load_settings(config_file=tmp_path / "absent.yaml", **values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from radtriage.assembly.assembler import Assembler
 from radtriage.config import Settings
@@ -28,6 +29,7 @@ class Services:
     metrics: IngestMetrics
     store: InstanceStore
     secret_key: bytes = b""  # signs one-click links; see `secret_key_for`
+    alerts: Any = None  # an `AlertService`, or None when alerting is off
 
     def close(self) -> None:
         self.db.dispose()
@@ -43,8 +45,35 @@ def build_services(settings: Settings) -> Services:
         log.info("removed %d partial files left by an interrupted write", removed)
     metrics = IngestMetrics()
     store = InstanceStore(db, spool, metrics, max_bytes=settings.max_upload_bytes)
-    return Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store,
-                    secret_key=secret_key_for(settings))
+    services = Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store,
+                        secret_key=secret_key_for(settings))
+    services.alerts = build_alerts(services)
+    return services
+
+
+def build_alerts(services: Services) -> Any:
+    """The `AlertService` from ``settings.alerting_file`` (built in every process, so any can acknowledge)."""
+    from radtriage.alerts.config import AlertingConfigError, load_alerting
+    from radtriage.alerts.metrics import AlertMetrics
+    from radtriage.alerts.service import AlertService
+
+    settings = services.settings
+    path = settings.alerting_file
+    try:
+        if path is None:
+            raise AlertingConfigError("no alerting file configured (alerting_file)")
+        if not path.exists():
+            raise AlertingConfigError(f"{path}: no such file")
+        config = load_alerting(path)
+    except AlertingConfigError as exc:
+        if settings.environment == "production":
+            raise
+        log.warning("stroke alerts are OFF: %s", exc)
+        return None
+    if not config.enabled:
+        log.warning("stroke alerts are OFF: %s says enabled: false", path)
+        return None
+    return AlertService(services.db, config, services.secret_key, AlertMetrics(services.metrics.registry))
 
 
 def secret_key_for(settings: Settings) -> bytes:
@@ -102,12 +131,16 @@ class Runtime:
         from radtriage.serving.dispatcher import Dispatcher
         from radtriage.serving.runners import make_runner
 
-        settings = self.services.settings
-        specs = load_pipelines(settings.inference.pipelines_dir)
+        settings, alerts = self.services.settings, self.services.alerts
+        specs = load_pipelines(settings.inference.pipelines_dir,
+                               alert_policies=alerts.config.policies if alerts is not None else None)
         self.runner = make_runner(specs, settings)
         self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, route,
-                                     lambda spec, result: priority_for(spec, result.fields())[0].value)
+                                     lambda spec, result: priority_for(spec, result.fields())[0].value,
+                                     on_result=alerts.for_pipelines(specs) if alerts is not None else None)
         self.dispatcher.start()
+        if alerts is not None:
+            alerts.start()
         log.info("inference: %d pipelines (%s) on %s", len(specs), ", ".join(s.id for s in specs),
                  "Ray Serve" if settings.inference.use_ray else "this process")
 
@@ -119,4 +152,6 @@ class Runtime:
             self.dispatcher.stop()
         if self.runner is not None:
             self.runner.close()
+        if self.services.alerts is not None:
+            self.services.alerts.stop()
         self.triage.stop()

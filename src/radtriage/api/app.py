@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from radtriage import __version__
-from radtriage.api import dicomweb, health, live, pages, session, worklist
+from radtriage.api import alerts, dicomweb, health, live, pages, session, worklist
 from radtriage.api.auth import LoginLimiter
 from radtriage.api.problems import install_problem_handlers
 from radtriage.db import worklist as worklist_db
@@ -36,6 +36,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.state.services = services
     app.state.runtime = runtime
     app.state.live = hub
+    app.state.alerts = services.alerts
     app.state.login_limiter = LoginLimiter(auth.login_attempts, auth.login_window_s)
     install_problem_handlers(app)
     app.include_router(health.router)
@@ -43,6 +44,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(session.router)
     app.include_router(worklist.router)
     app.include_router(live.router)
+    app.include_router(alerts.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

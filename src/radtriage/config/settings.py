@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     # inference (pipelines, models, Ray Serve)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    # Stroke-team alerting: teams, rota, policies, channels (see the file). A missing or
+    # invalid file stops start-up in production; in development alerts are then off, with a warning.
+    alerting_file: Path | None = Path("configs/alerting.yaml")
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
 
     @model_validator(mode="after")

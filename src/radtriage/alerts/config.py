@@ -1,0 +1,333 @@
+"""``configs/alerting.yaml``: teams, the on-call rota, policies per finding and the channels.
+
+Validated by pydantic at start-up; `load_alerting` raises `AlertingConfigError`
+naming the file and the key (``policies.stroke.levels.0.notify.0.oncall:
+unknown rota 'x'``). Secrets never sit in the file: it names the environment
+variables that hold them, and `check_secrets` insists they are set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MemberId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
+ChannelName = Literal["webhook", "email", "apprise"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ENV_PREFIX = "env:"  # an Apprise URL given as env:NAME is read from that environment variable
+
+
+class AlertingConfigError(ValueError):
+    """The alerting configuration is not valid; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Contacts(_Strict):
+    email: str | None = None
+    webhook: str | None = None  # the member's pager gateway / chat bridge endpoint
+    apprise: list[str] = Field(default_factory=list)  # Apprise URLs, or env:NAME when the URL holds a token
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v is not None and not _EMAIL.match(v):
+            raise ValueError(f"not an e-mail address: {v!r}")
+        return v
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("a webhook is an http(s) URL")
+        return v
+
+    def has(self, channel: str) -> bool:
+        return bool(getattr(self, channel))
+
+
+class Member(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    role: str | None = None  # e.g. "stroke physician", "neuro-interventionalist"
+    username: str | None = None  # their radtriage login: an acknowledgement in the API or page maps to them
+    contacts: Contacts = Field(default_factory=Contacts)
+
+
+class Team(_Strict):
+    name: str | None = None
+    members: dict[MemberId, Member] = Field(min_length=1)
+
+
+class Shift(_Strict):
+    """``member`` is on call from ``start`` to ``end`` (local time) on ``days``; end <= start runs past midnight."""
+
+    member: MemberId
+    days: list[Day] = Field(default_factory=lambda: list(DAYS), min_length=1)
+    start: dt.time
+    end: dt.time
+
+
+class Override(_Strict):
+    """``member`` replaces the rota between two local date-times (leave, swaps, holidays)."""
+
+    member: MemberId
+    start: dt.datetime
+    end: dt.datetime
+
+    @model_validator(mode="after")
+    def _order(self) -> "Override":
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Rota(_Strict):
+    timezone: str | None = None  # the configuration's time zone when not given
+    shifts: list[Shift] = Field(default_factory=list)
+    overrides: list[Override] = Field(default_factory=list)
+    fallback: list[MemberId] = Field(default_factory=list)  # when no shift covers the moment
+
+
+class Target(_Strict):
+    """Whom a level notifies: the on-call member(s) of a rota, a named member, or a whole team."""
+
+    oncall: Name | None = None
+    member: MemberId | None = None
+    team: Name | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Target":
+        if sum(x is not None for x in (self.oncall, self.member, self.team)) != 1:
+            raise ValueError("give exactly one of oncall, member, team")
+        return self
+
+
+class Level(_Strict):
+    name: str | None = None
+    notify: list[Target] = Field(min_length=1)
+    channels: list[ChannelName] = Field(min_length=1)
+    # parallel: every channel at once; fallback: the next channel only when the previous one failed for good
+    channel_mode: Literal["parallel", "fallback"] = "parallel"
+    ack_timeout_s: float = Field(gt=0)
+
+
+class Upgrade(_Strict):
+    """When a finding already alerted for a study pages again: a clearly higher probability or volume."""
+
+    probability_delta: float = Field(default=0.15, gt=0)
+    volume_ml_delta: float = Field(default=5.0, gt=0)
+
+
+class Policy(_Strict):
+    findings: list[Name] = Field(min_length=1)  # finding codes: ich, lvo
+    priorities: list[Literal["STAT", "URGENT", "ROUTINE"]] = Field(default_factory=list)  # empty: any positive
+    levels: list[Level] = Field(min_length=1)
+    upgrade: Upgrade = Field(default_factory=Upgrade)
+    notify_on_ack: bool = True  # tell those already paged who is taking it
+
+
+class WebhookChannel(_Strict):
+    secret_env: str = "RADTRIAGE_ALERT_WEBHOOK_SECRET"
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class EmailChannel(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    ca_file: Path | None = None  # a private CA for the relay's certificate
+    username: str | None = None
+    password_env: str | None = None
+    sender: str = Field(alias="from")
+    timeout_s: float = Field(default=10.0, gt=0)
+    attach_key_image: bool = True
+
+
+class AppriseChannel(_Strict):
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class Channels(_Strict):
+    webhook: WebhookChannel = Field(default_factory=WebhookChannel)
+    email: EmailChannel | None = None
+    apprise: AppriseChannel = Field(default_factory=AppriseChannel)
+
+
+class Delivery(_Strict):
+    max_attempts: int = Field(default=4, ge=1)
+    backoff_s: float = Field(default=2.0, ge=0)  # 2, 4, 8 ... seconds between attempts
+    max_backoff_s: float = Field(default=60.0, ge=0)
+    lease_s: float = Field(default=60.0, gt=0)  # a delivery whose sender died is tried again after this
+    workers: int = Field(default=2, ge=1)
+    poll_s: float = Field(default=0.5, gt=0)
+    recover_window_s: float = Field(default=900.0, ge=0)  # positive results this recent without an alert decision
+    recover_every_s: float = Field(default=60.0, gt=0)
+
+
+class Privacy(_Strict):
+    patient: Literal["none", "masked", "full"] = "masked"
+    id_visible_chars: int = Field(default=3, ge=0, le=8)  # masked: the last N characters of IDs
+
+
+class Links(_Strict):
+    base_url: str = "http://127.0.0.1:8000"
+    study_path: str = "/studies/{study_uid}"
+    ack_link_ttl_s: float = Field(default=7200.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url is an http(s) URL")
+        return v.rstrip("/")
+
+    @field_validator("study_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if "{study_uid}" not in v:
+            raise ValueError("study_path must contain {study_uid}")
+        return v
+
+
+class AlertingConfig(_Strict):
+    enabled: bool = True
+    timezone: str = "Asia/Hong_Kong"
+    active_window_h: float = Field(default=24.0, gt=0)  # the page shows alerts this recent that are not resolved
+    links: Links = Field(default_factory=Links)
+    privacy: Privacy = Field(default_factory=Privacy)
+    delivery: Delivery = Field(default_factory=Delivery)
+    channels: Channels = Field(default_factory=Channels)
+    teams: dict[Name, Team] = Field(default_factory=dict)
+    rotas: dict[Name, Rota] = Field(default_factory=dict)
+    policies: dict[Name, Policy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> "AlertingConfig":
+        for key, tz in [("timezone", self.timezone)] + [(f"rotas.{n}.timezone", r.timezone) for n, r in self.rotas.items()]:
+            if tz is not None:
+                _zone(key, tz)
+        members: dict[str, str] = {}
+        for team_name, team in self.teams.items():
+            for mid in team.members:
+                if mid in members:
+                    raise ValueError(f"teams.{team_name}.members.{mid}: member id also in team {members[mid]!r}")
+                members[mid] = team_name
+        for name, rota in self.rotas.items():
+            for i, shift in enumerate(rota.shifts):
+                _known(f"rotas.{name}.shifts.{i}.member", shift.member, members, "member")
+            for i, o in enumerate(rota.overrides):
+                _known(f"rotas.{name}.overrides.{i}.member", o.member, members, "member")
+            for i, m in enumerate(rota.fallback):
+                _known(f"rotas.{name}.fallback.{i}", m, members, "member")
+        for pname, policy in self.policies.items():
+            for li, level in enumerate(policy.levels):
+                for ti, t in enumerate(level.notify):
+                    where = f"policies.{pname}.levels.{li}.notify.{ti}"
+                    if t.oncall is not None:
+                        _known(f"{where}.oncall", t.oncall, self.rotas, "rota")
+                    if t.member is not None:
+                        _known(f"{where}.member", t.member, members, "member")
+                    if t.team is not None:
+                        _known(f"{where}.team", t.team, self.teams, "team")
+                if "email" in level.channels and self.channels.email is None:
+                    raise ValueError(f"policies.{pname}.levels.{li}.channels: email needs channels.email (the SMTP relay)")
+        return self
+
+    # -- look-ups ----------------------------------------------------------------
+    def member(self, member_id: str) -> Member | None:
+        for team in self.teams.values():
+            if member_id in team.members:
+                return team.members[member_id]
+        return None
+
+    def member_for_username(self, username: str) -> str | None:
+        for team in self.teams.values():
+            for mid, m in team.members.items():
+                if m.username == username:
+                    return mid
+        return None
+
+    def zone(self, rota: Rota | None = None) -> ZoneInfo:
+        return ZoneInfo(rota.timezone if rota is not None and rota.timezone else self.timezone)
+
+    def check_secrets(self, environ: Mapping[str, str]) -> None:
+        """Every secret a configured contact needs is in the environment; else an error naming the key."""
+        contacts = [(f"teams.{tn}.members.{mid}", m.contacts) for tn, t in self.teams.items()
+                    for mid, m in t.members.items()]
+        if any(c.webhook for _, c in contacts) and not environ.get(self.channels.webhook.secret_env):
+            raise ValueError(f"channels.webhook.secret_env: environment variable {self.channels.webhook.secret_env} "
+                             "is not set (members have webhook contacts; the webhook body is signed with it)")
+        email = self.channels.email
+        if email is not None and email.username and not (email.password_env and environ.get(email.password_env)):
+            raise ValueError(f"channels.email.password_env: environment variable {email.password_env} is not set")
+        for where, c in contacts:
+            for i, url in enumerate(c.apprise):
+                if url.startswith(ENV_PREFIX) and not environ.get(url[len(ENV_PREFIX):]):
+                    raise ValueError(f"{where}.contacts.apprise.{i}: environment variable "
+                                     f"{url[len(ENV_PREFIX):]} is not set")
+
+
+def _zone(key: str, name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{key}: unknown time zone {name!r}") from None
+
+
+def _known(key: str, value: str, known: Mapping[str, Any], what: str) -> None:
+    if value not in known:
+        raise ValueError(f"{key}: unknown {what} {value!r}; known: {', '.join(sorted(known)) or '(none)'}")
+
+
+def _message(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key missing"
+        lines.append(f"{key}: {msg}" if key else msg)
+    return "; ".join(lines)
+
+
+def parse_alerting(data: Any, source: str = "alerting configuration",
+                   environ: Mapping[str, str] | None = None) -> AlertingConfig:
+    """Validate an already-read document (and, when ``environ`` is given, its secrets)."""
+    try:
+        config = AlertingConfig.model_validate(data or {})
+        if environ is not None and config.enabled:
+            config.check_secrets(environ)
+    except ValidationError as exc:
+        raise AlertingConfigError(f"{source}: {_message(exc)}") from None
+    except ValueError as exc:
+        raise AlertingConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def load_alerting(path: str | Path, environ: Mapping[str, str] | None = None) -> AlertingConfig:
+    """Read and validate ``configs/alerting.yaml``; secrets are checked against ``environ`` (default: os.environ)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AlertingConfigError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise AlertingConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_alerting(data, str(path), os.environ if environ is None else environ)
