@@ -25,7 +25,22 @@
     return wrap;
   }
 
-  function draw(d) {
+  function drawAlerts(alerts) {
+    if (!alerts || !alerts.length) return null;
+    const sec = RT.text("section", "", "alerts");
+    sec.append(RT.text("h2", "Stroke alerts"));
+    const ul = document.createElement("ul");
+    alerts.forEach((a) => {
+      const who = a.taken_by ? "taken by " + a.taken_by : a.state === "resolved" ? "resolved (" + (a.resolved_reason || "") + ")"
+        : "level " + a.level + (a.level_name ? " - " + a.level_name : "") + (a.exhausted ? ", nobody answered" : ", waiting for acknowledgement");
+      const sent = a.deliveries.map((x) => x.channel + " to " + x.member + ": " + x.state).join("; ");
+      ul.append(RT.text("li", a.finding + " · " + who + (sent ? " · " + sent : "")));
+    });
+    sec.append(ul);
+    return sec;
+  }
+
+  function draw(d, alerts) {
     const e = d.entry;
     box.replaceChildren();
     const head = RT.text("div", "", "study-head");
@@ -71,6 +86,8 @@
       d.feedback.forEach((f) => ul.append(RT.text("li", f.username + ": " + f.verdict + " (" + f.finding_code + ")" + (f.comment ? " - " + f.comment : ""))));
       fb.append(ul); box.append(fb);
     }
+    const al = drawAlerts(alerts);
+    if (al) box.append(al);
     const se = RT.text("section", "", "series");
     se.append(RT.text("h2", "Series"));
     const ul = document.createElement("ul");
@@ -79,7 +96,8 @@
   }
 
   async function load() {
-    try { draw(await RT.api("GET", "/api/v1/studies/" + uid)); }
+    const alerts = RT.api("GET", "/api/v1/alerts?study_uid=" + encodeURIComponent(uid)).catch(() => null);  // 503: alerting off
+    try { draw(await RT.api("GET", "/api/v1/studies/" + uid), await alerts); }
     catch (e) { box.replaceChildren(RT.text("p", e.message, "error")); }
   }
   RT.live(load);
