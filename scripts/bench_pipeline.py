@@ -69,6 +69,7 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
     settings = load_settings(
         config_file=work / "absent.yaml", data_dir=data, dicom_host="127.0.0.1", dicom_port=0,
         quiet_period_s=0.2, stable_age_s=10, assembly_poll_s=0.05, min_free_bytes=0,
+        max_associations=len(burst) + 2,  # the burst's senders all at once (the listener's default is 16)
         inference={"enabled": True, "use_ray": use_ray, "models_dir": str(models), "in_flight": 1, "poll_s": 0.05,
                    "default": {"threads": 2}},  # 0.25 CPU per deployment: four pipelines and the ingress fit on 2 cores
     )
@@ -116,9 +117,12 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
         before = len(access.job_rows(services.db))
         t0 = time.monotonic()
         procs = [subprocess.Popen(["storescu", "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, f)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for f in burst]
-        for p in procs:
-            p.wait()
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for f in burst]
+        errors = [p.communicate()[1] for p in procs]
+        refused = [e.decode(errors="replace")[-300:] or f"exit {p.returncode}" for p, e in zip(procs, errors)
+                   if p.returncode]
+        if refused:  # a study that never arrived would leave the wait below to time out
+            raise RuntimeError(f"{len(refused)} of {len(burst)} senders failed; first: {refused[0]}")
         wait_results(before + len(burst))
         wall = time.monotonic() - t0
     finally:

@@ -8,6 +8,7 @@ import pytest
 from radtriage.imaging.volume import Volume
 from radtriage.inference import lvo
 from radtriage.inference.card import file_sha256, load_card
+from radtriage.inference.tasks import predictor
 from radtriage.synth import cta_head
 
 SMALL = {"matrix": 128, "slice_thickness": 1.25, "coverage_mm": 60.0}
@@ -41,7 +42,7 @@ def test_smoke_training_exports_a_model_that_predicts(tmp_path, monkeypatch):
     model = OnnxModel(folder)
     smp = cta_head.sample(np.random.default_rng(5), lvo=True, matrix=64, slice_thickness=2.0, coverage_mm=40.0)
     vol = Volume(smp.hu.astype(np.float32), smp.spacing, smp.origin)
-    out = lvo.predict(model, vol)
+    out = predictor("lvo")(model, vol)
     assert {"score", "positive", "side", "segment", "side_probs", "segment_probs"} <= set(out)
     assert 0.0 <= out["score"] <= 1.0
     assert out["positive"] == (out["score"] >= card.thresholds["lvo"])

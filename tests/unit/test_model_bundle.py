@@ -170,7 +170,9 @@ def test_task_runner_loads_a_bundle_folder(folders):
     from radtriage.inference.pipeline import PipelineError, TaskRunner
 
     root = folders[1].parent
-    spec = SimpleNamespace(id="stroke_ich", version="1", task="ich", model="bundle", thresholds={})
+    ops = [SimpleNamespace(op=name, params={}) for name in ("ct_hu_volume", "ich_windows", "ich_study_result")]
+    spec = SimpleNamespace(id="stroke_ich", version="1", task="ich", model="bundle", thresholds={},
+                           preprocess=ops[:2], postprocess=ops[2:])
     runner = TaskRunner(spec, root, threads=1)
     assert isinstance(runner.model, MonaiBundleModel) and runner.threshold("any", 0.9) == 0.5
     assert isinstance(TaskRunner(SimpleNamespace(**{**vars(spec), "model": "onnx"}), root).model, OnnxModel)

@@ -9,6 +9,7 @@ import pytest
 
 from radtriage.imaging.volume import Volume
 from radtriage.inference import nodule as pre
+from radtriage.inference.tasks import predictor
 
 
 def _chest(seed: int = 4, diameter=(9.0, 12.0)):
@@ -96,7 +97,7 @@ def test_smoke_train_exports_a_loadable_model_and_predict_keys(tmp_path):
     model = OnnxModel(folder)
     s = _chest(seed=3)  # juxtapleural
     vol = Volume(s.hu.astype(np.float32), s.spacing, s.origin, np.eye(3))
-    pred = pre.predict(model, vol)
+    pred = predictor("nodule")(model, vol)
     assert set(pred) >= {"nodules"}
     scores = [n["score"] for n in pred["nodules"]]
     assert scores == sorted(scores, reverse=True)

@@ -21,8 +21,8 @@ import yaml
 
 from radtriage.domain import CaseStatus, Priority, TriageCase
 from radtriage.ingest.parse import header_of, parse_part10
+from radtriage.inference.ops import OPS
 from radtriage.routing import (
-    REFERENCE_OPS,
     PipelineConfigError,
     PipelineSpec,
     best_series,
@@ -115,6 +115,8 @@ BASE = {
     "task": "ich",
     "model": "ich-densenet2d",
     "select": {"rules": [{"keyword": "Modality", "equals": "CT"}]},
+    "preprocess": [{"op": "ct_hu_volume"}, {"op": "ich_windows"}],
+    "postprocess": [{"op": "ich_study_result"}],
 }
 
 
@@ -134,7 +136,7 @@ def test_reference_pipelines_load(specs):
     }
     for s in specs:
         assert s.prefer and s.preprocess and s.postprocess
-        assert {o.op for o in [*s.preprocess, *s.postprocess]} <= REFERENCE_OPS
+        assert {o.op for o in [*s.preprocess, *s.postprocess]} <= set(OPS)
 
 
 @pytest.mark.parametrize("kind", list(STUDIES))

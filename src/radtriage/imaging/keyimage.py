@@ -7,9 +7,12 @@ date or accession, and the PNG holds no text chunks. It is a picture of an AI
 result for a worklist, never a diagnostic image.
 
 Layout: the slice is enlarged by a whole factor (at most 8) until its longer
-side reaches ``min_size`` pixels (non-square pixels are stretched to the right
-aspect along y); the band of height `banner_height(width)` goes below it.
-Rendering uses Pillow only (about 20-40 ms for a 512x512 slice).
+side reaches ``min_size`` pixels; an image whose longer side is above
+``max_size`` (a 2500 x 3000 radiograph) is instead reduced to it by area
+averaging before anything is drawn (non-square pixels are stretched to the
+right aspect along y either way); boxes and contours are scaled with it. The
+band of height `banner_height(width)` goes below the image. Rendering uses
+Pillow only (about 20-40 ms for a 512x512 slice).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ DISCLAIMER = "AI result - not for diagnosis"
 BOX_COLOUR = (255, 40, 40)
 CONTOUR_COLOUR = (255, 210, 0)
 MAX_SCALE = 8
+MAX_SIZE = 1024  # longest side of a key image (without its band), in pixels
 
 Range = Sequence[float]
 
@@ -43,6 +47,24 @@ def banner_height(width: int) -> int:
 def display_scale(rows: int, cols: int, min_size: int = 512) -> int:
     """The whole enlargement factor used for a ``rows`` x ``cols`` slice."""
     return int(max(1, min(MAX_SCALE, math.ceil(min_size / max(rows, cols)))))
+
+
+def display_size(rows: int, cols: int, aspect: float = 1.0, min_size: int = 512,
+                 max_size: int = MAX_SIZE) -> tuple[int, int]:
+    """(width, height) in pixels a ``rows`` x ``cols`` image is shown at; ``aspect``: row over column spacing.
+
+    Enlarged by `display_scale` when small; reduced so its longer side is
+    ``max_size`` when that is exceeded.
+    """
+    longest = max(cols, rows * aspect)
+    factor = max_size / longest if longest > max_size else float(display_scale(rows, cols, min_size))
+    return max(1, int(round(cols * factor))), max(1, int(round(rows * aspect * factor)))
+
+
+def _area(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``img`` reduced to (height, width) by averaging the pixels each output pixel covers."""
+    small = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
+    return np.asarray(small.resize((width, height), Image.Resampling.BOX))
 
 
 def _window(img: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
@@ -118,6 +140,7 @@ def render_key_image(
     label: str,
     path: str | Path,
     min_size: int = 512,
+    max_size: int = MAX_SIZE,
 ) -> Path:
     """Write the key image of one finding as a PNG and return its path.
 
@@ -128,6 +151,7 @@ def render_key_image(
     ``slice_index``: the slice shown (default: the middle of the box's z range, else
     the slice where the mask is largest, else the middle slice). ``window``: (level,
     width) in the array's units (HU for CT); default the 1st-99th percentile.
+    ``min_size`` / ``max_size``: see `display_size`.
     """
     if not isinstance(label, str):
         raise TypeError("label must be a string")
@@ -146,13 +170,15 @@ def render_key_image(
             elif mask.shape != img.shape:
                 raise ValueError(f"contour mask shape {mask.shape} fits neither the volume nor a slice")
     rows, cols = img.shape
-    scale = display_scale(rows, cols, min_size)
     dy, dx = (float(v) for v in volume.spacing[-2:])
-    sy = scale * (dy / dx if dx > 0 and dy > 0 and abs(dy / dx - 1) > 0.01 else 1.0)
-    width, height = cols * scale, max(1, int(round(rows * sy)))
+    aspect = dy / dx if dx > 0 and dy > 0 and abs(dy / dx - 1) > 0.01 else 1.0
+    width, height = display_size(rows, cols, aspect, min_size, max_size)
+    sx, sy = width / cols, height / rows  # display pixels per image pixel
 
+    if width < cols or height < rows:  # a large image: averaged down first, so windowing and drawing stay cheap
+        img = _area(img, width, height)
     grey = Image.fromarray(_window(img, window), mode="L")
-    if (width, height) != (cols, rows):
+    if grey.size != (width, height):
         grey = grey.resize((width, height), Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (width, height + banner_height(width)), (0, 0, 0))
     canvas.paste(grey.convert("RGB"), (0, 0))
@@ -167,9 +193,9 @@ def render_key_image(
         canvas = Image.fromarray(pixels, mode="RGB")
         draw = ImageDraw.Draw(canvas)
     if yr is not None and xr is not None:
-        x0, x1 = xr[0] * scale, xr[1] * scale - 1
+        x0, x1 = xr[0] * sx, xr[1] * sx - 1
         y0, y1 = yr[0] * sy, yr[1] * sy - 1
-        line = max(2, scale // 2)
+        line = max(2, int(sx) // 2)
         draw.rectangle([x0 - line, y0 - line, x1 + line, y1 + line], outline=BOX_COLOUR, width=line)
 
     size = _font_size(width)

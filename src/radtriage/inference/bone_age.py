@@ -5,9 +5,10 @@ denser brighter (MONOCHROME1 already inverted by `imaging.volume`), is scaled
 to [0, 1] between its 0.5th and 99.5th intensity percentiles, padded to a
 square around the hand and forearm (found as the largest bright object; 0 outside the image) and resized to ``SIZE`` x ``SIZE``.
 
-``predict`` gives ``bone_age_months``, the ``sex`` it used (from PatientSex;
-the model needs it, so an unknown sex is an error), and ``chronological_age_months``
-from PatientAge or PatientBirthDate and StudyDate when the header has them.
+The prediction (the ``bone_age_z`` op of `radtriage.inference.ops`) gives
+``bone_age_months``, the ``sex`` it used (from PatientSex; the model needs it,
+so an unknown sex is an error), and ``chronological_age_months`` from
+PatientAge or PatientBirthDate and StudyDate when the header has them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import torch
 from scipy import ndimage
 from monai.transforms import Resize
 
-from radtriage.imaging.volume import Volume
-from radtriage.inference.model import OnnxModel
 
 SIZE = 192
 DAYS_PER_MONTH = 365.25 / 12
@@ -94,15 +93,3 @@ def chronological_age_months(meta: dict[str, Any]) -> float | None:
         return float(round({"D": n / DAYS_PER_MONTH, "W": n * 7 / DAYS_PER_MONTH, "M": n, "Y": n * 12}[age[3]], 1))
     return None
 
-
-def predict(model: OnnxModel, volume: Volume) -> dict[str, Any]:
-    if not volume.is_2d:
-        raise ValueError("bone age needs a radiograph, not a CT volume")
-    sex = sex_code(volume.meta.get("PatientSex"))
-    size = int(model.card.preprocessing.get("size", SIZE))
-    out = model.run(image=to_input(volume.array, size)[None], sex=np.array([[sex]], np.float32))
-    return {
-        "bone_age_months": round(float(np.ravel(out[model.output_names[0]])[0]), 1),
-        "sex": "M" if sex else "F",
-        "chronological_age_months": chronological_age_months(volume.meta),
-    }

@@ -20,11 +20,12 @@ from radtriage.inference.reference import bone_age_z, lung_rads, overall_lung_ra
 BLOOD_HU = (50.0, 90.0)  # acute blood, as the generator and the literature put it
 
 
-def blood_volume_ml(volume: Volume, slices: list[int]) -> float:
+def blood_volume_ml(volume: Volume, slices: list[int], blood_hu: tuple[float, float] = BLOOD_HU) -> float:
     """Estimated haemorrhage volume: connected blood-density voxels inside the skull on ``slices``.
 
-    A rough, classical estimate (threshold 50-90 HU, intracranial mask from the
-    skull, specks removed); it is labelled an estimate wherever it is shown.
+    A rough, classical estimate (threshold ``blood_hu``, 50-90 HU by default,
+    intracranial mask from the skull, specks removed); it is labelled an
+    estimate wherever it is shown.
     """
     if not slices:
         return 0.0
@@ -32,18 +33,20 @@ def blood_volume_ml(volume: Volume, slices: list[int]) -> float:
     skull = hu > 300
     inside = ndimage.binary_fill_holes(skull, structure=np.ones((1, 3, 3))) & ~ndimage.binary_dilation(
         skull, structure=np.ones((1, 3, 3)), iterations=2)
-    blood = inside & (hu >= BLOOD_HU[0]) & (hu <= BLOOD_HU[1])
+    blood = inside & (hu >= blood_hu[0]) & (hu <= blood_hu[1])
     blood = ndimage.binary_opening(blood, structure=np.ones((1, 3, 3)))
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     return round(float(blood.sum()) * voxel_ml, 1)
 
 
-def ich_findings(pred: dict[str, Any], volume: Volume, threshold: float) -> list[Finding]:
+def ich_findings(pred: dict[str, Any], volume: Volume, threshold: float,
+                 blood_hu: tuple[float, float] = BLOOD_HU) -> list[Finding]:
+    """The haemorrhage of a positive study, with its volume estimated on the slices at or above ``threshold``."""
     if not pred["positive"]:
         return []
     probs = np.asarray(pred["slice_probs"])
     slices = [int(z) for z in np.flatnonzero(probs >= threshold)]
-    ml = blood_volume_ml(volume, slices)
+    ml = blood_volume_ml(volume, slices, blood_hu)
     return [Finding(
         code="ich",
         text=f"ICH - {pred['subtype']}, ~{ml:g} mL",

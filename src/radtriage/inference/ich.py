@@ -4,9 +4,10 @@ Pre-processing (shared with `radtriage.training.ich`): each axial slice in three
 CT windows (brain, subdural, bone) at ``SIZE`` x ``SIZE``, plus the brain window
 of the slices above and below (2.5D context): five channels per slice.
 
-``predict`` gives:
+The prediction (`postprocess`, run by the ``ich_study_result`` op of
+`radtriage.inference.ops`) gives:
 - ``score``: the study's P(haemorrhage): the highest slice P(any)
-- ``positive``: ``score >= card.thresholds["any"]``
+- ``positive``: ``score >=`` the operating point (the pipeline's, else the card's ``thresholds["any"]``)
 - ``subtype``: the subtype of highest probability on the key slice
 - ``key_slice``: index (in the volume's inferior-to-superior order) of the highest P(any)
 - ``slice_probs``: P(any) per slice; ``subtype_probs``: per subtype, its highest slice probability
@@ -14,12 +15,12 @@ of the slices above and below (2.5D context): five channels per slice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from radtriage.imaging.volume import Volume
-from radtriage.inference.model import OnnxModel
 from radtriage.inference.preprocess import HEAD_WINDOWS, ct_windows
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
@@ -28,9 +29,10 @@ SIZE = 160
 CHANNELS = ("brain z-1", "brain", "subdural", "bone", "brain z+1")
 
 
-def windows(hu: np.ndarray) -> np.ndarray:
-    """(z, y, x) HU to (z, 3, SIZE, SIZE) float32 windows in [0, 1]."""
-    return ct_windows(hu, HEAD_WINDOWS, size=SIZE)
+def windows(hu: np.ndarray, size: int = SIZE,
+            windows_hu: Sequence[tuple[float, float]] = HEAD_WINDOWS) -> np.ndarray:
+    """(z, y, x) HU to (z, len(windows_hu), size, size) float32 windows in [0, 1] (the first: brain)."""
+    return ct_windows(hu, windows_hu, size=size)
 
 
 def neighbours(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,17 +46,14 @@ def with_context(win: np.ndarray, idx: np.ndarray, below: np.ndarray, above: np.
     return np.concatenate([win[below, :1], win[idx], win[above, :1]], axis=1)
 
 
-def preprocess(volume: Volume) -> np.ndarray:
-    """A CT head volume to the model's (z, 5, SIZE, SIZE) input."""
+def preprocess(volume: Volume, size: int = SIZE,
+               windows_hu: Sequence[tuple[float, float]] = HEAD_WINDOWS) -> np.ndarray:
+    """A CT head volume to the model's (z, len(windows_hu) + 2, size, size) input (5 channels by default)."""
     if volume.is_2d:
         raise ValueError("ich needs a CT volume, not a radiograph")
-    win = windows(volume.array)
+    win = windows(volume.array, size, windows_hu)
     below, above = neighbours(len(win))
     return with_context(win, np.arange(len(win)), below, above)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def postprocess(probs: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -70,10 +69,3 @@ def postprocess(probs: np.ndarray, threshold: float) -> dict[str, Any]:
         "subtype_probs": {s: round(float(probs[:, k].max()), 4) for k, s in enumerate(SUBTYPES)},
     }
 
-
-def predict(model: OnnxModel, volume: Volume, batch: int = 16) -> dict[str, Any]:
-    x = preprocess(volume)
-    name = model.input_names[0]
-    logits = np.concatenate([model.run(**{name: x[i : i + batch]})[model.output_names[0]]
-                             for i in range(0, len(x), batch)])
-    return postprocess(sigmoid(logits), model.card.thresholds.get("any", 0.5))

@@ -21,8 +21,9 @@ inference exactly what it saw in training), `views`:
 The model gives six logits: P(LVO) (sigmoid), side (left, right; softmax) and
 segment (``SEGMENTS``, the generator's names; softmax).
 
-``predict`` gives:
-- ``score``: P(LVO); ``positive``: ``score >= card.thresholds["lvo"]``
+The prediction (`postprocess`, run by the ``lvo_study_result`` op of
+`radtriage.inference.ops`) gives:
+- ``score``: P(LVO); ``positive``: ``score >=`` the operating point (the pipeline's, else the card's ``thresholds["lvo"]``)
 - ``side``: "left" | "right" and ``side_probs``
 - ``segment``: "ica_t" | "m1" | "m2" (the generator's names) and ``segment_probs``;
   ``segment_label``: "ICA terminus" | "M1" | "M2" for display
@@ -38,7 +39,6 @@ import torch
 import torch.nn.functional as F
 
 from radtriage.imaging.volume import Volume
-from radtriage.inference.model import OnnxModel
 
 SIDES = ("left", "right")
 SEGMENTS = ("ica_t", "m1", "m2")  # radtriage.synth.cta_head.SEGMENTS
@@ -80,18 +80,18 @@ def canonical(array: np.ndarray, spacing, direction) -> tuple[np.ndarray, tuple[
     return out, sp  # type: ignore[return-value]
 
 
-def resample(array: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """A canonical volume on an isotropic ``MM`` grid: (HU, bone mask).
+def resample(array: np.ndarray, spacing, mm: float = MM, bone_hu: float = BONE_HU) -> tuple[np.ndarray, np.ndarray]:
+    """A canonical volume on an isotropic ``mm`` grid (default ``MM``): (HU, bone mask).
 
     HU are sampled trilinearly (no averaging: the noise and the peak of thin
     vessels stay as the scanner's thin slices have them, whatever their
-    matrix); a cell is bone above ``BONE_HU``, grown by ``BONE_DILATE`` cells.
+    matrix); a cell is bone above ``bone_hu`` (default ``BONE_HU``), grown by ``BONE_DILATE`` cells.
     """
-    shape = tuple(max(1, int(round(n * s / MM))) for n, s in zip(array.shape, spacing))
+    shape = tuple(max(1, int(round(n * s / mm))) for n, s in zip(array.shape, spacing))
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
     if shape != tuple(array.shape):
         t = F.interpolate(t, size=shape, mode="trilinear", align_corners=False)
-    bone = (t > BONE_HU).to(torch.float32)
+    bone = (t > bone_hu).to(torch.float32)
     k, r = 2 * BONE_DILATE + 1, BONE_DILATE
     for kernel, pad in (((k, 1, 1), (r, 0, 0)), ((1, k, 1), (0, r, 0)), ((1, 1, k), (0, 0, r))):
         bone = F.max_pool3d(bone, kernel, stride=1, padding=pad)  # a box dilation, one axis at a time
@@ -108,10 +108,16 @@ def _place(image: np.ndarray, rows: int, cols: int, r0: int, c0: int) -> np.ndar
     return out
 
 
-def views(array: np.ndarray, spacing, direction=None) -> np.ndarray:
-    """A CTA volume (z, y, x) HU with its spacing and direction to the model's (1, rows, cols) input."""
+def views(array: np.ndarray, spacing, direction=None, *, mm: float = MM,
+          window_hu: tuple[float, float] = WINDOW_HU, bone_hu: float = BONE_HU) -> np.ndarray:
+    """A CTA volume (z, y, x) HU with its spacing and direction to the model's (1, rows, cols) input.
+
+    ``mm``, ``window_hu`` and ``bone_hu`` are the projection grid, the vessel
+    window and the bone threshold (defaults: the module's constants, what the
+    reference model was trained with).
+    """
     vol, sp = canonical(np.asarray(array), spacing, np.eye(3) if direction is None else direction)
-    v, bone = resample(vol, sp)
+    v, bone = resample(vol, sp, mm, bone_hu)
     # centre of the head in (posterior, left), from the voxels inside it
     inside = (v > HEAD_HU).sum(axis=0).astype(np.float64)
     total = inside.sum()
@@ -120,7 +126,7 @@ def views(array: np.ndarray, spacing, direction=None) -> np.ndarray:
         cx = float((inside.sum(axis=0) * np.arange(v.shape[2])).sum() / total)
     else:
         cy, cx = v.shape[1] / 2, v.shape[2] / 2
-    lo, hi = WINDOW_HU
+    lo, hi = window_hu
     v = np.where(bone, 0.0, np.clip((v - lo) / (hi - lo), 0.0, 1.0)).astype(np.float32)  # a new array: never the caller's
     r0, c0 = int(round(cy - AXIAL / 2)), int(round(cx - AXIAL / 2))
     axial = _place(v.max(axis=0), AXIAL, AXIAL, r0, c0)
@@ -138,11 +144,11 @@ def views(array: np.ndarray, spacing, direction=None) -> np.ndarray:
     return image[None].astype(np.float32)
 
 
-def preprocess(volume: Volume) -> np.ndarray:
-    """A CTA head `Volume` to the model's (1, 1, rows, cols) input."""
+def preprocess(volume: Volume, **options: Any) -> np.ndarray:
+    """A CTA head `Volume` to the model's (1, 1, rows, cols) input (``options``: those of `views`)."""
     if volume.is_2d:
         raise ValueError("lvo needs a CT angiography volume, not a radiograph")
-    return views(volume.array, volume.spacing, volume.direction)[None]
+    return views(volume.array, volume.spacing, volume.direction, **options)[None]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -166,8 +172,3 @@ def postprocess(logits: np.ndarray, threshold: float) -> dict[str, Any]:
         "segment_probs": {s: round(float(p), 4) for s, p in zip(SEGMENTS, seg_p)},
     }
 
-
-def predict(model: OnnxModel, volume: Volume) -> dict[str, Any]:
-    x = preprocess(volume)
-    logits = model.run(**{model.input_names[0]: x})[model.output_names[0]]
-    return postprocess(logits[0], model.card.thresholds.get("lvo", 0.5))

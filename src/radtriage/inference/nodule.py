@@ -31,7 +31,9 @@ the axial plane of largest area (Lung-RADS style). The centre is the
 segment's centroid when within half the blob radius of the blob maximum
 (else the maximum).
 
-`predict` returns ``{"nodules": [{"centre_mm": [x, y, z] LPS,
+The prediction (`nodules`, run by the ``nodule_measure`` op of
+`radtriage.inference.ops` on the model's scores of the candidates' patches)
+is ``{"nodules": [{"centre_mm": [x, y, z] LPS,
 "centre_voxel": [z, y, x] (indices of the input volume, float),
 "diameter_mm", "mean_diameter_mm", "volume_mm3", "score"}, ...]}``,
 highest score first: candidates scoring at least ``MIN_SCORE``, at most
@@ -281,15 +283,15 @@ def extract_patches(grid: np.ndarray, centres: np.ndarray, size: int = PATCH, fi
     return out
 
 
-def candidates(volume: Volume) -> Candidates:
-    """Stage 1 for one CT volume: candidates and their patches (no model)."""
-    iso, scale, spacing = resample(volume)
+def candidates(volume: Volume, grid_mm: float = GRID_MM, patch: int = PATCH) -> Candidates:
+    """Stage 1 for one CT volume: candidates and their ``patch``^3 patches on a ``grid_mm`` grid (no model)."""
+    iso, scale, spacing = resample(volume, grid_mm)
     mask = lung_mask(iso, spacing)
     zyx, rad, resp = blobs(iso, mask, spacing)
     vox = zyx * scale
     lps = volume.voxel_to_lps(vox) if len(vox) else np.zeros((0, 3))
-    patches = normalise(extract_patches(iso, zyx, fill=PATCH_WINDOW_HU[0]))
-    masks = extract_patches((mask > 0).astype(np.float32), zyx) > 0.5
+    patches = normalise(extract_patches(iso, zyx, size=patch, fill=PATCH_WINDOW_HU[0]))
+    masks = extract_patches((mask > 0).astype(np.float32), zyx, size=patch) > 0.5
     return Candidates(zyx, vox, np.asarray(lps, float).reshape(-1, 3), rad, resp, patches, masks, spacing, scale)
 
 
@@ -351,19 +353,7 @@ def measure(patch01: np.ndarray, spacing: tuple[float, float, float], radius_mm:
             "volume_mm3": float(n * np.prod(g))}
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-def score_patches(model, patches: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Sigmoid scores of patches (n, P, P, P) with an `OnnxModel`."""
-    if len(patches) == 0:
-        return np.zeros(0)
-    name = model.input_names[0]
-    logits = []
-    for i in range(0, len(patches), batch):
-        out = model.run(**{name: patches[i:i + batch, None]})
-        logits.append(np.asarray(next(iter(out.values()))).reshape(-1))
-    return 1.0 / (1.0 + np.exp(-np.concatenate(logits)))
+# --------------------------------------------------------------------------- post-processing (after the model's scores)
 
 
 def describe(volume: Volume, cands: Candidates, i: int) -> dict:
@@ -371,7 +361,7 @@ def describe(volume: Volume, cands: Candidates, i: int) -> dict:
     m = measure(cands.patches[i], cands.grid_spacing, float(cands.radius_mm[i]), cands.masks[i])
     grid = cands.grid_zyx[i].astype(float)
     if m is not None:
-        shift = m["centroid"] - PATCH // 2
+        shift = m["centroid"] - cands.patches.shape[1] // 2
         if np.linalg.norm(shift * np.asarray(cands.grid_spacing)) <= 0.5 * float(cands.radius_mm[i]):
             grid = grid + shift
         diam, mean_d, vol = m["diameter_mm"], m["mean_diameter_mm"], m["volume_mm3"]
@@ -407,13 +397,10 @@ def finalize(described: list[dict | None], scores: np.ndarray, min_score: float 
     return out
 
 
-def predict(model, volume: Volume) -> dict:
-    """Nodules of one chest CT volume (see the module docstring for the keys)."""
-    if volume.array.ndim != 3:
-        raise ValueError("nodule detection needs a CT volume (z, y, x)")
-    cands = candidates(volume)
-    scores = score_patches(model, cands.patches)
+def nodules(volume: Volume, cands: Candidates, scores: np.ndarray, min_score: float = MIN_SCORE,
+            max_findings: int = MAX_FINDINGS) -> dict:
+    """The prediction of one volume from its candidates and their scores (see the module docstring)."""
     described: list[dict | None] = [None] * len(scores)
-    for i in [int(i) for i in np.argsort(-scores) if scores[i] >= MIN_SCORE][:2 * MAX_FINDINGS]:
+    for i in [int(i) for i in np.argsort(-scores) if scores[i] >= min_score][:2 * max_findings]:
         described[i] = describe(volume, cands, i)
-    return {"nodules": finalize(described, scores), "n_candidates": int(len(scores))}
+    return {"nodules": finalize(described, scores, min_score, max_findings), "n_candidates": int(len(scores))}

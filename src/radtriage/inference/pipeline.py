@@ -1,23 +1,29 @@
-"""One pipeline on one series, in-process: files -> Volume -> model -> findings -> `TaskResult`.
+"""One pipeline on one series, in-process: files -> Volume -> preprocess ops -> model -> postprocess ops -> result.
 
-`TaskRunner` holds a pipeline's model (loaded once, card checked) and runs it
-on the instance files of a series. The Ray Serve deployments (`radtriage.serving`)
-wrap the same class, so the pipeline logic runs and is tested without Ray.
+`TaskRunner` holds a pipeline's model (loaded once, card checked) and its
+op chain (`radtriage.inference.ops`: the spec's ``preprocess`` and
+``postprocess`` ops bound to their parameters, checked against the card) and
+runs them on the instance files of a series. The Ray Serve deployments
+(`radtriage.serving`) wrap the same class, so the pipeline logic runs and is
+tested without Ray.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from radtriage.domain.case import Finding, TaskResult
 from radtriage.imaging.volume import Volume, load_series
-from radtriage.inference import findings as fx
 from radtriage.inference.model import load_model
-from radtriage.inference.tasks import predictor
+from radtriage.inference.ops import OPS, KeyView, OpContext
 
-KEY_IMAGE_WORDS = "AI result - not for diagnosis"
+
+class OpLike(Protocol):
+    op: str
+    params: Mapping[str, Any]
 
 
 class PipelineLike(Protocol):
@@ -25,7 +31,9 @@ class PipelineLike(Protocol):
     version: str
     task: str
     model: str
-    thresholds: dict[str, float]
+    preprocess: Sequence[OpLike]
+    postprocess: Sequence[OpLike]
+    thresholds: Mapping[str, float]
 
 
 class PipelineError(RuntimeError):
@@ -36,16 +44,33 @@ def _ms(t0: float, t1: float) -> float:
     return round((t1 - t0) * 1000, 1)
 
 
+def _stage(failure: str, run: Callable[..., None], *args: Any) -> None:
+    """One stage of a run; whatever it raises becomes a `PipelineError` saying which stage and why."""
+    try:
+        run(*args)
+    except Exception as exc:  # noqa: BLE001 - a stage's failure is the job's reason, never a crash
+        raise PipelineError(f"{failure}: {type(exc).__name__}: {exc}") from exc
+
+
 class TaskRunner:
     def __init__(self, spec: PipelineLike, models_dir: Path, threads: int = 2) -> None:
         self.spec = spec
         self.model = load_model(Path(models_dir) / spec.model, threads=threads)
-        if self.model.card.task != spec.task:
-            raise PipelineError(f"pipeline {spec.id}: model {spec.model} is for task {self.model.card.task}, not {spec.task}")
-        self.predict = predictor(spec.task)
+        card = self.model.card
+        if card.task != spec.task:
+            raise PipelineError(f"pipeline {spec.id}: model {spec.model} is for task {card.task}, not {spec.task}")
+        try:
+            self.chain = OPS.chain(spec.task, [(o.op, o.params) for o in spec.preprocess],
+                                   [(o.op, o.params) for o in spec.postprocess])
+        except ValueError as exc:
+            raise PipelineError(f"pipeline {spec.id}: {exc}") from exc
+        problems = self.chain.card_problems(card)
+        if problems:
+            raise PipelineError(f"pipeline {spec.id}: " + "; ".join(problems))
+        self.thresholds = {**card.thresholds, **spec.thresholds}  # the site's operating points over the card's
 
     def threshold(self, name: str, default: float) -> float:
-        return float(self.spec.thresholds.get(name, self.model.card.thresholds.get(name, default)))
+        return float(self.thresholds.get(name, default))
 
     def run(self, paths: list[str], key_image_dir: Path | None = None) -> TaskResult:
         t0 = time.perf_counter()
@@ -53,73 +78,38 @@ class TaskRunner:
             volume = load_series([Path(p) for p in paths])
         except Exception as exc:  # noqa: BLE001 - any unreadable series becomes a reason, not a crash
             raise PipelineError(f"series could not be read: {exc}") from exc
+        ctx = OpContext(volume, self.model.input_names, self.thresholds)
         t1 = time.perf_counter()
-        try:
-            pred = self.predict(self.model, volume)
-        except Exception as exc:  # noqa: BLE001
-            raise PipelineError(f"model {self.spec.model} failed: {type(exc).__name__}: {exc}") from exc
+        _stage("pre-processing failed", self.chain.run_preprocess, ctx)
         t2 = time.perf_counter()
-        positive, scores, labels, found = self._findings(pred, volume)
-        if key_image_dir is not None:
-            found = [self._key_image(f, pred, volume, key_image_dir, i) for i, f in enumerate(found)]
+        _stage(f"model {self.spec.model} failed", self.chain.infer, self.model, ctx)
         t3 = time.perf_counter()
+        _stage("post-processing failed", self.chain.run_postprocess, ctx)
+        found = list(ctx.findings)
+        if key_image_dir is not None:
+            found = [self._key_image(f, view, volume, key_image_dir, i) if view is not None else f
+                     for i, (f, view) in enumerate(zip(ctx.findings, ctx.views, strict=True))]
+        t4 = time.perf_counter()
         for flag in volume.flags:
             found.append(Finding(code=f"series:{flag}", text=f"series {flag.replace('-', ' ')}"))
         card = self.model.card
         return TaskResult(
             task=self.spec.task, model_id=card.id, model_version=card.version, pipeline_version=self.spec.version,
-            positive=positive, scores=scores, labels=labels, findings=tuple(found),
-            timings_ms={"load": _ms(t0, t1), "inference": _ms(t1, t2), "postprocess": _ms(t2, t3)},
+            positive=bool(ctx.positive), scores=ctx.scores, labels=ctx.labels, findings=tuple(found),
+            timings_ms={"load": _ms(t0, t1), "preprocess": _ms(t1, t2), "inference": _ms(t2, t3),
+                        "postprocess": _ms(t3, t4)},
         )
 
-    def _findings(self, pred: dict[str, Any], volume: Volume
-                  ) -> tuple[bool, dict[str, float], dict[str, str], list[Finding]]:
-        """positive, scores, labels and findings of a prediction; the spec's thresholds override the card's."""
-        task = self.spec.task
-        if task == "ich":
-            thr = self.threshold("any", 0.5)
-            pred = {**pred, "positive": pred["score"] >= thr}
-            return (pred["positive"], {"ich": pred["score"], "threshold": thr}, {"subtype": pred["subtype"]},
-                    fx.ich_findings(pred, volume, thr))
-        if task == "lvo":
-            thr = self.threshold("lvo", 0.5)
-            pred = {**pred, "positive": pred["score"] >= thr}
-            return (pred["positive"], {"lvo": pred["score"], "threshold": thr},
-                    {"side": str(pred["side"]), "segment": str(pred["segment"])}, fx.lvo_findings(pred))
-        if task == "nodule":
-            found = fx.nodule_findings(pred, self.threshold("nodule", 0.5))
-            best = max((n["score"] for n in pred["nodules"]), default=0.0)
-            return bool(found), {"nodule": best, "nodules": float(len(found))}, {"lung_rads": fx.scan_lung_rads(found)}, found
-        found = fx.bone_age_findings(pred)
-        m = found[0].measurements
-        scores = {"bone_age_months": pred["bone_age_months"]}
-        if "z_score" in m:
-            scores.update(bone_age_z=m["z_score"], difference_months=m["difference_months"],
-                          chronological_age_months=m["chronological_age_months"])
-        return found[0].code == "bone_age_flag", scores, {"sex": pred["sex"]}, found
-
-    def _key_image(self, finding: Finding, pred: dict[str, Any], volume: Volume, folder: Path, i: int) -> Finding:
+    def _key_image(self, finding: Finding, view: KeyView, volume: Volume, folder: Path, i: int) -> Finding:
         try:
             from radtriage.imaging.keyimage import render_key_image
         except ImportError:
             return finding
-        kwargs: dict[str, Any] = {}
-        if volume.is_2d:
-            kwargs["window"] = None
-        elif self.spec.task == "ich":
-            kwargs.update(slice_index=int(pred["key_slice"]), window=(40.0, 80.0))
-        elif self.spec.task == "nodule":
-            m = finding.measurements
-            z, y, x = volume.lps_to_voxel([m["x_mm"], m["y_mm"], m["z_mm"]])
-            r = m["longest_diameter_mm"] / 2 / volume.spacing[1] + 3
-            kwargs.update(slice_index=int(round(z)), box=(y - r, y + r, x - r, x + r), window=(-600.0, 1500.0))
-        else:  # lvo: the slab with most contrast
-            kwargs.update(slice_index=int(volume.array.reshape(len(volume.array), -1).max(axis=1).argmax()),
-                          window=(200.0, 600.0))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.spec.id}-{i}.png"
         try:
-            render_key_image(volume, label=finding.text, path=path, **kwargs)
+            render_key_image(volume, label=finding.text, path=path, slice_index=view.slice_index, box=view.box,
+                             window=view.window)
         except Exception:  # noqa: BLE001 - a key image is an aid; its failure never loses the result
             return finding
         return finding.model_copy(update={"key_image": str(path)})

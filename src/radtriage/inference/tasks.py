@@ -1,30 +1,44 @@
-"""The task predictors: one module per task, each with ``predict(model, volume) -> dict``.
+"""Each task's reference op chain as a predictor: ``predict(model, volume) -> prediction``.
 
-A predictor runs the task's pre-processing (the same functions its training
-used), the ONNX model and the post-processing, and returns the task's
-prediction (see each module's docstring for its keys).
+A predictor runs the task's registered ops (`radtriage.inference.ops`) with
+the parameters the model card's ``preprocessing`` gives (the defaults, what
+the reference models were trained with, for the others) and the card's
+operating points, outside any pipeline file: validation, benchmarks and
+tests use it. It is the same chain the reference
+``pipelines/*.yaml`` declare (a test keeps the two in step), so it gives what
+the service gives. The prediction's keys are the task module's (see
+`radtriage.inference.ich`, `lvo`, `nodule`, `bone_age`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from radtriage.imaging.volume import Volume
-from radtriage.inference.model import OnnxModel
+from radtriage.inference.model import Model
+from radtriage.inference.ops import OPS
 
-PREDICTOR_MODULES = {
-    "ich": "radtriage.inference.ich",
-    "lvo": "radtriage.inference.lvo",
-    "nodule": "radtriage.inference.nodule",
-    "bone_age": "radtriage.inference.bone_age",
+REFERENCE_CHAINS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "ich": (("ct_hu_volume", "ich_windows"), ("ich_study_result", "ich_volume_ml")),
+    "lvo": (("ct_hu_volume", "lvo_mip_views"), ("lvo_study_result",)),
+    "nodule": (("ct_hu_volume", "nodule_candidates"), ("nodule_measure", "lung_rads")),
+    "bone_age": (("radiograph", "bone_age_input"), ("bone_age_z",)),
 }
+"""Task -> (preprocess op names, postprocess op names) of its reference pipeline."""
 
-Predictor = Callable[[OnnxModel, Volume], dict[str, Any]]
+Predictor = Callable[[Model, Volume], dict[str, Any]]
 
 
 def predictor(task: str) -> Predictor:
-    if task not in PREDICTOR_MODULES:
-        raise KeyError(f"unknown task {task!r}; known: {', '.join(PREDICTOR_MODULES)}")
-    return importlib.import_module(PREDICTOR_MODULES[task]).predict
+    if task not in REFERENCE_CHAINS:
+        raise KeyError(f"unknown task {task!r}; known: {', '.join(REFERENCE_CHAINS)}")
+    pre, post = REFERENCE_CHAINS[task]
+
+    def predict(model: Model, volume: Volume) -> dict[str, Any]:
+        card = model.card
+        chain = OPS.chain(task, [(n, OPS.card_params(n, card)) for n in pre],
+                          [(n, OPS.card_params(n, card)) for n in post])
+        return chain.run(model, volume, card.thresholds).prediction
+
+    return predict

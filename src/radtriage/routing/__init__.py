@@ -20,7 +20,6 @@ from radtriage.routing.match import (
     why_not,
 )
 from radtriage.routing.spec import (
-    REFERENCE_OPS,
     TASKS,
     PipelineConfigError,
     PipelineSpec,
@@ -30,7 +29,6 @@ from radtriage.routing.spec import (
 )
 
 __all__ = [
-    "REFERENCE_OPS",
     "TASKS",
     "PipelineConfigError",
     "PipelineSpec",

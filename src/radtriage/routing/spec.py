@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -78,15 +78,6 @@ EXTRA_KEYWORDS = frozenset({"LocalizerCount"})
 
 SLICES = "slices"
 """The pseudo-key of `SortKey.by` for the number of slices (instances x frames)."""
-
-REFERENCE_OPS = frozenset({
-    # pre-processing
-    "ct_hu_volume", "radiograph", "ich_windows", "lvo_mip_views", "nodule_candidates", "bone_age_input",
-    # post-processing
-    "ich_study_result", "ich_volume_ml", "lvo_study_result", "nodule_measure", "lung_rads", "bone_age_z",
-})
-"""Op names the reference pipelines use; what `load_pipelines` checks against when no registry is given.
-The service should pass the names of the inference op registry instead."""
 
 _ID = r"^[a-z][a-z0-9_]*$"
 _MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a folder name: no separators, no leading dot
@@ -307,6 +298,13 @@ Preference = Annotated[Annotated[HeaderTest, Tag("HeaderTest")] | Annotated[Sort
 # --------------------------------------------------------------------------- ops, priority
 
 
+def _registry() -> Mapping[str, Any]:
+    """The op registry (imported when first needed: it brings the task modules, torch and MONAI)."""
+    from radtriage.inference.ops import OPS
+
+    return OPS
+
+
 class OpSpec(_Strict):
     """A registered pre- or post-processing op and its parameters."""
 
@@ -319,7 +317,7 @@ class OpSpec(_Strict):
         if any(c in value for c in ".:/"):
             raise ValueError(f"an op is a registered name, not an import path: {value!r}")
         ops = (info.context or {}).get("ops")
-        known = REFERENCE_OPS if ops is None else ops
+        known = _registry() if ops is None else ops
         if value not in known:
             raise ValueError(f"unknown op {value!r}; registered: {', '.join(sorted(known)) or '(none)'}")
         return value
@@ -449,7 +447,7 @@ def parse_pipeline(data: Any, file: str | Path, *, ops: Collection[str] | None =
         raise PipelineConfigError(file, "", f"a pipeline file holds a mapping, not {type(data).__name__}")
     context = {"ops": ops, "models": models, "alert_policies": alert_policies}
     try:
-        return PipelineSpec.model_validate(data, context=context)
+        spec = PipelineSpec.model_validate(data, context=context)
     except ValidationError as exc:
         # a union reports each member's complaint; keep one line per key and problem
         seen: dict[tuple[str, str], None] = {}
@@ -457,6 +455,32 @@ def parse_pipeline(data: Any, file: str | Path, *, ops: Collection[str] | None =
             seen.setdefault((_loc(err["loc"]), _problem(err)), None)
         (key, problem), *more = list(seen)
         raise PipelineConfigError(file, key, problem, more) from None
+    problems = op_problems(spec)
+    if problems:
+        (key, problem), *more = problems
+        raise PipelineConfigError(file, key, problem, more)
+    return spec
+
+
+def op_problems(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """(key, problem) for each op parameter its model refuses and each op out of place (`Registry.chain_problems`)."""
+    registry = _registry()
+    out: list[tuple[str, str]] = []
+    for stage in ("preprocess", "postprocess"):
+        for i, step in enumerate(getattr(spec, stage)):
+            op = registry.get(step.op)
+            if op is None:
+                continue  # named in a list the caller gave, but not registered: chain_problems says so
+            try:
+                op.params.model_validate(step.params)
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    where = _loc(err["loc"])
+                    out.append((f"{stage}[{i}].params" + (f".{where}" if where else ""), _problem(err)))
+    for stage, i, problem in registry.chain_problems(spec.task, [o.op for o in spec.preprocess],
+                                                     [o.op for o in spec.postprocess]):
+        out.append((stage if i is None else f"{stage}[{i}].op", problem))
+    return out
 
 
 def load_pipeline(path: str | Path, **known: Collection[str] | None) -> PipelineSpec:
@@ -481,7 +505,7 @@ def load_pipelines(folder: str | Path, *, ops: Collection[str] | None = None,
                    alert_policies: Collection[str] | None = None) -> list[PipelineSpec]:
     """Every ``*.yaml`` / ``*.yml`` in ``folder``, validated, in file-name order.
 
-    ``ops`` are the registered op names (`REFERENCE_OPS` when not given);
+    ``ops`` are the op names allowed (the op registry's when not given);
     ``models`` the model ids there are folders for and ``alert_policies`` the
     configured policy names: each is checked only when given. A missing
     folder, a bad file or an id used twice raises `PipelineConfigError`.

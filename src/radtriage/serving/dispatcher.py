@@ -6,6 +6,15 @@ pipelines it matched (Ray Serve or in-process, see `serving.runners`) and
 records each result once. A failed attempt goes back to ``ready`` after a
 backoff, and to ``failed`` with its reason after the last attempt. A series
 that matches no pipeline ends ``no_ai`` ("no AI applicable").
+
+Best series of a study: before a matched pipeline runs on a series, the
+other assembled series of the same study (`db.study_series`) are ranked by
+the pipeline's ``prefer`` rules (`routing.best_series`); when one of them is
+better, the pipeline is skipped on this series with a note on the job (not
+an error): the better series' result is the study's. A series whose job
+failed for good does not count. When the worse series came first and was
+already processed, the better one still runs when it comes: both results
+stay, and `study_results` gives, per pipeline, the best series' one.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from typing import Any
 from radtriage.config.settings import Settings
 from radtriage.db import access, ledger
 from radtriage.db.engine import Database
+from radtriage.db.study_series import assembled_series
 from radtriage.domain.case import TaskResult, TriageCase
+from radtriage.routing.match import Candidate, best_series
 from radtriage.serving.runners import Runner, key_dir_for
 
 log = logging.getLogger(__name__)
@@ -61,6 +72,12 @@ class Dispatcher:
             ledger.record_results(self.db, job.id, [], state="no_ai", note=NO_AI)
             log.info("job %s: %s", job.id, NO_AI)
             return
+        matched, skipped = self._on_best_series(case, matched)
+        note = "; ".join(skipped) or None
+        if not matched:
+            ledger.record_results(self.db, job.id, [], note=note)
+            log.info("job %s: %s", job.id, note)
+            return
         paths = [r["path"] for r in access.instance_rows(self.db, case.series_uid) if not r["is_localizer"]]
         outcomes = self.runner(matched, paths, str(key_dir_for(self.settings, job.id)))
         errors = {p: o["error"] for p, o in outcomes.items() if not o["ok"]}
@@ -75,11 +92,30 @@ class Dispatcher:
                          "series_uid": case.series_uid, "task": result.task, "model_id": result.model_id,
                          "model_version": result.model_version, "positive": result.positive, "priority": prio,
                          "result": result.model_dump(mode="json")})
-        new = ledger.record_results(self.db, job.id, rows)
-        log.info("job %s: %s", job.id, ", ".join(f"{p} {results[p][1]}" for p in outcomes))
+        new = ledger.record_results(self.db, job.id, rows, note=note)
+        log.info("job %s: %s%s", job.id, ", ".join(f"{p} {results[p][1]}" for p in outcomes),
+                 f" ({note})" if note else "")
         if self.on_result is not None:
             for pid in new:  # only results recorded for the first time: a retry never alerts twice
                 self.on_result(case, pid, *results[pid])
+
+    def _on_best_series(self, case: TriageCase, matched: list[str]) -> tuple[list[str], list[str]]:
+        """The matched pipelines this series is the study's best series for, and a note for each other one."""
+        others = [s for s in assembled_series(self.db, case.study_uid)
+                  if s.series_uid != case.series_uid and s.job_state != "failed"]
+        if not others:
+            return matched, []
+        # this series first: a tie keeps it (each of two equal series then runs)
+        candidates: list[Candidate] = [(case.series_uid, case.header, case.instance_count),
+                                       *((s.series_uid, s.header, s.instance_count) for s in others)]
+        keep, skipped = [], []
+        for pid in matched:
+            best = best_series(self.specs[pid], candidates)
+            if best in (None, case.series_uid):
+                keep.append(pid)
+            else:
+                skipped.append(f"{pid}: skipped, series {best} of this study is preferred")
+        return keep, skipped
 
     # -- the loop -----------------------------------------------------------------
     def _loop(self) -> None:
@@ -103,3 +139,22 @@ class Dispatcher:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+
+
+def study_results(db: Database, specs: list[Any], study_uid: str) -> dict[str, dict[str, Any]]:
+    """The result row that counts for each pipeline of a study: its best series' (by the pipeline's
+    ``prefer`` rules, among the series it has results for); the newest when several results are for one series."""
+    rows: dict[str, dict[str, dict[str, Any]]] = {}  # pipeline -> series -> newest row
+    for row in ledger.result_rows(db, study_uid=study_uid):
+        rows.setdefault(row["pipeline_id"], {})[row["series_uid"]] = row
+    known = {s.series_uid: s for s in assembled_series(db, study_uid)}
+    by_id = {s.id: s for s in specs}
+    out = {}
+    for pid, per_series in rows.items():
+        spec = by_id.get(pid)
+        ranked = [uid for uid in per_series if uid in known]
+        best = None
+        if spec is not None and ranked:
+            best = best_series(spec, [(uid, known[uid].header, known[uid].instance_count) for uid in ranked])
+        out[pid] = per_series[best] if best is not None else list(per_series.values())[-1]
+    return out
