@@ -33,7 +33,7 @@ from radtriage.training.export import export_model
 from radtriage.training.metrics import FROC_FP_RATES, froc
 
 MODEL_ID = "nodule-cnn3d"
-MODEL_VERSION = "0.1.0"
+MODEL_VERSION = "0.2.0"
 CACHE = Path(os.environ.get("RADTRIAGE_NODULE_CACHE", "/tmp/radtriage-nodule-cache"))
 MIN_DIAMETER_MM = 4.0  # nodules counted in the reported FROC
 JITTER_PER_NODULE = 4  # extra positive patches per training nodule, around its true centre
