@@ -66,9 +66,14 @@ def test_studies_through_ray_get_the_right_pipelines_and_results(make_settings, 
                    "default": {"num_cpus": 0.25, "threads": 1}},
     )
     services = build_services(settings)
+    home_ray = Path.home() / ".ray"
+    home_ray_before = home_ray.exists()
     runtime = Runtime(services)
     runtime.start()
     try:
+        token = data / "ray" / "auth_token"  # Ray's control-plane token: in the data directory, private
+        assert token.exists() and token.stat().st_mode & 0o777 == 0o600
+        assert home_ray.exists() == home_ray_before  # nothing written outside the data directory
         cxr = tmp_path / "cxr"
         cxr.mkdir()
         shutil.copy(get_testdata_file("RG1_UNCR.dcm"), cxr / "cr-chest.dcm")  # a real CR chest: no AI applicable
