@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from radtriage.api import create_app
-from radtriage.db import accounts, audit, seed, worklist
+from radtriage.db import accounts, audit, open_database, seed, worklist
 from radtriage.db.tables import jobs, results, series, studies
 from radtriage.service import build_services
 
@@ -196,16 +197,10 @@ def test_key_images_are_served_only_from_the_data_directory(api, tmp_path):
 # --- triage -------------------------------------------------------------------------------
 
 
-def test_a_new_result_raises_the_priority_and_the_change_is_recorded(api):
+def _land_ich_result(db, uid):
+    """A positive ICH result for the study's job, as the dispatcher writes it (job done)."""
     from sqlalchemy import select, update
 
-    from radtriage.triage.live import Triage
-
-    db = api.services.db
-    uid = _seed(api, 1, pending_fraction=1.0)[0]
-    triage = Triage(db, inference_enabled=True, poll_s=0.05)
-    triage.run_once()
-    assert worklist.entry(db, uid)["priority"] == "PENDING_AI"
     with db.write() as conn:
         sid = conn.execute(select(studies.c.id).where(studies.c.study_uid == uid)).scalar_one()
         ser = conn.execute(select(series.c.id, series.c.series_uid).where(series.c.study_id == sid)).one()
@@ -216,6 +211,17 @@ def test_a_new_result_raises_the_priority_and_the_change_is_recorded(api):
             task="ich", model_id="m", model_version="1", positive=True, priority="STAT",
             result=seed.result_doc("ich", True, "ICH - subdural, ~30 mL"), created_at=now))
         conn.execute(update(jobs).where(jobs.c.id == job).values(state="done", updated_at=now))
+
+
+def test_a_new_result_raises_the_priority_and_the_change_is_recorded(api):
+    from radtriage.triage.live import Triage
+
+    db = api.services.db
+    uid = _seed(api, 1, pending_fraction=1.0)[0]
+    triage = Triage(db, inference_enabled=True, poll_s=0.05)
+    triage.run_once()
+    assert worklist.entry(db, uid)["priority"] == "PENDING_AI"
+    _land_ich_result(db, uid)
     assert triage.run_once() == 1
     assert triage.run_once() == 0  # nothing new: nothing re-triaged
     e = worklist.entry(db, uid)
@@ -226,3 +232,59 @@ def test_a_new_result_raises_the_priority_and_the_change_is_recorded(api):
     assert entries[0]["actor"] == "system" and entries[0]["detail"]["to"] == "STAT"
     detail = api.get(f"/api/v1/studies/{uid}", headers=api.as_["admin"]).json()
     assert [h["new_priority"] for h in detail["priority_history"]] == ["STAT"]
+
+
+# --- the cached worklist page -------------------------------------------------------------
+
+
+def test_a_claim_a_new_result_and_a_new_study_show_in_the_very_next_response(api):
+    from radtriage.triage.live import Triage
+
+    db, h = api.services.db, api.as_["radiologist"]
+    _seed(api, 30, pending_fraction=0.0, positive_fraction=0.0)
+
+    def first_page():
+        r = api.get("/api/v1/worklist", params={"limit": 50}, headers=h)
+        assert r.status_code == 200
+        return r.json()
+
+    page = first_page()
+    assert [i["study_uid"] for i in first_page()["items"]] == [i["study_uid"] for i in page["items"]]
+    top, newest = page["items"][0]["study_uid"], page["items"][-1]["study_uid"]
+    assert page["items"][0]["status"] == "unread" and page["items"][-1]["priority"] == "ROUTINE"
+
+    assert api.post(f"/api/v1/studies/{top}/claim", headers=h).status_code == 200
+    claimed = first_page()["items"][0]
+    assert (claimed["study_uid"], claimed["status"], claimed["claimed_by"]) == (top, "claimed", "radiologist1")
+
+    _land_ich_result(db, newest)
+    assert Triage(db, inference_enabled=True, poll_s=0.05).run_once() >= 1
+    item = first_page()["items"][0]
+    assert (item["study_uid"], item["priority"], item["priority_reason"]) == (newest, "STAT", "ICH - subdural, ~30 mL")
+
+    seed.seed(db, 1, start=30)
+    assert first_page()["total"] == 31
+
+
+def _eventually(check, within_s=6.0):
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "not seen in time"
+        time.sleep(0.1)
+
+
+def test_changes_by_another_process_show_within_seconds(api, db_url):
+    """Another engine on the same database writes, as another process (the CLI, a second API worker) would."""
+    h = api.as_["radiologist2"]
+    _seed(api, 5, pending_fraction=0.0)
+    page = api.get("/api/v1/worklist", headers=h).json()
+    top = page["items"][0]["study_uid"]
+    assert page["total"] == 5 and page["items"][0]["status"] == "unread"
+    other = open_database(db_url, migrate=False)
+    try:
+        worklist.claim(other, top, "radiologist1", "radiologist")
+        _eventually(lambda: api.get("/api/v1/worklist", headers=h).json()["items"][0]["status"] == "claimed")
+        accounts.set_disabled(other, "radiologist2")
+        _eventually(lambda: api.get("/api/v1/worklist", headers=h).status_code == 401)
+    finally:
+        other.dispose()

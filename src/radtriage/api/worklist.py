@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from radtriage.api.auth import User, client_of, require_roles
 from radtriage.api.problems import ProblemError
@@ -26,6 +27,7 @@ from radtriage.api.schemas import (
 )
 from radtriage.db import audit, worklist
 from radtriage.db.access import utcnow
+from radtriage.db.changes import Memo
 from radtriage.domain import Priority
 
 router = APIRouter(prefix="/api/v1", tags=["worklist"])
@@ -53,8 +55,45 @@ def _raise(exc: worklist.WorklistError) -> None:
     raise ProblemError(exc.status, titles.get(exc.status, "Error"), str(exc), **exc.extra) from exc
 
 
+PAGE_CACHE_S = 1.0  # a worklist page is rebuilt at least this often (waiting time, overdue state) ...
+PAGE_STALE_S = 3.0  # ... and, with no change since, served this long while one request rebuilds it
+
+
+def _page_json(services: Any, filters: worklist.Filters, sort: str, limit: int, offset: int) -> bytes:
+    total, rows = worklist.page(services.db, filters, sort, limit, offset)
+    now, targets = utcnow(), services.settings.worklist.targets_min
+    return WorklistPage(total=total, limit=limit, offset=offset,
+                        items=[item(r, targets, now) for r in rows]).model_dump_json().encode()
+
+
+async def _page_body(request: Request, filters: worklist.Filters, sort: str, limit: int, offset: int) -> bytes:
+    """The page as JSON, from a per-app cache kept while neither this process nor the live hub saw a change.
+
+    Any write by this process to the tables the page reads (a claim, a new
+    result, a new study) makes the next request read the database again;
+    changes by other processes show once the live hub has polled (0.5 s).
+    A page is rebuilt when it is `PAGE_CACHE_S` old; while that runs, other
+    readers get the page it replaces (no change since, only its clocks older).
+    """
+    app = request.app
+    memo: Memo[bytes] | None = getattr(app.state, "worklist_pages", None)
+    if memo is None:
+        memo = app.state.worklist_pages = Memo(PAGE_CACHE_S)
+    services, hub = app.state.services, app.state.live
+    key = (filters, sort, limit, offset)
+
+    def version() -> tuple[int, int]:
+        return worklist.page_version(services.db), hub.version
+
+    body = memo.peek(key, version(), PAGE_STALE_S)
+    if body is None:
+        body = await run_in_threadpool(memo.get_or_build, key, version,
+                                       lambda: _page_json(services, filters, sort, limit, offset), PAGE_STALE_S)
+    return body
+
+
 @router.get("/worklist", response_model=WorklistPage)
-def get_worklist(
+async def get_worklist(
     request: Request,
     user: Readers,
     status: Annotated[list[ReadStatus] | None, Query()] = None,
@@ -67,14 +106,12 @@ def get_worklist(
     sort: Annotated[str, Query(pattern="^(priority|received|-received|updated)$")] = "priority",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> WorklistPage:
+) -> Response:
     """The worklist: most urgent first, oldest first within a priority (``sort=priority``)."""
     filters = worklist.Filters(status=tuple(status or ()), priority=tuple(p.value for p in priority or ()),
                                modality=modality, task=task, calling_ae=ae,
                                received_from=received_from, received_to=received_to)
-    total, rows = worklist.page(request.app.state.services.db, filters, sort, limit, offset)
-    now, targets = utcnow(), _settings(request).worklist.targets_min
-    return WorklistPage(total=total, limit=limit, offset=offset, items=[item(r, targets, now) for r in rows])
+    return Response(await _page_body(request, filters, sort, limit, offset), media_type="application/json")
 
 
 def _key_image_url(study_uid: str, result_id: int, i: int, finding: dict[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from radtriage.db.access import _aware, utcnow
+from radtriage.db.changes import changes
 from radtriage.db.engine import Database
 from radtriage.db.tables import api_tokens, users, web_sessions
 from radtriage.security import hash_password, new_token, token_digest
@@ -120,18 +121,36 @@ def issue_token(db: Database, username: str, name: str = "api", days: float | No
     return token
 
 
-def user_for_token(db: Database, token: str, now: datetime | None = None) -> Account | None:
-    now = now or utcnow()
-    q = (select(users, api_tokens.c.id.label("token_id"), api_tokens.c.expires_at, api_tokens.c.revoked_at)
+TOKEN_CACHE_S = 2.0  # a token's owner is looked up again after this (another process's disable) ...
+TOKEN_STALE_S = 3.0  # ... while other requests with it, meanwhile, use the answer it replaces
+
+
+def _token_owner(db: Database, digest: str) -> tuple[Account, datetime | None] | None:
+    """The active account a token digest belongs to, with the token's expiry; None if revoked or disabled."""
+    q = (select(users, api_tokens.c.expires_at, api_tokens.c.revoked_at)
          .join(api_tokens, api_tokens.c.user_id == users.c.id)
-         .where(api_tokens.c.token_sha256 == token_digest(token)))
+         .where(api_tokens.c.token_sha256 == digest))
     with db.read() as conn:
         row = conn.execute(q).first()
     if row is None or row.disabled or row.revoked_at is not None:
         return None
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    return _account(row), _aware(row.expires_at)
+
+
+def user_for_token(db: Database, token: str, now: datetime | None = None) -> Account | None:
+    """The account of a valid bearer token.
+
+    Answers are kept for `TOKEN_CACHE_S` seconds (`TOKEN_STALE_S` while being
+    looked up again), and only until this process next writes the users or
+    tokens tables: a disable in this process applies at once, in another
+    within `TOKEN_STALE_S`.
+    """
+    now, digest, seen = now or utcnow(), token_digest(token), changes(db)
+    found = seen.memo("token_owner", TOKEN_CACHE_S).get_or_build(
+        digest, lambda: seen.version(users.name, api_tokens.name), lambda: _token_owner(db, digest), TOKEN_STALE_S)
+    if found is None or (found[1] is not None and found[1] <= now):
         return None
-    return _account(row)
+    return found[0]
 
 
 # --- page sessions ---------------------------------------------------------------------

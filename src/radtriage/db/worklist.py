@@ -16,6 +16,7 @@ from sqlalchemy import Connection, and_, func, or_, select, true, update
 
 from radtriage.db import audit
 from radtriage.db.access import _aware, utcnow
+from radtriage.db.changes import changes
 from radtriage.db.engine import Database
 from radtriage.db.tables import (
     feedback,
@@ -182,6 +183,11 @@ def page(db: Database, filters: Filters = Filters(), sort: str = "priority", lim
         total = conn.execute(select(func.count()).select_from(worklist).where(where)).scalar_one()
         rows = conn.execute(q).mappings().all()
     return total, [_row(r) for r in rows]
+
+
+def page_version(db: Database) -> int:
+    """Moves whenever this process writes a table that `page` reads (`radtriage.db.changes`)."""
+    return changes(db).version(worklist.name, studies.name)
 
 
 def entry(db: Database, study_uid: str) -> dict[str, Any] | None:
