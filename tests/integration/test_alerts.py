@@ -330,12 +330,14 @@ def test_duplicate_finding_does_not_page_again_but_a_new_or_upgraded_one_does(db
     svc.start()
     study = "1.2.840.8"
     first = svc.on_result(case_for(study, "1"), "stroke_ich", ich(), "STAT", "stroke")
+    # let the first page go out: a page still queued when a larger finding supersedes its alert is not sent
+    assert len(hook.wait_for(1, 30, event="alert.page")) == 1
     again = svc.on_result(case_for(study, "2"), "stroke_ich", ich(probability=0.9, ml=13), "STAT", "stroke")
     assert again[0].outcome == "duplicate" and again[0].alert_id == first[0].alert_id
     other = svc.on_result(case_for(study, "3"), "stroke_ich", ich(subtype="subdural"), "STAT", "stroke")
     grown = svc.on_result(case_for(study, "4"), "stroke_ich", ich(ml=30), "STAT", "stroke")
     assert [d.outcome for d in (*other, *grown)] == ["created", "created"]
-    got = hook.wait_for(3, 20, event="alert.page")
+    got = hook.wait_for(3, 30, event="alert.page")
     time.sleep(0.5)
     assert len(pages(hook)) == 3
     assert sorted(r.payload["finding"]["text"] for r in got) == [
