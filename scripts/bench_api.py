@@ -13,12 +13,16 @@ own process), on SQLite and then on PostgreSQL.
   folder, and a scratch PostgreSQL database (``radtriage_bench``) on
   127.0.0.1:5432 that is dropped afterwards. Seeding is not timed.
 * Server: ``uvicorn`` serving ``create_app(build_services(settings))`` with
-  ``--workers`` processes (default 1: on a 2-core machine the client needs the
-  other core), uvloop and httptools, access log off, inference off. Its
-  start-up is not timed.
-* Client: one process, ``--clients`` (default 50) asyncio tasks, each with its
-  own keep-alive ``httpx.AsyncClient`` (one connection), each in a closed loop
-  (send, read the whole body, send again) with a radiologist's bearer token.
+  ``--workers`` processes (default 2 with wrk, 1 with httpx, which needs a
+  core of its own on a 2-core machine), uvloop and httptools, access log off,
+  inference off. Its start-up is not timed.
+* Client (``--client``): ``wrk`` (C, one thread, ``--clients`` keep-alive
+  connections; Debian package ``wrk``) when installed, else one Python process
+  of ``--clients`` asyncio tasks, each with its own keep-alive
+  ``httpx.AsyncClient`` (one connection). Either way each connection is a
+  closed loop (send, read the whole body, send again) with a radiologist's
+  bearer token. (With httpx the client itself takes ~1 ms of CPU per request
+  and is the limit on 2 cores; wrk takes ~0.05 ms.)
   A short warm-up (``--warmup`` s) is not counted; then every request that
   completes within ``--seconds`` (default 30) counts. Latency is from send to
   the last byte of the body, as the client sees it, so on one machine it
@@ -233,6 +237,46 @@ async def _load(base: str, token: str, clients: int, limit: int, expect_len: int
     return Run(latencies, seconds, errors, (cpu1 - cpu0) / wall, (srv1 - srv0) / wall)
 
 
+_WRK_TIME = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _wrk_seconds(text: str) -> float:
+    import re
+
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"unexpected wrk time {text!r}")
+    return float(m.group(1)) * _WRK_TIME[m.group(2)]
+
+
+def _load_wrk(base: str, token: str, clients: int, limit: int, warmup_s: float, seconds: float,
+              server_procs: list[Any]) -> dict[str, float]:
+    """The same closed loop with wrk (C, one thread): far less client CPU per request than Python's httpx."""
+    import re
+    import resource
+    import subprocess
+
+    url = f"{base}/api/v1/worklist?limit={limit}"
+    cmd = ["wrk", "-t1", f"-c{clients}", "--latency", "-H", f"Authorization: Bearer {token}"]
+    if warmup_s > 0:
+        subprocess.run([*cmd, f"-d{max(1, int(warmup_s))}s", url], capture_output=True, check=True)
+    ru0, srv0, wall0 = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu_s(server_procs), time.perf_counter()
+    out = subprocess.run([*cmd, f"-d{int(seconds)}s", url], capture_output=True, text=True, check=True).stdout
+    ru1, srv1, wall1 = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu_s(server_procs), time.perf_counter()
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, errs.groups())) if errs else 0)
+    wall = wall1 - wall0
+    max_ms = _wrk_seconds(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1)) * 1e3
+    client_cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / wall
+    return {"p50_ms": _wrk_seconds(pct["50"]) * 1e3, "p99_ms": _wrk_seconds(pct["99"]) * 1e3, "max_ms": max_ms,
+            "mean_ms": float("nan"), "rps": rps, "requests": requests, "errors": errors,
+            "client_cpu": client_cpu, "server_cpu": (srv1 - srv0) / wall}
+
+
 def bench_one(name: str, url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     import uvloop
 
@@ -244,6 +288,11 @@ def bench_one(name: str, url: str, data_dir: Path, args: argparse.Namespace) -> 
         expect_len = check_first_page(server.base, token, args.studies, args.limit)
         print(f"  first page checked: {args.limit} items in worklist order, total {args.studies}, "
               f"{expect_len} bytes", flush=True)
+        if args.client == "wrk":
+            out = _load_wrk(server.base, token, args.clients, args.limit, args.warmup, args.seconds,
+                            server.processes())
+            print("  wrk: " + json.dumps({k: round(v, 2) for k, v in out.items()}), flush=True)
+            return out
         run = uvloop.run(_load(server.base, token, args.clients, args.limit, expect_len, args.warmup,
                                args.seconds, server.processes()))
     finally:
@@ -265,10 +314,20 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=3.0)
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1 on 2 cores)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="uvicorn worker processes (default: 2 with wrk, which leaves the cores to the server; "
+                         "1 with httpx, which needs a core of its own)")
     ap.add_argument("--limit", type=int, default=50, help="page size requested")
     ap.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
+                    help="load generator: wrk (C; Debian package wrk) or Python httpx; auto: wrk when installed")
     args = ap.parse_args()
+    if args.client == "auto":
+        import shutil
+
+        args.client = "wrk" if shutil.which("wrk") else "httpx"
+    if args.workers is None:
+        args.workers = 2 if args.client == "wrk" else 1
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
     results: dict[str, dict[str, float]] = {}
@@ -290,8 +349,9 @@ def main() -> int:
                 ap.error(f"unknown database {name!r}")
 
     print(f"\nGET /api/v1/worklist?limit={args.limit}: {args.studies} studies, {args.clients} closed-loop clients, "
-          f"{args.seconds:.0f} s, uvicorn workers={args.workers}, {os.cpu_count()} CPU cores shared by client and server")
-    print("(CPU: share of one core while timed, and CPU time per request; client = this process)")
+          f"{args.seconds:.0f} s, client {args.client}, uvicorn workers={args.workers}, "
+          f"{os.cpu_count()} CPU cores shared by client and server")
+    print("(CPU: share of one core while timed, and CPU time per request; client = the load generator)")
     head = f"{'database':<10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'req/s':>6} {'requests':>8} {'errors':>6} " \
            f"{'client CPU':>10} {'server CPU':>10} {'client ms/req':>13} {'server ms/req':>13}"
     print(head)
