@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +80,9 @@ def secret_key_for(settings: Settings) -> bytes:
     directory (mode 0600) so that a newcomer needs no set-up and links survive a restart."""
     if settings.auth.secret_key is not None:
         return settings.auth.secret_key.get_secret_value().encode()
-    path = settings.data_dir / "secret_key"
-    if not path.exists():
-        import secrets
+    from radtriage.security import kept_secret
 
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-    return path.read_text().strip().encode()
+    return kept_secret(settings.data_dir / "secret_key").encode()
 
 
 def first_admin(services: Services) -> tuple[str, str] | None:

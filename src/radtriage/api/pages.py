@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -50,8 +51,6 @@ def study_page(request: Request, study_uid: str) -> Response:
     user = authenticate(request)
     if user is None:
         return RedirectResponse("/login", status_code=303)
-    import re
-
     if not re.fullmatch(UidPattern, study_uid) or len(study_uid) > 64:
         return _page(request, "study.html", user=user, csrf="", study_uid="", error="not a study UID")
     return _page(request, "study.html", user=user, csrf=getattr(request.state, "csrf", ""), study_uid=study_uid,

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from radtriage.config.settings import Settings
 from radtriage.inference.pipeline import PipelineError, TaskRunner
+from radtriage.security import kept_secret
 from radtriage.serving.app import APP_NAME, build_app, run_one
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class RayRunner:
                 os.environ.setdefault("RAY_TMPDIR", str(tmp))
                 # Ray caches the token per process: one token for every local Ray this process starts
                 # (an operator's RAY_AUTH_TOKEN wins), kept in the data directory rather than ~/.ray
-                os.environ.setdefault("RAY_AUTH_TOKEN", local_ray_token(tmp).read_text().strip())
+                os.environ.setdefault("RAY_AUTH_TOKEN", kept_secret(tmp / "auth_token"))
                 ray.init(include_dashboard=False, _temp_dir=str(tmp), logging_level=logging.WARNING,
                          configure_logging=False)
             self.started_ray = True
@@ -96,19 +97,6 @@ class RayRunner:
             if self.started_ray:
                 serve.shutdown()
                 ray.shutdown()
-
-
-def local_ray_token(folder: Path) -> Path:
-    """The local Ray's control-plane token (Ray >= 2.59 turns token authentication on for local clusters),
-    kept in the data directory with mode 0600 instead of Ray's default ``~/.ray/auth_token``."""
-    import secrets
-
-    path = folder / "auth_token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path
 
 
 def make_runner(specs: list[Any], settings: Settings) -> Runner:
