@@ -94,7 +94,7 @@ def level(notify: list[dict], channels: list[str], timeout: float = 30.0, **more
 
 
 def make_config(hook: WebhookReceiver, smtp: Inbox, levels: list[dict] | None = None,
-                delivery: dict | None = None, webhook_url: str | None = None) -> AlertingConfig:
+                delivery: dict | None = None, webhook_url: str | None = None, repeat_last: int = 0) -> AlertingConfig:
     def member(name: str) -> dict:
         return {"name": name, "username": name.split()[-1].lower(),
                 "contacts": {"webhook": webhook_url or hook.url, "email": f"{name.split()[-1].lower()}@example.org"}}
@@ -109,7 +109,7 @@ def make_config(hook: WebhookReceiver, smtp: Inbox, levels: list[dict] | None = 
         "teams": {"stroke": {"members": {"chan": member("Dr Chan"), "lee": member("Dr Lee")}},
                   "consultants": {"members": {"wong": member("Dr Wong")}}},
         "rotas": {"primary": {"shifts": [{"member": "chan", "start": "00:00", "end": "00:00"}]}},
-        "policies": {"stroke": {"findings": ["ich", "lvo"], "levels": levels or [
+        "policies": {"stroke": {"findings": ["ich", "lvo"], "repeat_last": repeat_last, "levels": levels or [
             level([{"oncall": "primary"}], ["webhook", "email"]),
             level([{"member": "wong"}], ["webhook", "email"])]}},
     }, environ=ENV)
@@ -245,22 +245,27 @@ def test_acknowledgement_stops_escalation_and_is_shown_to_the_others(db, service
     assert "alert_escalated" not in actions(db, "1.2.840.2")
 
 
-def test_no_acknowledgement_escalates_to_the_next_level_on_time(db, services, hook, smtp):
+def test_no_acknowledgement_escalates_to_the_next_level_on_time_then_repeats_the_last(db, services, hook, smtp):
     levels = [level([{"oncall": "primary"}], ["webhook"], timeout=1.0),
               level([{"member": "wong"}], ["webhook"], timeout=1.0)]
-    svc = services(make_config(hook, smtp, levels))
+    svc = services(make_config(hook, smtp, levels, repeat_last=1))
     svc.on_result(case_for("1.2.840.3"), "stroke_ich", ich(), "STAT", "stroke")
     svc.start()
     [first] = hook.wait_for(1, 20, event="alert.page")
     second = hook.wait_for(2, 20, event="alert.page")[1]
     assert second.payload["recipient"] == "Dr Wong" and second.payload["level"] == 2
     assert 0.9 <= second.at - first.at <= 10.0  # not before the 1 s deadline; soon after it
+    third = hook.wait_for(3, 20, event="alert.page")[2]  # the last level, paged once more (repeat_last: 1)
+    assert third.payload["recipient"] == "Dr Wong" and third.payload["level"] == 3
+    assert third.key != second.key  # a new page, not a resend
+    assert 0.9 <= third.at - second.at <= 10.0
 
-    assert wait_until(lambda: svc.active()[0].exhausted, 10)  # the last level timed out too
+    assert wait_until(lambda: svc.active()[0].exhausted, 10)  # the repeat timed out too
     escalations = audit.entries(db, study_uid="1.2.840.3", action="alert_escalated")[1]
-    assert [(e["detail"]["to_level"], e["detail"]["reason"]) for e in reversed(escalations)] == [
-        (2, "no acknowledgement"), (None, "no acknowledgement")]
-    assert len(pages(hook)) == 2
+    assert [(e["detail"]["to_level"], e["detail"].get("repeat"), e["detail"]["reason"])
+            for e in reversed(escalations)] == [
+        (2, None, "no acknowledgement"), (3, 1, "no acknowledgement"), (None, None, "no acknowledgement")]
+    assert len(pages(hook)) == 3
 
 
 def test_a_down_channel_is_retried_with_backoff_then_bypassed(db, services, hook, smtp):

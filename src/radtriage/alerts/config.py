@@ -137,6 +137,18 @@ class Policy(_Strict):
     levels: list[Level] = Field(min_length=1)
     upgrade: Upgrade = Field(default_factory=Upgrade)
     notify_on_ack: bool = True  # tell those already paged who is taking it
+    # After the last level's deadline, page that level again this many times
+    # (each with its deadline) before the alert is marked unanswered.
+    repeat_last: int = Field(default=2, ge=0, le=20)
+
+    @property
+    def rounds(self) -> int:
+        """How many times levels are paged in all: each level once, then the last ``repeat_last`` more times."""
+        return len(self.levels) + self.repeat_last
+
+    def level(self, index: int) -> Level:
+        """The level paged at round ``index`` (0-based; rounds past the last level repeat it)."""
+        return self.levels[min(index, len(self.levels) - 1)]
 
 
 class WebhookChannel(_Strict):

@@ -45,7 +45,7 @@ def start_level(conn: Connection, config: AlertingConfig, alert: dict[str, Any],
     A level that reaches nobody (no one on call, no usable contact) is due to
     escalate at once, and says so in the audit log.
     """
-    level = config.policies[alert["policy"]].levels[index]
+    level = config.policies[alert["policy"]].level(index)
     rows = []
     for mid in recipients(config, level, now):
         member = config.member(mid)
@@ -63,20 +63,23 @@ def start_level(conn: Connection, config: AlertingConfig, alert: dict[str, Any],
 
 
 def escalate(conn: Connection, config: AlertingConfig, alert: dict[str, Any], now: dt.datetime) -> Outcome | None:
-    """The current level's deadline passed (or it reached nobody): page the next level, or mark it unanswered."""
+    """The current level's deadline passed (or it reached nobody): page the next level (the last one again
+    while it has repeats left), or mark it unanswered."""
     policy = config.policies.get(alert["policy"])
     delivered = any(d["kind"] == PAGE and d["level"] == alert["level"] and d["state"] == DELIVERED
                     for d in store.deliveries_of(conn, alert["id"]))
     reason = "no acknowledgement" if delivered else "not delivered"
     nxt = alert["level"] + 1
     expect = {"state": OPEN, "level": alert["level"]}
-    if policy is not None and nxt < len(policy.levels):
+    if policy is not None and nxt < policy.rounds:
         if not store.update_alert(conn, alert["id"], expect, level=nxt, updated_at=now):
             return None
         start_level(conn, config, alert, nxt, now)
+        repeat = nxt - len(policy.levels) + 1 if nxt >= len(policy.levels) else None
         _audit(conn, "alert_escalated", alert, from_level=alert["level"] + 1, to_level=nxt + 1, reason=reason,
-               level_name=policy.levels[nxt].name)
-        log.warning("alert %s escalated to level %d (%s)", alert["id"], nxt + 1, reason)
+               level_name=policy.level(nxt).name, **({"repeat": repeat} if repeat else {}))
+        log.warning("alert %s escalated to level %d%s (%s)", alert["id"], nxt + 1,
+                    f" (last level again, repeat {repeat})" if repeat else "", reason)
         return Outcome("escalated", alert)
     if not store.update_alert(conn, alert["id"], expect, exhausted=True, next_escalation_at=None, updated_at=now):
         return None
@@ -93,7 +96,7 @@ def after_failure(conn: Connection, config: AlertingConfig, delivery: dict[str, 
     policy = config.policies.get(alert["policy"]) if alert else None
     if alert is None or policy is None or delivery["kind"] != PAGE or alert["state"] != OPEN:
         return
-    level = policy.levels[delivery["level"]]
+    level = policy.level(delivery["level"])
     existing = store.deliveries_of(conn, alert["id"])
     if level.channel_mode == "fallback":
         member = config.member(delivery["member"])

@@ -64,7 +64,7 @@ def _member_name(config: AlertingConfig, member_id: str) -> str:
 def view(config: AlertingConfig, row: dict[str, Any], deliveries: list[dict[str, Any]]) -> AlertView:
     c = AlertContent.model_validate(row["content"])
     policy = config.policies.get(row["policy"])
-    level_name = policy.levels[row["level"]].name if policy and row["level"] < len(policy.levels) else None
+    level_name = policy.level(row["level"]).name if policy else None
     where = " / ".join(x for x in (c.institution, c.station) if x) or None
     return AlertView(
         id=row["id"], state=row["state"], policy=row["policy"], priority=row["priority"],
