@@ -8,6 +8,7 @@ Series arrive by C-STORE; the pipelines run in this process (the same
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,47 @@ def test_a_pipeline_runs_on_the_best_series_of_a_study(make_settings, tmp_path):
     (later_row,) = ledger.result_rows(services.db, job_id=later["id"])
     assert first_row["series_uid"] == _uid(in_turn[2]) and later_row["series_uid"] == _uid(in_turn[3])
     assert study_results(services.db, specs, first["case"]["study_uid"])["stroke_ich"]["id"] == later_row["id"]
+
+
+def test_when_the_preferred_series_fails_for_good_the_next_best_runs(make_settings, tmp_path, monkeypatch):
+    """The thin series is preferred, but its model call fails on every attempt: the thick series, skipped
+    for it, runs again and the study has its stroke_ich result."""
+    from radtriage.inference.ops import OpChain
+    from radtriage.routing import load_pipelines
+    from radtriage.serving.dispatcher import study_results
+    from radtriage.service import Runtime, build_services
+
+    study = _head_study(tmp_path / "a", 73, {2: 5.0, 3: 2.5})
+    thin_uid, thick_uid = _uid(study[3]), _uid(study[2])
+    real_infer = OpChain.infer
+
+    def infer(model, ctx):
+        if ctx.volume.meta.get("SeriesInstanceUID") == thin_uid:
+            raise RuntimeError("simulated model failure")
+        real_infer(model, ctx)
+
+    monkeypatch.setattr(OpChain, "infer", staticmethod(infer))
+    settings = _settings(make_settings, tmp_path)
+    specs = load_pipelines(settings.inference.pipelines_dir)
+    services = build_services(settings)
+    runtime = Runtime(services)
+    runtime.start()
+    try:
+        assert storescu(runtime.scp.port, study[2] + study[3], "SCANNER", settings.ae_title).returncode == 0
+        end = time.monotonic() + 120
+        while time.monotonic() < end and not ledger.result_rows(services.db, study_uid=_study_uid(study[2])):
+            time.sleep(0.2)
+        jobs = {j["case"]["series_uid"]: j for j in wait_jobs_final(services.db, 2)}
+    finally:
+        runtime.stop()
+
+    thin, thick = jobs[thin_uid], jobs[thick_uid]
+    assert thin["state"] == "failed" and "simulated model failure" in thin["last_error"]
+    assert thick["state"] == "done"
+    (row,) = ledger.result_rows(services.db, job_id=thick["id"])
+    assert row["series_uid"] == thick_uid
+    assert study_results(services.db, specs, _study_uid(study[2]))["stroke_ich"]["id"] == row["id"]
+
+
+def _study_uid(files: list[Path]) -> str:
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)

@@ -17,7 +17,7 @@ from sqlalchemy import and_, or_, select, update
 
 from radtriage.db.access import _aware
 from radtriage.db.engine import Database
-from radtriage.db.tables import jobs, results
+from radtriage.db.tables import jobs, results, series, studies
 
 
 def _now() -> dt.datetime:
@@ -97,6 +97,21 @@ def fail_attempt(db: Database, job_id: int, error: str, max_attempts: int, backo
             values = {"state": "ready", "lease_until": None, "next_attempt_at": now + dt.timedelta(seconds=delay)}
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(last_error=error[:2000], updated_at=now, **values))
     return values["state"]
+
+
+def requeue_noted(db: Database, study_uid: str, marker: str, note: str, now: dt.datetime | None = None) -> list[int]:
+    """Make the finished jobs of a study whose note holds ``marker`` ready again (fresh attempts); their ids."""
+    now = now or _now()
+    with db.write() as conn:
+        ids = list(conn.execute(
+            select(jobs.c.id).join(series, series.c.id == jobs.c.series_id).join(studies, studies.c.id == series.c.study_id)
+            .where(studies.c.study_uid == study_uid, jobs.c.state == "done", jobs.c.last_error.contains(marker))
+        ).scalars())
+        if ids:
+            conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(
+                state="ready", attempts=0, next_attempt_at=None, lease_until=None, last_error=note[:2000],
+                updated_at=now))
+    return ids
 
 
 def job_state(db: Database, job_id: int) -> dict[str, Any]:

@@ -12,7 +12,9 @@ other assembled series of the same study (`db.study_series`) are ranked by
 the pipeline's ``prefer`` rules (`routing.best_series`); when one of them is
 better, the pipeline is skipped on this series with a note on the job (not
 an error): the better series' result is the study's. A series whose job
-failed for good does not count. When the worse series came first and was
+failed for good does not count, and when it fails for good after others
+were skipped for it, those jobs run again (the next best series then runs
+the pipeline). When the worse series came first and was
 already processed, the better one still runs when it comes: both results
 stay, and `study_results` gives, per pipeline, the best series' one.
 """
@@ -36,6 +38,11 @@ from radtriage.serving.runners import Runner, key_dir_for
 log = logging.getLogger(__name__)
 
 NO_AI = "no AI applicable"
+
+
+def _skip_marker(series_uid: str) -> str:
+    """How a job's note names the preferred series a pipeline was skipped for."""
+    return f"skipped, series {series_uid} of this study is preferred"
 
 
 class Dispatcher:
@@ -63,7 +70,19 @@ class Dispatcher:
             state = ledger.fail_attempt(self.db, job.id, f"{type(exc).__name__}: {exc}", inf.max_attempts,
                                         inf.retry_backoff_s)
             log.warning("job %s attempt %d failed (%s): now %s", job.id, job.attempts, type(exc).__name__, state)
+            if state == "failed":
+                self._fall_back(job)
         return True
+
+    def _fall_back(self, job: ledger.ClaimedJob) -> None:
+        """A series failed for good: the study's jobs that skipped a pipeline in its favour run again."""
+        study_uid, series_uid = job.case.get("study_uid"), job.case.get("series_uid")
+        if not study_uid or not series_uid:
+            return
+        again = ledger.requeue_noted(self.db, study_uid, _skip_marker(series_uid),
+                                     f"run again: the preferred series {series_uid} failed")
+        if again:
+            log.warning("job %s failed for good; jobs %s of the same study run again in its place", job.id, again)
 
     def _process(self, job: ledger.ClaimedJob) -> None:
         case = TriageCase.model_validate(job.case)
@@ -114,7 +133,7 @@ class Dispatcher:
             if best in (None, case.series_uid):
                 keep.append(pid)
             else:
-                skipped.append(f"{pid}: skipped, series {best} of this study is preferred")
+                skipped.append(f"{pid}: {_skip_marker(best)}")
         return keep, skipped
 
     # -- the loop -----------------------------------------------------------------
