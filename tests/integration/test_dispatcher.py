@@ -28,6 +28,20 @@ def _main_series(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("002_*.dcm"))  # series 2: the soft-tissue main series
 
 
+def _fail_model_on(monkeypatch, series_uid: str) -> None:
+    """The model call raises for one series (as a broken model would); other series are untouched."""
+    from radtriage.inference.ops import OpChain
+
+    real_infer = OpChain.infer
+
+    def infer(model, ctx):
+        if ctx.volume.meta.get("SeriesInstanceUID") == series_uid:
+            raise RuntimeError("simulated model failure")
+        real_infer(model, ctx)
+
+    monkeypatch.setattr(OpChain, "infer", staticmethod(infer))
+
+
 def _settings(make_settings, tmp_path: Path, **inference):
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
@@ -38,7 +52,6 @@ def _settings(make_settings, tmp_path: Path, **inference):
 
 
 def test_corrupt_series_missing_slice_and_failing_model(make_settings, tmp_path, monkeypatch):
-    from radtriage.inference.ops import OpChain
     from radtriage.service import Runtime, build_services
 
     heads = [synthesize("ct-head", 1, 40 + i, tmp_path / f"in{i}", {"matrix": 128})[0] for i in range(4)]
@@ -49,15 +62,7 @@ def test_corrupt_series_missing_slice_and_failing_model(make_settings, tmp_path,
         ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]
         ds.save_as(p)
     # this study's model call raises (as a broken model would); the others are untouched
-    raising_uid = str(pydicom.dcmread(raising[0], stop_before_pixels=True).SeriesInstanceUID)
-    real_infer = OpChain.infer
-
-    def infer(model, ctx):
-        if ctx.volume.meta.get("SeriesInstanceUID") == raising_uid:
-            raise RuntimeError("simulated model failure")
-        real_infer(model, ctx)
-
-    monkeypatch.setattr(OpChain, "infer", staticmethod(infer))
+    _fail_model_on(monkeypatch, _uid(raising))
     settings = _settings(make_settings, tmp_path)
     services = build_services(settings)
     runtime = Runtime(services)
@@ -152,21 +157,13 @@ def test_a_pipeline_runs_on_the_best_series_of_a_study(make_settings, tmp_path):
 def test_when_the_preferred_series_fails_for_good_the_next_best_runs(make_settings, tmp_path, monkeypatch):
     """The thin series is preferred, but its model call fails on every attempt: the thick series, skipped
     for it, runs again and the study has its stroke_ich result."""
-    from radtriage.inference.ops import OpChain
     from radtriage.routing import load_pipelines
     from radtriage.serving.dispatcher import study_results
     from radtriage.service import Runtime, build_services
 
     study = _head_study(tmp_path / "a", 73, {2: 5.0, 3: 2.5})
     thin_uid, thick_uid = _uid(study[3]), _uid(study[2])
-    real_infer = OpChain.infer
-
-    def infer(model, ctx):
-        if ctx.volume.meta.get("SeriesInstanceUID") == thin_uid:
-            raise RuntimeError("simulated model failure")
-        real_infer(model, ctx)
-
-    monkeypatch.setattr(OpChain, "infer", staticmethod(infer))
+    _fail_model_on(monkeypatch, thin_uid)
     settings = _settings(make_settings, tmp_path)
     specs = load_pipelines(settings.inference.pipelines_dir)
     services = build_services(settings)
