@@ -28,6 +28,7 @@ from radtriage.routing import (
     best_series,
     load_pipelines,
     matches,
+    near_misses,
     parse_age,
     parse_pipeline,
     priority_for,
@@ -236,6 +237,20 @@ def test_pydicom_data_files_match_no_pipeline(name, specs):
     header = dicom_header(name)
     assert route(specs, header, 1) == []
     assert route(specs, header, 200) == []  # not merely for want of slices
+
+
+@pytest.mark.parametrize("kind, ratio, limit", [("ct-head", "338.7", 10), ("cta-head", "40", 10), ("ct-chest", "20", 15)])
+def test_lossy_series_past_diagnostic_quality_is_not_read_and_the_miss_is_named(kind, ratio, limit, studies, specs):
+    """A main series forwarded lossy-compressed past the pipeline's limit matches nothing, and
+    `near_misses` names the pipeline and the rule; at a diagnostic ratio it still routes."""
+    series, role_of = studies[kind]
+    _, _, pipeline, _ = STUDIES[kind]
+    _, header, n, _ = next(s for s in series if role_of[s[3]] == "main")
+    lossy = {**header, "LossyImageCompression": "01", "LossyImageCompressionRatio": ratio}
+    assert route(specs, lossy, n) == []
+    assert near_misses(specs, lossy, n) == [f"{pipeline}: LossyImageCompressionRatio '{ratio}' is not <= {limit}"]
+    assert route(specs, {**lossy, "LossyImageCompressionRatio": "8"}, n) == [pipeline]
+    assert near_misses(specs, header, n) == []  # nothing to say of a series with no pipeline missed by one rule
 
 
 def test_route_case_marks_no_ai_applicable(studies, specs):

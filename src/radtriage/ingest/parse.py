@@ -50,6 +50,9 @@ SERIES_HEADER_KEYWORDS = (
     "Columns",
     "NumberOfFrames",
     "PhotometricInterpretation",
+    "LossyImageCompression",
+    "LossyImageCompressionRatio",
+    "LossyImageCompressionMethod",
 )
 
 

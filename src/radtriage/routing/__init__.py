@@ -11,6 +11,7 @@ file raises `PipelineConfigError` naming the file, key and problem);
 from radtriage.routing.match import (
     best_series,
     matches,
+    near_misses,
     parse_age,
     priority_for,
     rank_series,
@@ -41,6 +42,7 @@ __all__ = [
     "priority_for",
     "rank_series",
     "route",
+    "near_misses",
     "route_case",
     "slices",
     "why_not",

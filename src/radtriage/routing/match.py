@@ -167,6 +167,9 @@ def slices(header: Mapping[str, Any], n_instances: int) -> int:
 # --------------------------------------------------------------------------- a pipeline
 
 
+_NONE_OF = "none of: "
+
+
 def why_not(spec: PipelineSpec, header: Mapping[str, Any], n_instances: int) -> list[str]:
     """Every reason ``spec`` does not apply to the series; [] when it does."""
     reasons = [] if spec.enabled else ["pipeline disabled"]
@@ -184,8 +187,20 @@ def why_not(spec: PipelineSpec, header: Mapping[str, Any], n_instances: int) -> 
         else:
             each = [failure(t, header, t.keyword) for t in rule.any]
             if all(each):
-                reasons.append("none of: " + "; ".join(r for r in each if r))
+                reasons.append(_NONE_OF + "; ".join(r for r in each if r))
     return reasons
+
+
+def near_misses(specs: Iterable[PipelineSpec], header: Mapping[str, Any], n_instances: int) -> list[str]:
+    """For a series no pipeline applies to: each enabled pipeline it misses by one reason only, with that reason
+    (e.g. ``stroke_ich: LossyImageCompressionRatio '338.7' is not <= 10``), so a site can see why."""
+    out = []
+    for spec in specs:
+        reasons = why_not(spec, header, n_instances)
+        # a miss on an ``any`` group (what the series shows: head, chest...) is another kind of study, not a near miss
+        if spec.enabled and len(reasons) == 1 and not reasons[0].startswith(_NONE_OF):
+            out.append(f"{spec.id}: {reasons[0]}")
+    return out
 
 
 def matches(spec: PipelineSpec, header: Mapping[str, Any], n_instances: int) -> bool:

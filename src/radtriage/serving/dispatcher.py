@@ -5,7 +5,8 @@ A pool of ``inference.in_flight`` threads each takes a job with a lease
 pipelines it matched (Ray Serve or in-process, see `serving.runners`) and
 records each result once. A failed attempt goes back to ``ready`` after a
 backoff, and to ``failed`` with its reason after the last attempt. A series
-that matches no pipeline ends ``no_ai`` ("no AI applicable").
+that matches no pipeline ends ``no_ai`` ("no AI applicable", with each pipeline
+it missed by one rule only and that rule, e.g. a lossy compression ratio).
 
 Best series of a study: before a matched pipeline runs on a series, the
 other assembled series of the same study (`db.study_series`) are ranked by
@@ -32,7 +33,7 @@ from radtriage.db import access, ledger
 from radtriage.db.engine import Database
 from radtriage.db.study_series import assembled_series
 from radtriage.domain.case import TaskResult, TriageCase
-from radtriage.routing.match import Candidate, best_series
+from radtriage.routing.match import Candidate, best_series, near_misses
 from radtriage.serving.runners import Runner, key_dir_for
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,10 @@ class Dispatcher:
         case = TriageCase.model_validate(job.case)
         matched = self.route(list(self.specs.values()), case.header, case.instance_count)
         if not matched:
-            ledger.record_results(self.db, job.id, [], state="no_ai", note=NO_AI)
-            log.info("job %s: %s", job.id, NO_AI)
+            misses = near_misses(self.specs.values(), case.header, case.instance_count)
+            note = NO_AI + (f" (near: {'; '.join(misses)})" if misses else "")
+            ledger.record_results(self.db, job.id, [], state="no_ai", note=note)
+            log.info("job %s: %s", job.id, note)
             return
         matched, skipped = self._on_best_series(case, matched)
         note = "; ".join(skipped) or None
