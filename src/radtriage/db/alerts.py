@@ -4,7 +4,7 @@ An alert is ``open`` (paging, escalating on timeout), ``acknowledged`` (someone
 is taking it) or ``resolved``. A delivery is ``pending`` -> ``sending`` (with a
 lease) -> ``delivered`` | ``failed``, or ``cancelled`` when an acknowledgement
 made it moot; a ``sending`` row whose lease ran out (its sender died) is sent
-again with the same idempotency key. Migration 0004 creates the tables.
+again with the same idempotency key. The tables are in `tables.py`; migration 0004 creates them.
 """
 
 from __future__ import annotations
@@ -12,94 +12,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Connection,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    and_,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, and_, or_, select, update
 
 from radtriage.db.access import _aware
 from radtriage.db.engine import Database
-from radtriage.db.tables import UID, jobs, metadata, results, studies
+from radtriage.db.tables import alert_deliveries, alerts, jobs, results, studies
+
+_TIMES = ("next_escalation_at", "received_at", "created_at", "updated_at", "first_delivered_at", "acked_at",
+          "resolved_at", "next_attempt_at", "lease_until", "first_attempt_at", "delivered_at", "finished_at")
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 PENDING, SENDING, DELIVERED, FAILED, CANCELLED = "pending", "sending", "delivered", "failed", "cancelled"
 PAGE, TAKEN = "page", "taken"  # delivery kinds: the alert itself; "X is taking it" to those already paged
 
-alerts = Table(
-    "alerts",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("dedup_key", String(64), nullable=False, unique=True),  # sha256 of study, policy, signature, generation
-    Column("study_uid", UID, nullable=False, index=True),
-    Column("series_uid", UID, nullable=False),
-    Column("case_id", String(80), nullable=False),
-    Column("pipeline_id", String(64), nullable=False),
-    Column("policy", String(32), nullable=False),
-    Column("finding_code", String(32), nullable=False),
-    Column("signature", String(256), nullable=False),  # the finding and its qualifiers (subtype, side, segment)
-    Column("priority", String(16), nullable=False),
-    Column("probability", Float),
-    Column("content", JSON, nullable=False),  # radtriage.alerts.message.AlertContent, identifiers masked
-    Column("key_image", Text),
-    Column("reason", String(16), nullable=False),  # new | new_finding | upgraded | recovered
-    Column("supersedes", Integer, ForeignKey("alerts.id")),
-    Column("state", String(16), nullable=False),
-    Column("level", Integer, nullable=False),  # index of the policy level paged last
-    Column("exhausted", Boolean, nullable=False),  # the last level timed out unanswered
-    Column("next_escalation_at", DateTime(timezone=True)),
-    Column("received_at", DateTime(timezone=True), nullable=False),  # the study's last instance
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("first_delivered_at", DateTime(timezone=True)),
-    Column("acked_at", DateTime(timezone=True)),
-    Column("acked_by", String(64)),  # username, or member:<id> for a link
-    Column("acked_by_name", String(128)),
-    Column("acked_member", String(32)),
-    Column("ack_via", String(16)),  # link | api | page
-    Column("resolved_at", DateTime(timezone=True)),
-    Column("resolved_by", String(64)),
-    Column("resolved_reason", String(128)),
-)
-Index("ix_alerts_state_escalation", alerts.c.state, alerts.c.next_escalation_at)
-
-alert_deliveries = Table(
-    "alert_deliveries",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False, index=True),
-    Column("kind", String(16), nullable=False),
-    Column("level", Integer, nullable=False),
-    Column("member", String(32), nullable=False),
-    Column("channel", String(16), nullable=False),
-    Column("idempotency_key", String(128), nullable=False, unique=True),
-    Column("state", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
-    Column("lease_until", DateTime(timezone=True)),
-    Column("last_error", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("first_attempt_at", DateTime(timezone=True)),
-    Column("delivered_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
-)
-Index("ix_alert_deliveries_due", alert_deliveries.c.state, alert_deliveries.c.next_attempt_at)
-
-_TIMES = ("next_escalation_at", "received_at", "created_at", "updated_at", "first_delivered_at", "acked_at",
-          "resolved_at", "next_attempt_at", "lease_until", "first_attempt_at", "delivered_at", "finished_at")
 
 
 def _row(r: Any) -> dict[str, Any]:
