@@ -4,8 +4,12 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     ORT_DISABLE_TELEMETRY=1 \
+    RADTRIAGE_ENVIRONMENT=production \
     RADTRIAGE_DATA_DIR=/data \
     RADTRIAGE_HTTP_HOST=0.0.0.0
+# Production refuses to start until these are given (it names each one missing):
+#   RADTRIAGE_AUTH__SECRET_KEY, RADTRIAGE_DATABASE_URL, and the secrets that
+#   configs/alerting.yaml names (RADTRIAGE_ALERT_WEBHOOK_SECRET, RADTRIAGE_SMTP_PASSWORD, ...).
 
 WORKDIR /app
 # CPU build of torch first (pinned), so no CUDA build is pulled in.

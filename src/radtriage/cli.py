@@ -280,8 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from radtriage.service import ProductionConfigError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ProductionConfigError as exc:
+        print(f"radtriage: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

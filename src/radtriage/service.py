@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +36,45 @@ class Services:
         self.db.dispose()
 
 
+class ProductionConfigError(RuntimeError):
+    """Production was asked to start without what it needs; ``problems`` names each missing item."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("production refuses to start; missing:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def check_production(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """In production: the signing key, the database URL, the alerting file and every secret its
+    channels name must be there, or `ProductionConfigError` lists all that are not."""
+    if settings.environment != "production":
+        return
+    import yaml
+
+    from radtriage.alerts.config import AlertingConfigError, parse_alerting
+
+    environ = os.environ if environ is None else environ
+    problems = settings.production_problems()
+    path = settings.alerting_file
+    try:
+        if path is None or not path.exists():
+            raise AlertingConfigError(f"alerting_file: {path}: no such file (the stroke-team roster and channels)")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise AlertingConfigError(f"{path}: cannot read: {exc}") from None
+        config = parse_alerting(data, str(path))
+        if config.enabled:
+            problems += config.missing_secrets(environ)
+    except AlertingConfigError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ProductionConfigError(problems)
+
+
 def build_services(settings: Settings) -> Services:
-    """Create the data directory, migrate the database, open the spool."""
+    """Create the data directory, migrate the database, open the spool (production: after `check_production`)."""
+    check_production(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.db_url)
     spool = Spool(settings.spool_dir, fsync=settings.fsync, min_free_bytes=settings.min_free_bytes)

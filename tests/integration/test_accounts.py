@@ -108,16 +108,6 @@ def test_first_start_creates_one_admin(make_settings):
     services.close()
 
 
-def test_production_refuses_default_secrets(tmp_path):
-    absent = tmp_path / "absent.yaml"
-    with pytest.raises(ValueError, match="SECRET_KEY"):
-        load_settings(config_file=absent, environment="production")
-    with pytest.raises(ValueError, match="SECRET_KEY"):
-        load_settings(config_file=absent, environment="production", auth={"secret_key": "changeme"})
-    ok = load_settings(config_file=absent, environment="production", auth={"secret_key": "x" * 40})
-    assert ok.environment == "production"
-
-
 def test_users_cli(tmp_path):
     env = {"RADTRIAGE_DATA_DIR": str(tmp_path / "data"), "RADTRIAGE_CONFIG_FILE": str(tmp_path / "absent.yaml"),
            "PATH": "/usr/bin:/bin"}

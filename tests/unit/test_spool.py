@@ -47,5 +47,7 @@ def test_staged_files_from_a_crash_are_removed(tmp_path):
     staged = sp.stage(b"half")
     final = sp.write(sp.instance_path("1", "2", "3"), b"whole")
     assert staged.path.exists()
+    assert sp.remove_partials() == 0  # still locked: a live write
+    os.close(staged.fd)  # as when its writer dies
     assert sp.remove_partials() == 1
     assert not staged.path.exists() and final.read_bytes() == b"whole"

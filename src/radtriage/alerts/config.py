@@ -278,20 +278,28 @@ class AlertingConfig(_Strict):
         return ZoneInfo(rota.timezone if rota is not None and rota.timezone else self.timezone)
 
     def check_secrets(self, environ: Mapping[str, str]) -> None:
-        """Every secret a configured contact needs is in the environment; else an error naming the key."""
+        """Every secret a configured contact needs is in the environment; else an error naming them all."""
+        missing = self.missing_secrets(environ)
+        if missing:
+            raise ValueError("; ".join(missing))
+
+    def missing_secrets(self, environ: Mapping[str, str]) -> list[str]:
+        """One line per secret a configured channel or contact needs that ``environ`` lacks."""
+        missing = []
         contacts = [(f"teams.{tn}.members.{mid}", m.contacts) for tn, t in self.teams.items()
                     for mid, m in t.members.items()]
         if any(c.webhook for _, c in contacts) and not environ.get(self.channels.webhook.secret_env):
-            raise ValueError(f"channels.webhook.secret_env: environment variable {self.channels.webhook.secret_env} "
-                             "is not set (members have webhook contacts; the webhook body is signed with it)")
+            missing.append(f"channels.webhook.secret_env: environment variable {self.channels.webhook.secret_env} "
+                           "is not set (members have webhook contacts; the webhook body is signed with it)")
         email = self.channels.email
         if email is not None and email.username and not (email.password_env and environ.get(email.password_env)):
-            raise ValueError(f"channels.email.password_env: environment variable {email.password_env} is not set")
+            missing.append(f"channels.email.password_env: environment variable {email.password_env} is not set")
         for where, c in contacts:
             for i, url in enumerate(c.apprise):
                 if url.startswith(ENV_PREFIX) and not environ.get(url[len(ENV_PREFIX):]):
-                    raise ValueError(f"{where}.contacts.apprise.{i}: environment variable "
-                                     f"{url[len(ENV_PREFIX):]} is not set")
+                    missing.append(f"{where}.contacts.apprise.{i}: environment variable "
+                                   f"{url[len(ENV_PREFIX):]} is not set")
+        return missing
 
 
 def _zone(key: str, name: str) -> None:

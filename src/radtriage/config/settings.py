@@ -179,12 +179,22 @@ class Settings(BaseSettings):
     def _check(self) -> "Settings":
         if self.stable_age_s < self.quiet_period_s:
             raise ValueError("stable_age_s must be at least quiet_period_s")
-        if self.environment == "production":
-            key = self.auth.secret_key.get_secret_value() if self.auth.secret_key else ""
-            if key.strip().lower() in DEVELOPMENT_SECRETS or len(key) < 32:
-                raise ValueError("production needs RADTRIAGE_AUTH__SECRET_KEY: a random secret of 32+ characters "
-                                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
         return self
+
+    def production_problems(self) -> list[str]:
+        """What production needs that these settings lack, each naming its environment variable.
+
+        Checked by `radtriage.service.check_production` together with the alerting secrets, so an
+        operator learns everything missing at once instead of one item per failed start."""
+        problems = []
+        key = self.auth.secret_key.get_secret_value() if self.auth.secret_key else ""
+        if key.strip().lower() in DEVELOPMENT_SECRETS or len(key) < 32:
+            problems.append("RADTRIAGE_AUTH__SECRET_KEY: a random signing key of 32+ characters "
+                            "(python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        if not self.database_url:
+            problems.append("RADTRIAGE_DATABASE_URL: the PostgreSQL database "
+                            "(postgresql+psycopg://user@host/radtriage); SQLite is for one-machine development")
+        return problems
 
     @property
     def cookie_secure(self) -> bool:

@@ -12,6 +12,7 @@ anything else a peer sends.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
@@ -33,6 +34,7 @@ class Staged:
     path: Path
     sha256: str
     size: int
+    fd: int = -1  # open, holding the writer's lock, until `Spool.discard`
 
 
 class Spool:
@@ -84,19 +86,18 @@ class Spool:
         tmp = self.incoming / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # live until discarded: see `remove_partials`
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fsync(fd)
         except BaseException:
             _unlink_quiet(tmp)
+            os.close(fd)
             raise
-        return Staged(tmp, sha, len(data))
+        return Staged(tmp, sha, len(data), fd)
 
     def place(self, staged: Staged, path: Path) -> tuple[Path, bool]:
         """Give a staged file its final name; return where it is and whether
@@ -121,16 +122,37 @@ class Spool:
         return path, created
 
     def discard(self, staged: Staged) -> None:
+        """Remove the staged file if it was not placed, and release its lock; call once per `stage`."""
         _unlink_quiet(staged.path)
+        if staged.fd >= 0:
+            os.close(staged.fd)
 
     def write(self, path: Path, data: bytes) -> Path:
         """Stage and place in one step."""
-        return self.place(self.stage(data), path)[0]
+        staged = self.stage(data)
+        try:
+            return self.place(staged, path)[0]
+        finally:
+            self.discard(staged)
 
     def remove_partials(self) -> int:
-        """Delete staged files left by a crash (never acknowledged); return how many."""
+        """Delete staged files left by a crash (never acknowledged); return how many.
+
+        Another process may share this spool (a running server while `radtriage import` starts, or
+        several listeners): a staged file is locked by its writer until it is placed or discarded, and
+        the kernel drops the lock when the writer dies, so only unlocked files are removed."""
         n = 0
         for p in self.incoming.glob(f"*{TMP_SUFFIX}"):
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live write
+            finally:
+                os.close(fd)
             _unlink_quiet(p)
             n += 1
         return n
