@@ -56,10 +56,10 @@ class Database:
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_engine(self.url, connect_args={"timeout": 30})
+            self.engine = create_engine(self.url, connect_args={"timeout": 30}, hide_parameters=True)
             _sqlite_setup(self.engine)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, hide_parameters=True)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

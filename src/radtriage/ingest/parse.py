@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Keywords kept with each series for routing and display (no pixels).
 SERIES_HEADER_KEYWORDS = (
@@ -54,6 +55,8 @@ SERIES_HEADER_KEYWORDS = (
     "LossyImageCompressionRatio",
     "LossyImageCompressionMethod",
 )
+# Series keywords the index also keeps in a column of this width: one text value each.
+SERIES_COLUMNS = {"Modality": 16, "BodyPartExamined": 16, "SeriesDescription": 64}
 
 
 class RejectReason(str, enum.Enum):
@@ -127,7 +130,11 @@ class InstanceHeader:
                 value = self.dataset.get(kw)
             except Exception:  # noqa: BLE001 - a malformed optional value is left out
                 continue
-            if value is not None and value != "":
+            if value is None or value == "":
+                continue
+            if kw in SERIES_COLUMNS:  # one text value, as wide as its column in the index
+                header[kw] = _joined(value)[: SERIES_COLUMNS[kw]] or None
+            else:
                 header[kw] = _jsonable(value)
         return header
 
@@ -143,17 +150,36 @@ def _text(ds: Dataset, keyword: str, limit: int = 64) -> str | None:
         return None
     if value is None or value == "":
         return None
-    return str(value).strip("\x00 ")[:limit] or None
+    return _joined(value)[:limit] or None
+
+
+def _clean(text: str) -> str:
+    """Text as the index keeps it: NUL and other control characters (which PostgreSQL refuses, or
+    which would break a log line or an e-mail header) become spaces, and the ends are trimmed."""
+    return _CONTROL.sub(" ", text).strip()
+
+
+def _joined(value: Any) -> str:
+    """A possibly multi-valued element as one text, its values joined with a backslash as in DICOM."""
+    if _is_multi(value):
+        return "\\".join(_clean(str(v)) for v in value)
+    return _clean(str(value))
+
+
+def _is_multi(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if _is_multi(value):
         return [_jsonable(v) for v in value]
-    if isinstance(value, (int, float, str)):
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, (int, float)):
         return value
     if isinstance(value, bytes):
         return None
-    return str(value).strip("\x00 ")
+    return _clean(str(value))
 
 
 def _raw_text(ds: Dataset, keyword: str) -> str | None:
