@@ -156,7 +156,7 @@ def test_service_accounts_may_stow(make_settings):
     token, person = acc.issue_token(services.db, "pacs"), acc.issue_token(services.db, "dr.x")
     with TestClient(create_app(services)) as client:
         body, ctype = b"--b--\r\n", 'multipart/related; type="application/dicom"; boundary=b'
-        assert client.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype}).status_code == 403
+        assert client.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype}).status_code == 401
         r = client.post("/dicomweb/studies", content=body,
                         headers={"Content-Type": ctype, "Authorization": f"Bearer {person}"})
         assert r.status_code == 403  # a person's token is not a STOW client

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from pydicom.fileset import FileSet
 
 from radtriage.api import create_app
-from radtriage.db import access
+from radtriage.db import access, accounts
 from radtriage.ingest.importer import import_folder
 from tests.helpers import make_ct_series
 
@@ -29,9 +29,16 @@ def multipart(parts: list[bytes], boundary: str | None = None) -> tuple[bytes, s
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
+def stow_client(services) -> TestClient:
+    """A client with the bearer token of a service account (STOW-RS needs one)."""
+    accounts.add_user(services.db, "pacs", "service")
+    token = accounts.issue_token(services.db, "pacs")
+    return TestClient(create_app(services), headers={"authorization": f"Bearer {token}"})
+
+
 @pytest.fixture
 def client(services):
-    return TestClient(create_app(services))
+    return stow_client(services)
 
 
 def test_stow_stores_and_answers_dicom_json(client, services, tmp_path):
@@ -93,8 +100,9 @@ def test_stow_part_over_the_size_limit_is_refused(make_settings, tmp_path):
         f = make_ct_series(tmp_path / "s", 1)[0].read_bytes()
         assert len(f) > 10_000
         body, ctype = multipart([f])
-        r = TestClient(create_app(svc)).post("/dicomweb/studies", content=body, headers={"content-type": ctype})
-        assert r.status_code == 409
+        r = stow_client(svc).post("/dicomweb/studies", content=body, headers={"content-type": ctype})
+        assert r.status_code == 413
+        assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xA701]
         assert access.instance_rows(svc.db) == []
     finally:
         svc.close()
@@ -152,26 +160,20 @@ def test_cli_import_and_studies(tmp_path):
     assert len(files) == 2
 
 
-def test_stow_needs_a_token_beyond_this_machine(make_settings, tmp_path):
+@pytest.mark.parametrize("http_host", ["127.0.0.1", "0.0.0.0"])
+def test_stow_needs_a_service_token_wherever_the_api_listens(make_settings, tmp_path, http_host):
     from radtriage.service import build_services
 
     f = make_ct_series(tmp_path / "s", 1)[0].read_bytes()
     body, ctype = multipart([f])
-    svc = build_services(make_settings(http_host="0.0.0.0"))
+    svc = build_services(make_settings(http_host=http_host))
     try:
         c = TestClient(create_app(svc))
-        r = c.post("/dicomweb/studies", content=body, headers={"content-type": ctype})
-        assert r.status_code == 403 and "RADTRIAGE_STOW_TOKEN" in r.json()["detail"]
-    finally:
-        svc.close()
-    svc = build_services(make_settings(http_host="0.0.0.0", stow_token="s3cret-token"))
-    try:
-        c = TestClient(create_app(svc))
-        r = c.post("/dicomweb/studies", content=body, headers={"content-type": ctype, "authorization": "Bearer wrong"})
-        assert r.status_code == 401
+        for auth in ({}, {"authorization": "Bearer wrong"}):
+            r = c.post("/dicomweb/studies", content=body, headers={"content-type": ctype, **auth})
+            assert r.status_code == 401
         assert access.instance_rows(svc.db) == []
-        r = c.post("/dicomweb/studies", content=body,
-                   headers={"content-type": ctype, "authorization": "Bearer s3cret-token"})
+        r = stow_client(svc).post("/dicomweb/studies", content=body, headers={"content-type": ctype})
         assert r.status_code == 200
     finally:
         svc.close()

@@ -155,10 +155,9 @@ class Settings(BaseSettings):
     # HTTP API
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    # Largest STOW-RS part; each part is streamed to the spool, never held whole in memory.
+    # (STOW-RS needs a service or admin account's token: the old `stow_token` setting is gone.)
     max_upload_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
-    # Bearer token for STOW-RS clients (from the environment only). Without it
-    # STOW-RS is served only while the API listens on this machine alone.
-    stow_token: SecretStr | None = None
 
     # Series assembly
     quiet_period_s: float = Field(default=1.0, ge=0)

@@ -81,23 +81,27 @@ class Spool:
         Runs without the GIL for most of its time (hashing, write, fsync),
         so a caller can parse the header meanwhile.
         """
-        self.check_space(len(data))
-        sha = hashlib.sha256(data).hexdigest()
-        tmp = self.incoming / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        staging = self.open_staging(len(data))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # live until discarded: see `remove_partials`
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            if self.fsync:
-                os.fsync(fd)
+            staging.write(data)
         except BaseException:
-            _unlink_quiet(tmp)
-            os.close(fd)
+            staging.abort()
             raise
-        return Staged(tmp, sha, len(data), fd)
+        return staging.finish()
+
+    def open_staging(self, expected_bytes: int = 0) -> "StagingFile":
+        """A temporary file to receive an instance in pieces as they arrive (STOW-RS
+        streams each part here instead of holding it in memory)."""
+        self.check_space(expected_bytes)
+        return StagingFile(self, self.incoming / f"{uuid.uuid4().hex}{TMP_SUFFIX}")
+
+    def restage(self, staged: Staged) -> Staged:
+        """Another temporary name for the same staged file (a hard link), so that one
+        attempt at placing it can consume its copy and a retry still has the file. The
+        link shares the file and so the lock of ``staged``, which must outlive it."""
+        tmp = self.incoming / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
+        os.link(staged.path, tmp)
+        return Staged(tmp, staged.sha256, staged.size)
 
     def place(self, staged: Staged, path: Path) -> tuple[Path, bool]:
         """Give a staged file its final name; return where it is and whether
@@ -156,6 +160,67 @@ class Spool:
             _unlink_quiet(p)
             n += 1
         return n
+
+
+class StagingFile:
+    """An instance being received: written under a temporary name as its bytes arrive,
+    hashed on the way; `finish` fsyncs it and gives the `Staged` file, `abort` removes it.
+
+    The spool's free space is checked again every ``SPACE_CHECK_BYTES`` written, so a
+    long upload stops at the reserve instead of filling the disk.
+    """
+
+    SPACE_CHECK_BYTES = 16 * 1024 * 1024
+
+    def __init__(self, spool: Spool, path: Path) -> None:
+        self.spool = spool
+        self.path = path
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._unchecked = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # live until discarded: see `Spool.remove_partials`
+        except BaseException:
+            _unlink_quiet(path)
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._fd is None:
+            raise ValueError("staging file already closed")
+        self._unchecked += len(data)
+        if self._unchecked >= self.SPACE_CHECK_BYTES:
+            self.spool.check_space(len(data))
+            self._unchecked = 0
+        self._sha.update(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.size += len(data)
+
+    def finish(self) -> Staged:
+        """Make the file durable and hand it over, still locked, to be placed and then
+        `Spool.discard`-ed (which releases the lock)."""
+        if self._fd is None:
+            raise ValueError("staging file already closed")
+        if self.spool.fsync:
+            try:
+                os.fsync(self._fd)
+            except BaseException:
+                self.abort()
+                raise
+        fd, self._fd = self._fd, None
+        return Staged(self.path, self._sha.hexdigest(), self.size, fd)
+
+    def abort(self) -> None:
+        """Remove the file and release it (over the limit, cut short, or refused); idempotent."""
+        fd, self._fd = self._fd, None
+        _unlink_quiet(self.path)
+        if fd is not None:
+            os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

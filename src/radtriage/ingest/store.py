@@ -67,8 +67,12 @@ class InstanceStore:
         expected_sop_class: str | None = None,
         expected_sop_instance: str | None = None,
         expected_study: str | None = None,
+        *,
+        streamed: Staged | None = None,
     ) -> StoreResult:
-        """Store one Part 10 instance given as byte ``chunks`` (preamble+meta, data set).
+        """Store one Part 10 instance given as byte ``chunks`` (preamble+meta, data set),
+        or as ``streamed``, a file already written to the spool as it arrived
+        (`Spool.open_staging`, STOW-RS); that file is consumed: placed or removed.
 
         ``expected_*`` come from the request (the C-STORE command, the STOW-RS
         path); an instance that does not match them is refused.
@@ -76,11 +80,14 @@ class InstanceStore:
         t0 = time.perf_counter()
         try:
             result = self._store(
-                chunks, origin, expected_sop_class, expected_sop_instance, expected_study
+                chunks, origin, expected_sop_class, expected_sop_instance, expected_study, streamed
             )
         except InstanceRejected as rej:
             self.note_rejection(origin, rej, expected_sop_instance)
             raise
+        finally:
+            if streamed is not None:
+                self.spool.discard(streamed)
         self.metrics.store_latency.labels(origin.source).observe(time.perf_counter() - t0)
         self.metrics.instances.labels(origin.source, result.outcome).inc()
         return result
@@ -104,15 +111,20 @@ class InstanceStore:
         expected_sop_class: str | None,
         expected_sop_instance: str | None,
         expected_study: str | None,
+        streamed: Staged | None = None,
     ) -> StoreResult:
-        size = sum(len(c) for c in chunks)
+        size = streamed.size if streamed is not None else sum(len(c) for c in chunks)
         if self.max_bytes is not None and size > self.max_bytes:
             raise InstanceRejected(RejectReason.TOO_LARGE, f"{size} bytes over the limit")
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
+            if streamed is not None:
+                data = streamed.path.read_bytes()  # within the size limit, checked above
+            else:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             hdr = self._check(data, expected_sop_class, expected_sop_instance, expected_study)
             for _attempt in range(3):
-                staged = self.spool.stage(data)
+                # placing consumes a staged name: a streamed file gets a fresh link per attempt
+                staged = self.spool.restage(streamed) if streamed is not None else self.spool.stage(data)
                 try:
                     return self._index(staged, hdr, origin)
                 except IntegrityError:
