@@ -111,7 +111,8 @@ def build_alerts(services: Services) -> Any:
     if not config.enabled:
         log.warning("stroke alerts are OFF: %s says enabled: false", path)
         return None
-    return AlertService(services.db, config, services.secret_key, AlertMetrics(services.metrics.registry))
+    return AlertService(services.db, config, services.secret_key, AlertMetrics(services.metrics.registry),
+                        results_dir=settings.data_dir / "results")
 
 
 def secret_key_for(settings: Settings) -> bytes:

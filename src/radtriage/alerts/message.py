@@ -9,6 +9,7 @@ minutes since the scan and the signed acknowledgement link are known.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,23 @@ class AlertContent(BaseModel):
     model_version: str
 
 
+# --- text from outside ------------------------------------------------------------
+
+
+def one_line(value: object, limit: int = 128) -> str | None:
+    """A header value (or anything else from a sender or a model) as one line of printable text.
+
+    CR, LF and every other control or line/paragraph separator become a space, runs of
+    spaces collapse, and the result is cut at ``limit`` characters, so that a value can
+    neither end an e-mail header, add a line to a message, nor fill a phone screen.
+    """
+    if value is None:
+        return None
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in str(value))
+    text = " ".join(text.split())[:limit].strip()
+    return text or None
+
+
 # --- masking ------------------------------------------------------------------------
 
 
@@ -82,7 +100,7 @@ def patient_line(study: dict[str, Any], header: dict[str, Any], privacy: Privacy
     else:
         name, pid = initials(study.get("patient_name")), mask(study.get("patient_id"), privacy.id_visible_chars)
     parts = [name, f"ID {pid}" if pid else None, sex_age or None]
-    return ", ".join(p for p in parts if p) or None
+    return one_line(", ".join(p for p in parts if p), 200)
 
 
 # --- content ------------------------------------------------------------------------
@@ -119,16 +137,43 @@ def build_content(config: AlertingConfig, policy: str, case: TriageCase, pipelin
         accession = None if privacy.patient == "none" else mask(accession, privacy.id_visible_chars)
     scanner = " ".join(str(h[k]) for k in ("Manufacturer", "ManufacturerModelName") if h.get(k)) or None
     return AlertContent(
-        policy=policy, pipeline_id=pipeline_id, task=result.task, finding_code=finding.code, finding_text=finding.text,
-        probability=finding.probability, detail=detail_line(result, finding), labels=dict(result.labels),
-        measurements=dict(finding.measurements), priority=priority, calling_ae=case.calling_ae,
-        station=h.get("StationName"), institution=h.get("InstitutionName"), scanner=scanner,
-        modality=h.get("Modality"), scan_time=scan_time(h, config.zone()),
+        policy=policy, pipeline_id=pipeline_id, task=result.task, finding_code=finding.code,
+        finding_text=one_line(finding.text, 200) or finding.code, probability=finding.probability,
+        detail=one_line(detail_line(result, finding), 200), labels=dict(result.labels),
+        measurements=dict(finding.measurements), priority=priority, calling_ae=one_line(case.calling_ae, 16),
+        station=one_line(h.get("StationName"), 64), institution=one_line(h.get("InstitutionName"), 64),
+        scanner=one_line(scanner, 128), modality=one_line(h.get("Modality"), 16), scan_time=scan_time(h, config.zone()),
         received_at=case.stage_times.last_received or case.received_at,
-        patient=patient_line(study, h, privacy), accession=accession,
+        patient=patient_line(study, h, privacy), accession=one_line(accession, 64),
         study_url=config.links.base_url + config.links.study_path.format(study_uid=case.study_uid),
         model_id=result.model_id, model_version=result.model_version,
     )
+
+
+# --- key images -----------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def key_image_path(value: str | None, root: Path | None) -> Path | None:
+    """The key image a finding names, if it may go out: a PNG file inside ``root`` (the results folder).
+
+    A result comes back from a model server that may be another machine, so the path it
+    names is not trusted: a path outside ``root`` (after resolving links and ``..``), a file
+    that is not a PNG, or a missing one gives None. Without a ``root`` only the PNG checks apply.
+    """
+    if not value:
+        return None
+    try:
+        path = Path(value).resolve(strict=True)
+        if root is not None and not path.is_relative_to(root.resolve()):
+            return None
+        if path.suffix.lower() != ".png" or not path.is_file():
+            return None
+        with path.open("rb") as f:
+            return path if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE else None
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 # --- one delivery -------------------------------------------------------------------
@@ -178,7 +223,9 @@ def compose(content: AlertContent, *, alert_id: int, key: str, event: str, level
         if ack_url and ack_expires else None,
         f"Model: {c.model_id} {c.model_version}. {DISCLAIMER}",
     ]
-    text = "\n".join(x for x in lines if x) + "\n"
+    # each line one line, whatever an alert decided by an older version stored: no value adds a line
+    text = "\n".join(y for x in lines if x and (y := one_line(x, 1000))) + "\n"
+    subject = one_line(subject, 200) or c.priority
     payload = {
         "event": event, "alert_id": alert_id, "idempotency_key": key, "level": level + 1, "recipient": recipient,
         "policy": c.policy, "priority": c.priority,

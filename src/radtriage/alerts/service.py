@@ -4,7 +4,7 @@ Build one per process from the alerting configuration, the database and the
 secret that signs acknowledgement links::
 
     alerts = AlertService(db, load_alerting("configs/alerting.yaml"), secret_key,
-                          AlertMetrics(services.metrics.registry))
+                          AlertMetrics(services.metrics.registry), results_dir=data_dir / "results")
     dispatcher = Dispatcher(..., on_result=alerts.for_pipelines(specs))
     alerts.start()   # the delivery worker; alerts.stop() at shutdown
 
@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -28,6 +29,7 @@ from radtriage.alerts import outbox
 from radtriage.alerts.channels import Channels
 from radtriage.alerts.config import AlertingConfig
 from radtriage.alerts.decide import Decision, decide
+from radtriage.alerts.message import key_image_path
 from radtriage.alerts.metrics import AlertMetrics
 from radtriage.alerts.rota import gaps
 from radtriage.alerts.signing import AckGrant, read_ack_token
@@ -36,7 +38,7 @@ from radtriage.alerts.worker import AlertWorker, brief
 from radtriage.db import alerts as store
 from radtriage.db.access import utcnow
 from radtriage.db.engine import Database
-from radtriage.domain.case import TaskResult, TriageCase
+from radtriage.domain.case import Finding, TaskResult, TriageCase
 
 log = logging.getLogger(__name__)
 RECOVERY_GRACE_S = 30.0  # a result this fresh is still in the dispatcher's hands
@@ -44,12 +46,17 @@ RECOVERY_GRACE_S = 30.0  # a result this fresh is still in the dispatcher's hand
 
 class AlertService:
     def __init__(self, db: Database, config: AlertingConfig, secret_key: bytes, metrics: AlertMetrics | None = None,
-                 channels: Channels | None = None, environ: Mapping[str, str] | None = None) -> None:
+                 channels: Channels | None = None, environ: Mapping[str, str] | None = None,
+                 results_dir: Path | None = None) -> None:
+        """``results_dir``: the folder key images must be in (the data directory's ``results``); a key
+        image anywhere else is neither stored with an alert, attached nor served."""
         self.db, self.config, self.key = db, config, secret_key
+        self.results_dir = results_dir
         self.metrics = metrics or AlertMetrics()
         self.channels = channels or Channels(config, os.environ if environ is None else environ)
         self.pipeline_policies: dict[str, str] = {}
-        self.worker = AlertWorker(db, config, self.channels, self.metrics, secret_key, recover=self.recover_missed)
+        self.worker = AlertWorker(db, config, self.channels, self.metrics, secret_key, recover=self.recover_missed,
+                                  results_dir=results_dir)
         for name, rota in config.rotas.items():
             holes = gaps(config, rota)
             if holes:
@@ -82,7 +89,7 @@ class AlertService:
             return []
         if policy.priorities and priority not in policy.priorities:
             return []
-        findings = [f for f in result.findings if f.code in policy.findings]
+        findings = [self._checked_key_image(case, f) for f in result.findings if f.code in policy.findings]
         for attempt in range(4):
             try:
                 now = utcnow()
@@ -108,6 +115,14 @@ class AlertService:
                 log.info("alert %s created for case %s (%s)", d.alert_id, case.case_id, d.finding)
         self.worker.wake()
         return made
+
+    def _checked_key_image(self, case: TriageCase, finding: Finding) -> Finding:
+        """The finding, without its key image when that is not a PNG inside the results folder."""
+        if finding.key_image and key_image_path(finding.key_image, self.results_dir) is None:
+            log.warning("case %s: the key image of finding %s is not a PNG inside the results folder; "
+                        "the alert goes without it", case.case_id, finding.code)
+            return finding.model_copy(update={"key_image": None})
+        return finding
 
     def recover_missed(self, grace_s: float = RECOVERY_GRACE_S) -> int:
         """Decide again positive results recorded recently that have no alert (a crash right after recording).
@@ -179,9 +194,10 @@ class AlertService:
         rows = store.list_alerts(self.db, study_uid=study_uid, states=(store.OPEN, store.ACKNOWLEDGED, store.RESOLVED))
         return self._views(rows)
 
-    def key_image(self, alert_id: int) -> str | None:
+    def key_image(self, alert_id: int) -> Path | None:
+        """The alert's key image, only if it is a PNG inside the results folder."""
         row = store.alert_row(self.db, alert_id)
-        return row["key_image"] if row else None
+        return key_image_path(row["key_image"], self.results_dir) if row else None
 
     def _views(self, rows: list[dict[str, Any]]) -> list[AlertView]:
         deliveries: dict[int, list[dict[str, Any]]] = {}

@@ -24,7 +24,7 @@ from typing import Any
 from radtriage.alerts import outbox
 from radtriage.alerts.channels import Channels, SendError
 from radtriage.alerts.config import AlertingConfig
-from radtriage.alerts.message import AlertContent, Outgoing, compose
+from radtriage.alerts.message import AlertContent, Outgoing, compose, key_image_path
 from radtriage.alerts.metrics import AlertMetrics
 from radtriage.alerts.signing import ack_token
 from radtriage.db import alerts as store
@@ -43,9 +43,9 @@ def brief(exc: BaseException) -> str:
 
 class AlertWorker:
     def __init__(self, db: Database, config: AlertingConfig, channels: Channels, metrics: AlertMetrics,
-                 secret_key: bytes, recover: Callable[[], int] | None = None) -> None:
+                 secret_key: bytes, recover: Callable[[], int] | None = None, results_dir: Path | None = None) -> None:
         self.db, self.config, self.channels, self.metrics = db, config, channels, metrics
-        self.key = secret_key
+        self.key, self.results_dir = secret_key, results_dir
         self.recover = recover
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -94,7 +94,7 @@ class AlertWorker:
             expires = now + dt.timedelta(seconds=links.ack_link_ttl_s)
             token = ack_token(self.key, alert["id"], d["member"], int(expires.timestamp()))
             ack_url = f"{links.base_url}/alerts/ack/{token}"
-        image = Path(alert["key_image"]) if alert["key_image"] else None
+        image = key_image_path(alert["key_image"], self.results_dir)
         return compose(AlertContent.model_validate(alert["content"]), alert_id=alert["id"], key=d["idempotency_key"],
                        event="alert.page" if d["kind"] == PAGE else "alert.taken", level=d["level"],
                        recipient=member.name if member else d["member"], now=now, zone=self.config.zone(),

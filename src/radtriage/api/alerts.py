@@ -99,8 +99,8 @@ def resolve(alert_id: int, body: ResolveIn, alerts: Alerts, user: Staff) -> Aler
 
 @router.get("/api/v1/alerts/{alert_id}/key-image")
 def key_image(alert_id: int, alerts: Alerts, _user: Reader) -> Response:
-    path = alerts.key_image(alert_id)
-    if not path or not path.endswith(".png") or not Path(path).is_file():
+    path = alerts.key_image(alert_id)  # only a PNG inside the results folder
+    if path is None:
         raise ProblemError(404, "Not found", "this alert has no key image")
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
