@@ -79,7 +79,8 @@ class InferenceSettings(BaseModel):
     ray_address: str | None = None  # None: a local Ray the service starts (or RAY_ADDRESS)
     default: DeploymentResources = Field(default_factory=DeploymentResources)
     deployments: dict[str, DeploymentResources] = Field(default_factory=dict)  # by pipeline id
-    lease_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(default=300.0, gt=0)  # renewed every third of it while a job runs
+    call_timeout_s: float = Field(default=300.0, gt=0)  # pipelines that do not answer by then: the attempt fails
     max_attempts: int = Field(default=3, ge=1)
     retry_backoff_s: float = Field(default=5.0, ge=0)
     poll_s: float = Field(default=0.2, gt=0)

@@ -65,6 +65,7 @@ class Dispatcher:
         job = ledger.claim_job(self.db, self.worker, inf.lease_s)
         if job is None:
             return False
+        renewing = self._keep_lease(job)
         try:
             self._process(job)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, the loop goes on
@@ -73,7 +74,47 @@ class Dispatcher:
             log.warning("job %s attempt %d failed (%s): now %s", job.id, job.attempts, type(exc).__name__, state)
             if state == "failed":
                 self._fall_back(job)
+        finally:
+            renewing.set()
         return True
+
+    def _keep_lease(self, job: ledger.ClaimedJob) -> threading.Event:
+        """Renew the job's lease every third of it until the returned event is set, so a long run is
+        not taken for a dead worker's and run twice."""
+        done, lease_s = threading.Event(), self.settings.inference.lease_s
+
+        def renew() -> None:
+            while not done.wait(lease_s / 3):
+                try:
+                    if not ledger.renew_lease(self.db, job.id, self.worker, lease_s):
+                        log.warning("job %s: lease lost to another worker", job.id)
+                        return
+                except Exception:  # noqa: BLE001 - the database briefly away: try again next time
+                    log.warning("job %s: lease not renewed (database error)", job.id)
+
+        threading.Thread(target=renew, name=f"lease-{job.id}", daemon=True).start()
+        return done
+
+    def _run_pipelines(self, matched: list[str], paths: list[str], key_dir: str) -> dict[str, dict[str, Any]]:
+        """The runner's answer, or `TimeoutError` after ``inference.call_timeout_s`` (a hung model or node
+        fails this attempt; the job is tried again after its backoff)."""
+        timeout = self.settings.inference.call_timeout_s
+        answer: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                answer["outcomes"] = self.runner(matched, paths, key_dir)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                answer["error"] = exc
+
+        worker = threading.Thread(target=call, name="pipelines-call", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise TimeoutError(f"the pipelines did not answer within {timeout:g} s")
+        if "error" in answer:
+            raise answer["error"]
+        return answer["outcomes"]
 
     def _fall_back(self, job: ledger.ClaimedJob) -> None:
         """A series failed for good: the study's jobs that skipped a pipeline in its favour run again."""
@@ -101,7 +142,7 @@ class Dispatcher:
             log.info("job %s: %s", job.id, note)
             return
         paths = [r["path"] for r in access.instance_rows(self.db, case.series_uid) if not r["is_localizer"]]
-        outcomes = self.runner(matched, paths, str(key_dir_for(self.settings, job.id)))
+        outcomes = self._run_pipelines(matched, paths, str(key_dir_for(self.settings, job.id)))
         errors = {p: o["error"] for p, o in outcomes.items() if not o["ok"]}
         if errors:  # the whole job is tried again; results already recorded are kept once
             raise RuntimeError("; ".join(f"{p}: {e}" for p, e in sorted(errors.items())))

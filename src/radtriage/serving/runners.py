@@ -83,9 +83,15 @@ class RayRunner:
             self.started_ray = True
         serve.start(proxy_location="Disabled")
         self.handle = serve.run(build_app(specs, settings), name=APP_NAME, route_prefix=None)
+        self.timeout_s = settings.inference.call_timeout_s
 
     def __call__(self, pipeline_ids: list[str], paths: list[str], key_dir: str | None) -> dict[str, dict[str, Any]]:
-        return self.handle.remote(pipeline_ids, paths, key_dir).result()
+        response = self.handle.remote(pipeline_ids, paths, key_dir)
+        try:
+            return response.result(timeout_s=self.timeout_s)
+        except TimeoutError:
+            response.cancel()  # the replica stops working on it
+            raise
 
     def close(self) -> None:
         import ray
