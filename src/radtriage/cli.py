@@ -210,6 +210,29 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import socket
+
+    from radtriage.db import audit, open_database
+
+    try:
+        since = audit.parse_time(args.since) if args.since else None
+        until = audit.parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"radtriage audit export: {exc} (expected ISO 8601, or 30m, 24h, 7d)", file=sys.stderr)
+        return 2
+    db = open_database(load_settings(args.config).db_url)
+    try:
+        audit.log(db, "audit_exported", actor="cli", detail={
+            "format": args.format, "since": since and since.isoformat(), "until": until and until.isoformat()})
+        rows = audit.stream(db, since, until)
+        lines = audit.csv_lines(rows) if args.format == "csv" else audit.syslog_lines(rows, socket.gethostname())
+        sys.stdout.writelines(lines)
+    finally:
+        db.dispose()
+    return 0
+
+
 def _positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError("expected a positive whole number")
@@ -276,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("studies", help="list stored studies and series")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_studies)
+
+    s = sub.add_parser("audit", help="export the audit trail (CSV, or RFC 5424 syslog lines with the ATNA fields)")
+    s.add_argument("action", choices=["export"])
+    s.add_argument("--format", choices=["csv", "syslog"], default="csv")
+    s.add_argument("--since", help="from this time: ISO 8601 (UTC when no offset) or 30m, 24h, 7d back")
+    s.add_argument("--until", help="before this time (same forms)")
+    s.set_defaults(func=cmd_audit)
     return p
 
 

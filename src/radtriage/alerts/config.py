@@ -218,6 +218,9 @@ class Links(_Strict):
 
 class AlertingConfig(_Strict):
     enabled: bool = True
+    # Whom to call when alerting is off on this server (a phone number, an extension, a desk): shown
+    # on the stroke page in its place, so a person on a phone knows what to do.
+    fallback_contact: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str = "Asia/Hong_Kong"
     active_window_h: float = Field(default=24.0, gt=0)  # the page shows alerts this recent that are not resolved
     links: Links = Field(default_factory=Links)
@@ -339,6 +342,22 @@ def parse_alerting(data: Any, source: str = "alerting configuration",
     except ValueError as exc:
         raise AlertingConfigError(f"{source}: {exc}") from None
     return config
+
+
+def read_fallback_contact(path: str | Path | None) -> str | None:
+    """``fallback_contact`` from an alerting file that may be invalid, disabled or missing (None then).
+
+    Alerting is off when the file cannot be used; whom to call is still worth showing.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    value = data.get("fallback_contact") if isinstance(data, dict) else None
+    if not isinstance(value, (str, int)):
+        return None
+    text = " ".join(str(value).split())[:200]  # one line
+    return text if text.isprintable() and text else None
 
 
 def load_alerting(path: str | Path, environ: Mapping[str, str] | None = None) -> AlertingConfig:

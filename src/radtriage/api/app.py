@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from radtriage import __version__
 from radtriage.api import alerts, dicomweb, health, live, pages, session, worklist
+from radtriage.api import audit as audit_api
 from radtriage.api.auth import LoginLimiter
 from radtriage.api.problems import install_problem_handlers
 from radtriage.db import worklist as worklist_db
@@ -43,6 +44,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(dicomweb.router)
     app.include_router(session.router)
     app.include_router(worklist.router)
+    app.include_router(audit_api.router)
     app.include_router(live.router)
     app.include_router(alerts.router)
     app.include_router(pages.router)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from radtriage.api import audit as audit_api
 from radtriage.api.auth import User, client_of, require_roles
 from radtriage.api.problems import ProblemError
 from radtriage.api.schemas import (
@@ -59,14 +60,16 @@ PAGE_CACHE_S = 1.0  # a worklist page is rebuilt at least this often (waiting ti
 PAGE_STALE_S = 3.0  # ... and, with no change since, served this long while one request rebuilds it
 
 
-def _page_json(services: Any, filters: worklist.Filters, sort: str, limit: int, offset: int) -> bytes:
+def _page_json(services: Any, filters: worklist.Filters, sort: str, limit: int, offset: int
+               ) -> tuple[bytes, list[str]]:
     total, rows = worklist.page(services.db, filters, sort, limit, offset)
     now, targets = utcnow(), services.settings.worklist.targets_min
-    return WorklistPage(total=total, limit=limit, offset=offset,
-                        items=[item(r, targets, now) for r in rows]).model_dump_json().encode()
+    return (WorklistPage(total=total, limit=limit, offset=offset, items=[item(r, targets, now) for r in rows])
+            .model_dump_json().encode(), [r["study_uid"] for r in rows])
 
 
-async def _page_body(request: Request, filters: worklist.Filters, sort: str, limit: int, offset: int) -> bytes:
+async def _page_body(request: Request, filters: worklist.Filters, sort: str, limit: int, offset: int
+                     ) -> tuple[bytes, list[str]]:
     """The page as JSON, from a per-app cache kept while neither this process nor the live hub saw a change.
 
     Any write by this process to the tables the page reads (a claim, a new
@@ -76,7 +79,7 @@ async def _page_body(request: Request, filters: worklist.Filters, sort: str, lim
     readers get the page it replaces (no change since, only its clocks older).
     """
     app = request.app
-    memo: Memo[bytes] | None = getattr(app.state, "worklist_pages", None)
+    memo: Memo[tuple[bytes, list[str]]] | None = getattr(app.state, "worklist_pages", None)
     if memo is None:
         memo = app.state.worklist_pages = Memo(PAGE_CACHE_S)
     services, hub = app.state.services, app.state.live
@@ -111,7 +114,9 @@ async def get_worklist(
     filters = worklist.Filters(status=tuple(status or ()), priority=tuple(p.value for p in priority or ()),
                                modality=modality, task=task, calling_ae=ae,
                                received_from=received_from, received_to=received_to)
-    return Response(await _page_body(request, filters, sort, limit, offset), media_type="application/json")
+    body, shown = await _page_body(request, filters, sort, limit, offset)
+    await audit_api.listed_together(request, "worklist_listed", shown, query=request.url.query[:256])
+    return Response(body, media_type="application/json")
 
 
 def _key_image_url(study_uid: str, result_id: int, i: int, finding: dict[str, Any]) -> str | None:
@@ -156,6 +161,7 @@ def get_key_image(request: Request, study_uid: StudyUid, result_id: int, index: 
     path = Path(findings[index]["key_image"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise ProblemError(404, "Not Found", "the key image is not available")
+    audit_api.read(request, "key_image_viewed", study_uid, result_id=result_id, index=index)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
