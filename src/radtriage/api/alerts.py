@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from radtriage.alerts.service import AlertService
 from radtriage.alerts.signing import LinkError
 from radtriage.alerts.views import AlertView
+from radtriage.api import audit as audit_api
 from radtriage.api.auth import User, authenticate, require_roles
 from radtriage.api.problems import ProblemError
 
@@ -65,16 +66,20 @@ def _found(view: AlertView | None, alert_id: int) -> AlertView:
 
 
 @router.get("/api/v1/alerts", response_model=list[AlertView])
-def list_alerts(alerts: Alerts, _user: Reader,
+def list_alerts(request: Request, alerts: Alerts, _user: Reader,
                 study_uid: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9.]+$")] = None
                 ) -> list[AlertView]:
     """Active alerts (open or taken, recent), newest first; with ``study_uid``, every alert of that study."""
-    return alerts.for_study(study_uid) if study_uid else alerts.active()
+    views = alerts.for_study(study_uid) if study_uid else alerts.active()
+    audit_api.listed(request, "alerts_listed", [v.study_uid for v in views], alerts=[v.id for v in views])
+    return views
 
 
 @router.get("/api/v1/alerts/{alert_id}", response_model=AlertView)
-def get_alert(alert_id: int, alerts: Alerts, _user: Reader) -> AlertView:
-    return _found(alerts.get(alert_id), alert_id)
+def get_alert(request: Request, alert_id: int, alerts: Alerts, _user: Reader) -> AlertView:
+    view = _found(alerts.get(alert_id), alert_id)
+    audit_api.read(request, "alert_viewed", view.study_uid, alert_id=alert_id)
+    return view
 
 
 @router.post("/api/v1/alerts/{alert_id}/ack", response_model=AckOut)
@@ -98,10 +103,11 @@ def resolve(alert_id: int, body: ResolveIn, alerts: Alerts, user: Staff) -> Aler
 
 
 @router.get("/api/v1/alerts/{alert_id}/key-image")
-def key_image(alert_id: int, alerts: Alerts, _user: Reader) -> Response:
+def key_image(request: Request, alert_id: int, alerts: Alerts, _user: Reader) -> Response:
     path = alerts.key_image(alert_id)  # only a PNG inside the results folder
     if path is None:
         raise ProblemError(404, "Not found", "this alert has no key image")
+    audit_api.read(request, "alert_image_viewed", _found(alerts.get(alert_id), alert_id).study_uid, alert_id=alert_id)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -130,6 +136,8 @@ def _link_page(request: Request, alerts: AlertService, token: str, take: bool) -
     if view is None:
         return _page(request, "ack.html", 404, problem="This alert no longer exists.", alert=None)
     member = alerts.config.member(grant.member)
+    audit_api.link_view(request, member.username if member and member.username else f"member:{grant.member}",
+                        view.study_uid, grant.alert_id)
     return _page(request, "ack.html", alert=view, token=token, member=member.name if member else grant.member,
                  taken_now=bool(outcome and outcome.event), problem=None, done=take)
 

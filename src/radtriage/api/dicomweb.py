@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
 
+from radtriage.api import audit as audit_api
 from radtriage.api.auth import require_roles
 from radtriage.api.problems import ProblemError
 from radtriage.ingest.parse import InstanceRejected, RejectReason, valid_uid
@@ -259,6 +260,8 @@ async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
         await drain()
     finally:
         writer.close()
+        if stored or failed:  # recorded even when the request ends in an error
+            await audit_api.stow(request, stored, failed)
     if not stored and not failed:
         detail = "malformed multipart body" if malformed else "the body holds no parts"
         raise ProblemError(400, "Bad Request", detail)
