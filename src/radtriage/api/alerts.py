@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
+from radtriage.alerts.config import read_fallback_contact
 from radtriage.alerts.service import AlertService
 from radtriage.alerts.signing import LinkError
 from radtriage.alerts.views import AlertView
@@ -36,14 +37,19 @@ Staff = Annotated[User, Depends(require_roles("stroke", "admin"))]
 Reader = Annotated[User, Depends(require_roles("stroke", "admin", "radiologist"))]
 
 
+def maybe_alerts(request: Request) -> AlertService | None:
+    return getattr(request.app.state, "alerts", None)
+
+
 def alert_service(request: Request) -> AlertService:
-    svc = getattr(request.app.state, "alerts", None)
+    svc = maybe_alerts(request)
     if svc is None:
         raise ProblemError(503, "Alerting off", "alerting is not configured on this server")
     return svc
 
 
 Alerts = Annotated[AlertService, Depends(alert_service)]
+MaybeAlerts = Annotated[AlertService | None, Depends(maybe_alerts)]
 
 
 class AckIn(BaseModel):
@@ -142,19 +148,34 @@ def _link_page(request: Request, alerts: AlertService, token: str, take: bool) -
                  taken_now=bool(outcome and outcome.event), problem=None, done=take)
 
 
+def _alerting_off(request: Request) -> Response:
+    """What a person on a phone sees instead of the stroke page when this server sends no alerts."""
+    services = getattr(request.app.state, "services", None)
+    contact = read_fallback_contact(services.settings.alerting_file if services is not None else None)
+    return _page(request, "off.html", 503, contact=contact)
+
+
 @router.get("/alerts/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
-def ack_link_page(request: Request, token: str, alerts: Alerts) -> Response:
+def ack_link_page(request: Request, token: str, alerts: MaybeAlerts) -> Response:
     """Confirm before acknowledging: a GET changes nothing."""
+    if alerts is None:
+        return _alerting_off(request)
     return _link_page(request, alerts, token, take=False)
 
 
 @router.post("/alerts/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
-def ack_link(request: Request, token: str, alerts: Alerts) -> Response:
+def ack_link(request: Request, token: str, alerts: MaybeAlerts) -> Response:
+    if alerts is None:
+        return _alerting_off(request)
     return _link_page(request, alerts, token, take=True)
 
 
 @router.get("/stroke", response_class=HTMLResponse, include_in_schema=False)
-def stroke_page(request: Request, _alerts: Alerts) -> Response:
+def stroke_page(request: Request, alerts: MaybeAlerts) -> Response:
+    """The stroke team's phone page; with alerting off, a page saying so and whom to call (no login
+    needed: it shows no patient data, and the person may have no account)."""
+    if alerts is None:
+        return _alerting_off(request)
     user = authenticate(request)
     if user is None:
         return RedirectResponse("/login", status_code=303)
