@@ -91,7 +91,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from radtriage.synth.dicom import CtSeries, Study, make_study, write_ct_series
+from radtriage.synth.dicom import CtSeries, Study, StudyIdentity, make_study, write_ct_series
 
 NODULE_TYPES = ("solid", "part-solid", "ground-glass", "calcified")
 _TYPE_P = (0.5, 0.15, 0.2, 0.15)
@@ -1418,14 +1418,16 @@ def _series_names(study: Study, scan: Scan, thick: float) -> tuple[str, str, str
     return "Surview", main, f"MEDIASTINUM {tt}mm {soft}", k
 
 
-def generate(rng: np.random.Generator, index: int, folder: Path, **options: Any) -> dict[str, Any]:
+def generate(rng: np.random.Generator, index: int, folder: Path, *, identity: StudyIdentity | None = None,
+             **options: Any) -> dict[str, Any]:
     """Write one chest CT study (localizer, thin main series, 5 mm soft-tissue twin) under ``folder``.
 
     ``options`` go to `sample` (e.g. ``matrix=128`` in tests).
     """
     protocol = options.pop("protocol", None) or str(rng.choice(list(PROTOCOLS), p=_PROTOCOL_P))
     description = PROTOCOLS[protocol][0]
-    study = make_study(rng, index, description, age_years=(50, 80) if protocol == "low-dose" else (25, 90))
+    study = make_study(rng, index, description, age_years=(50, 80) if protocol == "low-dose" else (25, 90),
+                       identity=identity)
     age = (study.date - study.patient.birth_date).days / 365.25
     s = sample(rng, protocol=protocol, sex=study.patient.sex, age=age, **options)
     scan = s.scan

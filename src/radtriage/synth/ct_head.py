@@ -92,7 +92,7 @@ from typing import Any
 
 import numpy as np
 
-from radtriage.synth.dicom import CtSeries, Study, make_study, new_uid, write_ct_series
+from radtriage.synth.dicom import CtSeries, Study, StudyIdentity, make_study, write_ct_series
 from radtriage.synth.geometry import rotation
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
@@ -1496,7 +1496,8 @@ def _series_names(study: Study, thickness: float) -> dict[str, Any]:
 
 
 def generate(rng: np.random.Generator, index: int, folder: Path, *, matrix: int = 512,
-             positive: bool | None = None, subtypes: Sequence[str] | None = None) -> dict[str, Any]:
+             positive: bool | None = None, subtypes: Sequence[str] | None = None,
+             identity: StudyIdentity | None = None) -> dict[str, Any]:
     """Write one synthetic CT head study under ``folder`` and return its truth.
 
     Series 1 is a lateral localizer (ImageType ORIGINAL/PRIMARY/LOCALIZER),
@@ -1507,12 +1508,12 @@ def generate(rng: np.random.Generator, index: int, folder: Path, *, matrix: int 
     folder = Path(folder)
     age = float(np.clip(rng.normal(64, 17), 18, 96))
     description = str(STUDY_DESCRIPTIONS[int(rng.integers(len(STUDY_DESCRIPTIONS)))])
-    study = make_study(rng, index, description, age_years=(age, age))
+    study = make_study(rng, index, description, age_years=(age, age), identity=identity)
     smp, an, acq_ = _sample(rng, positive=positive, subtypes=subtypes, p_positive=0.5, matrix=matrix,
                             slice_thickness=None, age=age, max_slices=None, bone_kernel=True)
     acq = smp.truth["acquisition"]
     names = _series_names(study, smp.slice_thickness)
-    frame = new_uid(rng)
+    frame = study.new_uid(rng)
     common = {"FrameOfReferenceUID": frame, "ReconstructionDiameter": round(acq["fov_mm"], 1),
               "DataCollectionDiameter": 500.0, "AcquisitionNumber": 1, "XRayTubeCurrent": int(acq["ma"]),
               "ExposureTime": 1000, "FilterType": "HEAD FILTER"}

@@ -99,7 +99,7 @@ import numpy as np
 from scipy import ndimage, special
 from scipy.interpolate import make_interp_spline
 
-from radtriage.synth.dicom import CtSeries, make_study, write_ct_series
+from radtriage.synth.dicom import CtSeries, StudyIdentity, make_study, write_ct_series
 from radtriage.synth.geometry import rotation
 
 SEGMENTS = ("ica_t", "m1", "m2")
@@ -1139,14 +1139,15 @@ def _slabs(hu: np.ndarray, dz: float, slab_mm: float, step_mm: float, op) -> tup
     return out, (n - 1) * dz / 2, stride * dz
 
 
-def generate(rng: np.random.Generator, index: int, folder: Path, **options: Any) -> dict[str, Any]:
+def generate(rng: np.random.Generator, index: int, folder: Path, *, identity: StudyIdentity | None = None,
+             **options: Any) -> dict[str, Any]:
     """Write one CTA head study: a localizer, the thin axial source series, a thick MIP, sometimes a 5 mm twin.
 
     ``options`` go to `sample` (e.g. ``lvo=True``, ``matrix=256``).
     """
     folder = Path(folder)
     description = STUDY_DESCRIPTIONS[int(rng.integers(len(STUDY_DESCRIPTIONS)))]
-    study = make_study(rng, index, description, age_years=(40, 92))
+    study = make_study(rng, index, description, age_years=(40, 92), identity=identity)
     age = (study.date - study.patient.birth_date).days / 365.25
     smp = sample(rng, age_years=age, **options)
     truth = dict(smp.truth)

@@ -11,7 +11,10 @@ lesion by a generator artefact.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +63,55 @@ class Patient:
 
 
 @dataclass(frozen=True)
+class StudyIdentity:
+    """The identifiers of one synthetic study, from its kind, seed and index alone.
+
+    Two studies differ in every UID, accession number and patient ID unless
+    all three are equal (a study made again keeps its identity). They never
+    come from the random stream the images are drawn from, so two kinds made
+    with one seed (which share that stream's start) cannot share them.
+    """
+
+    kind: str  # e.g. "ct-head"
+    seed: int
+    index: int
+
+    def _entropy(self, what: str) -> str:
+        # one string with separators: pydicom joins several sources with nothing between them
+        return "|".join(("radtriage-synth", self.kind, str(self.seed), str(self.index), what))
+
+    @property
+    def study_uid(self) -> str:
+        return generate_uid(entropy_srcs=[self._entropy("study")])
+
+    def uid(self, n: int) -> str:
+        """The study's ``n``-th other UID (series, instances, frames of reference, in the order asked)."""
+        return generate_uid(entropy_srcs=[self._entropy(f"uid {n}")])
+
+    @property
+    def _code(self) -> str:
+        """CTH for ct-head, CTAH cta-head, CTC ct-chest, XRH xr-hand."""
+        first, *rest = self.kind.upper().split("-")
+        return first + "".join(r[:1] for r in rest)
+
+    @property
+    def _short(self) -> str:
+        return f"{self._code}{self.seed}-{self.index}"  # CTH5-0: ct-head, seed 5, index 0
+
+    @property
+    def accession(self) -> str:
+        """At most 16 characters (SH): the short form, or the kind's code and a hash where that is longer."""
+        if len(self._short) <= 16:
+            return self._short
+        digest = hashlib.sha256(self._entropy("accession").encode()).hexdigest()
+        return self._code + digest[: 16 - len(self._code)]
+
+    @property
+    def patient_id(self) -> str:
+        return f"SYN-{self._short}"
+
+
+@dataclass(frozen=True)
 class Study:
     """One synthetic study: who, where, when, on what."""
 
@@ -74,15 +126,23 @@ class Study:
     institution: str
     station: str
     referring: str = "SYNTHETIC^REFERRER"
+    identity: StudyIdentity | None = None  # None: identifiers drawn from the random stream (ad-hoc studies)
+    uid_counter: Iterator[int] = field(default_factory=itertools.count, compare=False, repr=False)
 
     @property
     def datetime(self) -> dt.datetime:
         return dt.datetime.combine(self.date, self.time)
 
+    def new_uid(self, rng: np.random.Generator) -> str:
+        """The next UID of this study (a series, an instance, a frame of reference).
 
-def new_uid(rng: np.random.Generator) -> str:
-    """A UID that is the same for the same seed (pydicom's 2.25 root + entropy)."""
-    return generate_uid(entropy_srcs=[str(int(rng.integers(0, 2**63)))])
+        One number is drawn from ``rng`` whatever the identity, so the images
+        drawn after it are the same with or without one.
+        """
+        draw = int(rng.integers(0, 2**63))
+        if self.identity is None:
+            return generate_uid(entropy_srcs=[str(draw)])
+        return self.identity.uid(next(self.uid_counter))
 
 
 def make_study(
@@ -95,8 +155,14 @@ def make_study(
     modality: str = "CT",
     birth_date: dt.date | None = None,
     study_date: dt.date | None = None,
+    identity: StudyIdentity | None = None,
 ) -> Study:
-    """A study with a synthetic identity, scanner and date drawn from ``rng``."""
+    """A study with a synthetic patient, scanner and date drawn from ``rng``.
+
+    With an ``identity`` its UIDs, accession number and patient ID are that
+    identity's (unique per kind, seed and index); without, they are drawn
+    from ``rng``. The same numbers are drawn from ``rng`` either way.
+    """
     if study_date is None:
         study_date = dt.date(2026, 1, 1) + dt.timedelta(days=int(rng.integers(0, 300)))
     if sex is None:
@@ -109,22 +175,31 @@ def make_study(
     else:
         manufacturer, model, modality = XR_SCANNERS[int(rng.integers(len(XR_SCANNERS)))]
     seconds = int(rng.integers(0, 86400))
+    # drawn in this order whatever the identity: the images drawn later depend on it
+    patient_id = f"SYN{int(rng.integers(10**7, 10**8))}"
+    study_uid = generate_uid(entropy_srcs=[str(int(rng.integers(0, 2**63)))])
+    accession = f"SYN{int(rng.integers(10**9, 10**10))}"
+    institution = SITES[int(rng.integers(len(SITES)))]
+    station = f"{modality}{int(rng.integers(1, 9))}"
+    if identity is not None:
+        patient_id, study_uid, accession = identity.patient_id, identity.study_uid, identity.accession
     return Study(
         patient=Patient(
             name=f"SYNTHETIC^CASE{index:05d}",
-            patient_id=f"SYN{int(rng.integers(10**7, 10**8))}",
+            patient_id=patient_id,
             birth_date=birth_date,
             sex=sex,
         ),
-        study_uid=new_uid(rng),
-        accession=f"SYN{int(rng.integers(10**9, 10**10))}",
+        study_uid=study_uid,
+        accession=accession,
         description=description,
         date=study_date,
         time=dt.time(seconds // 3600, (seconds // 60) % 60, seconds % 60),
         manufacturer=manufacturer,
         model=model,
-        institution=SITES[int(rng.integers(len(SITES)))],
-        station=f"{modality}{int(rng.integers(1, 9))}",
+        institution=institution,
+        station=station,
+        identity=identity,
     )
 
 
@@ -222,14 +297,14 @@ def write_ct_series(
     RescaleIntercept -1024 as most scanners do.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    series_uid = new_uid(rng)
+    series_uid = study.new_uid(rng)
     dz, dy, dx = spacing
-    frame_uid = new_uid(rng)
+    frame_uid = study.new_uid(rng)
     stored = np.clip(np.rint(hu) + 1024, 0, 4095).astype(np.uint16)
     paths = []
     for k in range(hu.shape[0]):
         ds = _base(study, CT_IMAGE_STORAGE, "CT", series_uid, series.number, series.description)
-        ds.SOPInstanceUID = new_uid(rng)
+        ds.SOPInstanceUID = study.new_uid(rng)
         ds.ImageType = list(series.image_type)
         ds.ProtocolName = series.protocol
         ds.BodyPartExamined = series.body_part
@@ -296,8 +371,8 @@ def write_radiograph(
     modality = xr_modality_of(study)
     mono1 = modality == "CR" if monochrome1 is None else monochrome1
     sop_class = CR_IMAGE_STORAGE if modality == "CR" else DX_IMAGE_STORAGE
-    ds = _base(study, sop_class, modality, new_uid(rng), series_number, description)
-    ds.SOPInstanceUID = new_uid(rng)
+    ds = _base(study, sop_class, modality, study.new_uid(rng), series_number, description)
+    ds.SOPInstanceUID = study.new_uid(rng)
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.BodyPartExamined = body_part
     ds.ViewPosition = view

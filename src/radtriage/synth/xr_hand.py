@@ -79,7 +79,7 @@ import numpy as np
 from scipy import ndimage
 
 from radtriage.inference.reference import bone_age_sd
-from radtriage.synth.dicom import make_study, write_radiograph, xr_modality_of
+from radtriage.synth.dicom import StudyIdentity, make_study, write_radiograph, xr_modality_of
 
 DAYS_PER_MONTH = 365.25 / 12
 MU_SOFT, MU_CORTEX, MU_CANCELLOUS = 0.031, 0.17, 0.065  # per mm, ~35 keV effective
@@ -779,7 +779,8 @@ def sample(
 # ----------------------------------------------------------------------------- writing
 
 
-def generate(rng: np.random.Generator, index: int, folder: Path) -> dict[str, Any]:
+def generate(rng: np.random.Generator, index: int, folder: Path, *,
+             identity: StudyIdentity | None = None) -> dict[str, Any]:
     """Write one bone-age study (PA, sometimes also an oblique) and return its truth."""
     folder = Path(folder)
     study_date = dt.date(2026, 1, 1) + dt.timedelta(days=int(rng.integers(0, 300)))
@@ -787,7 +788,7 @@ def generate(rng: np.random.Generator, index: int, folder: Path) -> dict[str, An
     subject = draw_subject(rng, age_months=age_days / DAYS_PER_MONTH)
     study = make_study(rng, index, STUDY_DESCRIPTIONS[int(rng.integers(len(STUDY_DESCRIPTIONS)))],
                        modality="CR", sex=subject.sex, study_date=study_date,
-                       birth_date=study_date - dt.timedelta(days=age_days))
+                       birth_date=study_date - dt.timedelta(days=age_days), identity=identity)
     modality = xr_modality_of(study)
     study = replace(study, station=f"{modality}{study.station[2:]}")
     choices = DETECTOR_SPACING.get(study.model, (0.14,))
