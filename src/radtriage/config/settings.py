@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     max_pdu_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
     max_associations: int = Field(default=16, ge=1)
     network_timeout_s: float = Field(default=60.0, gt=0)
+    # A connection whose A-ASSOCIATE-RQ has not fully arrived this soon is closed; until then
+    # it holds no association slot. Each source address may hold this many connections open,
+    # and at most max_pending_connections wait for their A-ASSOCIATE-RQ at once.
+    pre_association_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections_per_address: int = Field(default=8, ge=1)
+    max_pending_connections: int = Field(default=256, ge=1)
     fsync: bool = True
     min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class IngestMetrics:
@@ -22,6 +22,20 @@ class IngestMetrics:
         )
         self.associations = Counter(
             "radtriage_associations", "DICOM associations by outcome", ["outcome"], registry=r
+        )
+        self.connections_open = Gauge(
+            "radtriage_dicom_connections_open",
+            "DICOM connections open: pending (no A-ASSOCIATE-RQ yet) or associated",
+            ["state"],
+            registry=r,
+        )
+        for state in ("pending", "associated"):
+            self.connections_open.labels(state)
+        self.connections_refused = Counter(
+            "radtriage_dicom_connections_refused",
+            "DICOM connections closed before association, by reason",
+            ["reason"],
+            registry=r,
         )
         self.series_completed = Counter(
             "radtriage_series_completed", "Series closed by assembly", ["reason"], registry=r

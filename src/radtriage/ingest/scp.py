@@ -13,16 +13,17 @@ import ipaddress
 import logging
 import socket
 import ssl
+import threading
 import uuid
 from dataclasses import dataclass
 
 from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
 from radtriage.config import Peer, Settings
 from radtriage.db import access
+from radtriage.ingest.connections import ConnectionGuard, ConnectionLimits, GuardedAssociationServer
 from radtriage.ingest.meta import part10_header
 from radtriage.ingest.parse import InstanceRejected, RejectReason
 from radtriage.ingest.store import InstanceStore, Origin
@@ -100,7 +101,12 @@ class StorageSCP:
         self.store = store
         self.policy = PeerPolicy(tuple(settings.allowed_peers))
         self.ae = self._make_ae()
-        self._server: ThreadedAssociationServer | None = None
+        self.guard = ConnectionGuard(
+            ConnectionLimits(settings.max_connections_per_address, settings.max_pending_connections,
+                             settings.pre_association_timeout_s),
+            store.metrics,
+        )
+        self._server: GuardedAssociationServer | None = None
 
     def _make_ae(self) -> AE:
         s = self.settings
@@ -108,7 +114,9 @@ class StorageSCP:
         ae.maximum_pdu_size = s.max_pdu_bytes
         ae.maximum_associations = s.max_associations
         ae.network_timeout = s.network_timeout_s
-        ae.acse_timeout = 30
+        # as an acceptor pynetdicom waits this long for the A-ASSOCIATE-RQ (after the TLS
+        # handshake; over plain TCP the connection guard has already seen it arrive)
+        ae.acse_timeout = s.pre_association_timeout_s
         ae.dimse_timeout = 60
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
@@ -130,12 +138,16 @@ class StorageSCP:
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_C_ECHO, self._on_c_echo),
         ]
-        self._server = self.ae.start_server(
+        server = self.ae.make_server(
             (self.settings.dicom_host, self.settings.dicom_port),
-            block=False,
             evt_handlers=handlers,
             ssl_context=tls_context(self.settings),
+            server_class=GuardedAssociationServer,
+            guard=self.guard,
+            network_timeout_s=self.settings.network_timeout_s,
         )
+        threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
+        self._server = server
         if self.policy.local_only:
             log.warning(
                 "no allowed_peers configured: accepting DICOM associations from this machine only"

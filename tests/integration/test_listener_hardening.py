@@ -1,0 +1,202 @@
+"""The listener against hostile peers: idle and stalled sockets, over-long UIDs,
+deflate bombs.
+
+Each test runs a real listener in this process and talks to it over loopback
+as a peer would (raw sockets, a pynetdicom SCU, an SCU in its own process),
+then checks the DIMSE status, what the listener kept and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+from radtriage.api import create_app
+from radtriage.config import Peer
+from radtriage.service import Runtime, build_services
+from tests.integration.test_hostile_inputs import association, indexed_uids, status_of, valid_file
+
+SCANNER = "HOSTILESCU"  # the allowed peer: the calling AE title of test_hostile_inputs' SCU
+HOSTILE_ADDRESS = "127.0.0.2"  # another source address on loopback
+IDLE_SOCKETS = 200
+STALLED_SOCKETS = 50
+
+
+# --- a listener with an allow-list, and its /metrics -------------------------------------
+
+
+@contextmanager
+def listener(make_settings, **overrides) -> Iterator[tuple[Runtime, TestClient]]:
+    """A listener that admits only `SCANNER` from 127.0.0.1, and the API beside it."""
+    values = dict(allowed_peers=[Peer(ae_title=SCANNER, host="127.0.0.1")], pre_association_timeout_s=1.0)
+    values.update(overrides)
+    services = build_services(make_settings(**values))
+    rt = Runtime(services)
+    rt.start()
+    try:
+        with TestClient(create_app(services, rt)) as api:
+            yield rt, api
+    finally:
+        rt.stop()
+        services.close()
+
+
+def metric(api: TestClient, name: str, **labels: str) -> float:
+    """A sample of ``/metrics`` as an HTTP client reads it (0 when absent)."""
+    rsp = api.get("/metrics")
+    assert rsp.status_code == 200
+    for family in text_string_to_metric_families(rsp.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def refused(api: TestClient, reason: str) -> float:
+    return metric(api, "radtriage_dicom_connections_refused_total", reason=reason)
+
+
+# --- hostile sockets -----------------------------------------------------------------------
+
+
+def connect_from(address: str, port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(address, 0))
+
+
+def associate_rq_start() -> bytes:
+    """The first bytes of an A-ASSOCIATE-RQ PDU whose header promises 300 bytes more."""
+    return b"\x01\x00" + struct.pack(">I", 300) + b"\x00\x01\x00\x00"
+
+
+def open_hostile_sockets(port: int, idle: int, stalled: int) -> list[socket.socket]:
+    """``stalled`` sockets that send part of an A-ASSOCIATE-RQ and stop, then ``idle``
+    sockets that send nothing, all from `HOSTILE_ADDRESS`."""
+    socks = []
+    for _ in range(stalled):
+        s = connect_from(HOSTILE_ADDRESS, port)
+        s.sendall(associate_rq_start())
+        socks.append(s)
+    socks.extend(connect_from(HOSTILE_ADDRESS, port) for _ in range(idle))
+    return socks
+
+
+def closed_by_listener(sock: socket.socket, deadline: float) -> bool:
+    """Whether the listener has closed ``sock`` (EOF or reset) before ``deadline``."""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return True  # reset
+        if not data:
+            return True
+    return False
+
+
+# --- item 1: idle sockets must not lock scanners out ------------------------------------------
+
+
+@pytest.mark.parametrize("per_address", [None, 1000], ids=["default_per_address_limit", "no_per_address_limit"])
+def test_scanner_gets_in_while_another_address_holds_idle_and_stalled_sockets(
+    make_settings, tmp_path, per_address
+) -> None:
+    """200 idle sockets and 50 stalled mid-PDU from 127.0.0.2 lock nobody out.
+
+    With the default per-address limit most are refused at once; with the limit
+    lifted, they all wait for their A-ASSOCIATE-RQ without taking an
+    association slot. Either way the allowed scanner stores, and every hostile
+    socket is closed by the listener and counted under its reason."""
+    overrides = {} if per_address is None else {"max_connections_per_address": per_address}
+    with listener(make_settings, **overrides) as (rt, api):
+        socks = open_hostile_sockets(rt.scp.port, IDLE_SOCKETS, STALLED_SOCKETS)
+        try:
+            path, uid = valid_file(tmp_path / "send")
+            with association(rt.scp.port) as assoc:  # fails if the scanner is refused
+                assert status_of(assoc.send_c_store(path)) == 0x0000
+            assert uid in indexed_uids(rt.services)
+            held = metric(api, "radtriage_dicom_connections_open", state="pending")
+            limit = per_address or rt.services.settings.max_connections_per_address
+            assert held <= min(limit, IDLE_SOCKETS + STALLED_SOCKETS)
+
+            deadline = time.monotonic() + 20
+            still_open = [s for s in socks if not closed_by_listener(s, deadline)]
+            assert still_open == [], f"{len(still_open)} hostile sockets are still open"
+        finally:
+            for s in socks:
+                s.close()
+
+        by_reason = {r: refused(api, r) for r in ("per_address_limit", "idle_timeout", "incomplete_pdu")}
+        assert sum(by_reason.values()) == IDLE_SOCKETS + STALLED_SOCKETS, by_reason
+        if per_address is None:
+            # the first sockets (stalled ones) waited for their PDU; the rest were refused at once
+            assert by_reason["incomplete_pdu"] >= 1 and by_reason["per_address_limit"] >= 1, by_reason
+        else:
+            assert by_reason == {"per_address_limit": 0, "idle_timeout": IDLE_SOCKETS,
+                                 "incomplete_pdu": STALLED_SOCKETS}
+        assert metric(api, "radtriage_dicom_connections_open", state="pending") == 0
+
+
+def self_signed_certificate(directory) -> tuple:
+    """A certificate and key for ``localhost`` (files), as a site's PKI would issue."""
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "server.crt", directory / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_a_silent_tls_client_does_not_stop_the_listener(make_settings, tmp_path) -> None:
+    """With TLS on, a socket that never starts its handshake delays nobody, and is closed."""
+    import ssl
+
+    pytest.importorskip("cryptography")
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    with listener(make_settings, tls={"cert_file": cert_file, "key_file": key_file}) as (rt, api):
+        silent = connect_from(HOSTILE_ADDRESS, rt.scp.port)
+        try:
+            client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_file))
+            ae = AE(ae_title=SCANNER)
+            ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = 10
+            ae.add_requested_context(CTImageStorage)
+            path, uid = valid_file(tmp_path / "send")
+            assoc = ae.associate("localhost", rt.scp.port, ae_title="RADTRIAGE", tls_args=(client, "localhost"))
+            try:
+                assert assoc.is_established, "a silent socket held up the TLS handshake of a scanner"
+                assert status_of(assoc.send_c_store(path)) == 0x0000
+            finally:
+                if assoc.is_established:
+                    assoc.release()
+                ae.shutdown()
+            assert uid in indexed_uids(rt.services)
+            assert closed_by_listener(silent, time.monotonic() + 20), "the silent socket was never closed"
+        finally:
+            silent.close()
+        assert refused(api, "tls_handshake") == 1
