@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def _option(value: str) -> tuple[str, object]:
     return key, yaml.safe_load(raw)  # numbers, true/false, [lists]
 
 
+FIRST_ADMIN_PASSWORD_FILE = "first-admin-password"  # in the data directory, mode 0600
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -37,9 +41,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     services = build_services(settings)
     created = first_admin(services)
-    if created is not None:  # printed once, never logged
-        print(f"First start: created user '{created[0]}' with password {created[1]}\n"
-              "  (shown only now: log in and add the real accounts with `radtriage users add`)", flush=True)
+    if created is not None:  # the password goes to a private file, never to the output (container logs keep it)
+        from radtriage.security import write_private
+
+        where = (settings.data_dir / FIRST_ADMIN_PASSWORD_FILE).resolve()
+        write_private(where, created[1] + "\n", replace=True)
+        logging.getLogger("radtriage.cli").warning(
+            "first start: created user '%s'; its password is in %s (readable by this user only). Log in, add "
+            "the real accounts (radtriage users add), then delete that file", created[0], where)
     runtime = Runtime(services)
     runtime.start()
     tls = " (TLS)" if settings.tls.enabled else ""
@@ -54,7 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         app = create_app(services, runtime)
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
+        # X-Forwarded-For is believed only from the configured proxies (uvicorn alone would trust loopback)
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
+                    proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies or None)
     finally:
         runtime.stop()
         services.close()

@@ -7,8 +7,10 @@ is stored, so a copy of the database does not hand out working tokens.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -16,9 +18,11 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 
 MIN_PASSWORD_LENGTH = 12
+MIN_SECRET_LENGTH = 32
 
 
 class WeakPassword(ValueError):
@@ -67,14 +71,45 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def kept_secret(path: Path) -> str:
-    """A random secret kept in ``path`` (made once, mode 0600, never overwritten); its text."""
-    if not path.exists():
+def write_private(path: Path, text: str, replace: bool = False) -> bool:
+    """Write ``text`` to ``path``, readable by this user only (0600), whole or not at all.
+
+    False when ``path`` exists and ``replace`` is false (it is then left as it is)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+            return True
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+            os.link(tmp, path)  # appears complete or not at all; never over another's
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def kept_secret(path: Path) -> str:
+    """A random secret kept in ``path`` (made once, mode 0600); its text.
+
+    An empty or short file (a failed write, a hand edit) is never used as a key: it is replaced by
+    a new secret, with a warning, once, whichever of several starting processes gets there first."""
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(48))  # another process may have made it first: keep theirs
+    text = path.read_text().strip()
+    if len(text) >= MIN_SECRET_LENGTH:
+        return text
+    with path.open("rb") as held:  # one process replaces it; the others wait and read the new one
+        fcntl.flock(held, fcntl.LOCK_EX)
+        text = path.read_text().strip()
+        if len(text) < MIN_SECRET_LENGTH:
+            found, text = len(text), secrets.token_urlsafe(48)
+            write_private(path, text, replace=True)
+            log.warning("%s held no usable secret (%d characters): made a new one; anything signed with "
+                        "the old one no longer verifies", path, found)
+    return text

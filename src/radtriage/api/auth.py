@@ -9,9 +9,6 @@ bearer-token requests need none (browsers never send them on their own).
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
@@ -19,7 +16,8 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from radtriage.api.problems import ProblemError
-from radtriage.db import accounts
+from radtriage.config.settings import AuthSettings
+from radtriage.db import Database, accounts
 from radtriage.security import same
 
 Role = Literal["radiologist", "stroke", "admin", "service"]
@@ -43,26 +41,38 @@ def _user(account: accounts.Account, via: Literal["token", "session"]) -> User:
                 display_name=account.display_name, via=via)
 
 
-def authenticate(request: Request) -> User | None:
-    """The caller of ``request`` or None; raises 403 for a cookie write without its CSRF token."""
-    if hasattr(request.state, "user"):
-        return request.state.user
+def _credential(request: Request) -> tuple[User | None, str | None]:
+    """Look up the bearer token or session cookie of ``request`` now: (the user, the session's CSRF token)."""
     db = request.app.state.services.db
-    user: User | None = None
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         account = accounts.user_for_token(db, token.strip())
-        user = _user(account, "token") if account else None
-    elif cookie := request.cookies.get(SESSION_COOKIE):
+        return (_user(account, "token") if account else None), None
+    if cookie := request.cookies.get(SESSION_COOKIE):
         found = accounts.session_user(db, cookie)
         if found is not None:
-            user = _user(found[0], "session")
-            request.state.csrf = found[1]
-            if request.method not in SAFE_METHODS and not same(request.headers.get(CSRF_HEADER, ""), found[1]):
-                raise ProblemError(403, "Forbidden", "missing or wrong CSRF token")
+            return _user(found[0], "session"), found[1]
+    return None, None
+
+
+def authenticate(request: Request) -> User | None:
+    """The caller of ``request`` or None; raises 403 for a cookie write without its CSRF token."""
+    if hasattr(request.state, "user"):
+        return request.state.user
+    user, csrf = _credential(request)
+    if csrf is not None:
+        request.state.csrf = csrf
+        if request.method not in SAFE_METHODS and not same(request.headers.get(CSRF_HEADER, ""), csrf):
+            raise ProblemError(403, "Forbidden", "missing or wrong CSRF token")
     request.state.user = user
     return user
+
+
+def still_authenticated(request: Request) -> bool:
+    """Whether the credential ``request`` came with is still valid (not logged out, revoked, expired or
+    disabled): long-lived responses such as event streams ask again while they run."""
+    return _credential(request)[0] is not None
 
 
 def current_user(request: Request) -> User:
@@ -91,30 +101,23 @@ def client_of(request: Request) -> str | None:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per (username, client) within ``window_s`` seconds."""
+    """Failed logins, counted in the database so that every API worker sees them: a user name is held
+    after ``per_user`` failures from any address, a client address after ``per_address`` over all names,
+    each within ``window_s`` seconds."""
 
-    def __init__(self, attempts: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts, self.window_s, self.clock = attempts, window_s, clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, db: Database, per_user: int, per_address: int, window_s: float) -> None:
+        self.db, self.per_user, self.per_address, self.window_s = db, per_user, per_address, window_s
 
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        now = self.clock()
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
+    @classmethod
+    def from_settings(cls, db: Database, auth: AuthSettings) -> "LoginLimiter":
+        return cls(db, auth.login_attempts, auth.login_attempts_per_address, auth.login_window_s)
 
-    def retry_after(self, username: str, client: str | None) -> float:
-        """Seconds until another attempt is allowed; 0 when it is allowed now."""
-        with self._lock:
-            q = self._recent((username.lower(), client or "-"))
-            return 0.0 if len(q) < self.attempts else max(0.0, q[0] + self.window_s - self.clock())
+    def retry_after(self, username: str, client: str | None) -> tuple[float, str | None]:
+        """(seconds until another attempt is allowed, "user" or "address": the limit that holds it); (0, None): now."""
+        return accounts.login_wait(self.db, username, client, self.per_user, self.per_address, self.window_s)
 
     def failed(self, username: str, client: str | None) -> None:
-        with self._lock:
-            self._recent((username.lower(), client or "-")).append(self.clock())
+        accounts.failed_login(self.db, username, client, self.window_s)
 
     def succeeded(self, username: str, client: str | None) -> None:
-        with self._lock:
-            self._failures.pop((username.lower(), client or "-"), None)
+        accounts.forget_failed_logins(self.db, username, client)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from radtriage.api.auth import SESSION_COOKIE, User, client_of, current_user, require_roles
 from radtriage.api.problems import ProblemError
@@ -33,14 +34,15 @@ def login(request: Request, username: Annotated[str, Form(max_length=64)],
     settings, limiter, client = services.settings, request.app.state.login_limiter, client_of(request)
     if not _same_origin(request):
         raise ProblemError(403, "Forbidden", "cross-site login refused")
-    wait = limiter.retry_after(username, client)
+    wait, held = limiter.retry_after(username, client)
     if wait > 0:
-        audit.log(services.db, "login_refused", actor=username[:64], client=client, detail={"why": "rate limit"})
+        audit.log(services.db, "login_refused", actor=username[:64], client=client,
+                  detail={"why": "rate limit", "held": held})
         return RedirectResponse(f"/login?error=wait&s={int(wait) + 1}", status_code=303)
     account = accounts.get_user(services.db, username=username)
-    if account is None or account.disabled or not verify_password(account.password_hash, password):
-        if account is None:
-            verify_password(None, password)
+    # One password hash whoever asks (unknown, disabled, token-only or real): the answer's time says nothing.
+    matches = verify_password(account.password_hash if account else None, password)
+    if account is None or account.disabled or not matches:
         limiter.failed(username, client)
         audit.log(services.db, "login_failed", actor=username[:64], client=client)
         return RedirectResponse("/login?error=bad", status_code=303)
@@ -55,13 +57,18 @@ def login(request: Request, username: Annotated[str, Form(max_length=64)],
     return response
 
 
-@router.post("/logout", include_in_schema=False)
-def logout(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+def _close_session(request: Request, user: User) -> None:
     services = request.app.state.services
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         accounts.close_session(services.db, cookie)
     audit.log(services.db, "logout", actor=user.username, role=user.role, client=client_of(request))
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+    await run_in_threadpool(_close_session, request, user)
+    await request.app.state.live.session_ended()  # its open event streams end now
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -91,8 +98,7 @@ def add_user(request: Request, body: UserIn, user: Admin) -> UserOut:
     return next(UserOut(**u) for u in accounts.list_users(db) if u["username"] == body.username)
 
 
-@router.post("/api/v1/users/{username}/disable", status_code=204, tags=["users"])
-def disable_user(request: Request, username: str, user: Admin) -> Response:
+def _disable(request: Request, username: str, user: User) -> None:
     db = request.app.state.services.db
     try:
         accounts.set_disabled(db, username)
@@ -100,4 +106,10 @@ def disable_user(request: Request, username: str, user: Admin) -> Response:
         raise ProblemError(404, "Not Found", str(exc)) from exc
     audit.log(db, "user_disabled", actor=user.username, role=user.role, client=client_of(request),
               detail={"username": username})
+
+
+@router.post("/api/v1/users/{username}/disable", status_code=204, tags=["users"])
+async def disable_user(request: Request, username: str, user: Admin) -> Response:
+    await run_in_threadpool(_disable, request, username, user)
+    await request.app.state.live.session_ended()  # the user's open event streams end now
     return Response(status_code=204)

@@ -100,8 +100,17 @@ class AuthSettings(BaseModel):
     secret_key: SecretStr | None = None
     session_hours: float = Field(default=12.0, gt=0)
     cookie_secure: bool | None = None  # None: Secure cookies unless the API listens on loopback only
-    login_attempts: int = Field(default=5, ge=1)  # per user and client address ...
-    login_window_s: float = Field(default=300.0, gt=0)  # ... within this window
+    login_attempts: int = Field(default=5, ge=1)  # failed logins per user name, from any address ...
+    login_attempts_per_address: int = Field(default=20, ge=1)  # ... and per client address, over all names ...
+    login_window_s: float = Field(default=300.0, gt=0)  # ... within this window (counted in the database)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _not_blank(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("RADTRIAGE_AUTH__SECRET_KEY is set but blank: set a random secret of 32+ characters "
+                             "(or, in development only, leave it unset)")
+        return v
 
 
 class WorklistSettings(BaseModel):
@@ -161,6 +170,9 @@ class Settings(BaseSettings):
 
     # HTTP API
     http_host: str = "127.0.0.1"
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    # Empty (the default): those headers are ignored and the client is the address that connected.
+    trusted_proxies: list[str] = Field(default_factory=list)
     http_port: int = Field(default=8000, ge=0, le=65535)
     # Largest STOW-RS part; each part is streamed to the spool, never held whole in memory.
     # (STOW-RS needs a service or admin account's token: the old `stow_token` setting is gone.)
@@ -180,6 +192,19 @@ class Settings(BaseSettings):
     # invalid file stops start-up in production; in development alerts are then off, with a warning.
     alerting_file: Path | None = Path("configs/alerting.yaml")
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or network "
+                                 "(name each proxy; '*' is not allowed)") from None
+        return [entry.strip() for entry in v]
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

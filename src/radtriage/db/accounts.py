@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, update
 from radtriage.db.access import _aware, utcnow
 from radtriage.db.changes import changes
 from radtriage.db.engine import Database
-from radtriage.db.tables import api_tokens, users, web_sessions
+from radtriage.db.tables import api_tokens, login_attempts, users, web_sessions
 from radtriage.security import hash_password, new_token, token_digest
 
 ROLES = ("radiologist", "stroke", "admin", "service")
@@ -184,3 +184,51 @@ def session_user(db: Database, cookie: str, now: datetime | None = None) -> tupl
 def close_session(db: Database, cookie: str) -> None:
     with db.write() as conn:
         conn.execute(delete(web_sessions).where(web_sessions.c.id == token_digest(cookie)))
+
+
+# --- failed logins ---------------------------------------------------------------------
+# Kept in the database so that every API worker counts the same failures.
+
+
+def _attempt_keys(username: str, client: str | None) -> tuple[str, str]:
+    return username.strip().lower()[:64], (client or "-")[:64]
+
+
+def failed_login(db: Database, username: str, client: str | None, window_s: float,
+                 now: datetime | None = None) -> None:
+    """Count one failed login (and forget those older than ``window_s``)."""
+    now = now or utcnow()
+    name, address = _attempt_keys(username, client)
+    with db.write() as conn:
+        conn.execute(delete(login_attempts).where(login_attempts.c.at <= now - timedelta(seconds=window_s)))
+        conn.execute(login_attempts.insert().values(at=now, username=name, client=address))
+
+
+def login_wait(db: Database, username: str, client: str | None, per_user: int, per_address: int,
+               window_s: float, now: datetime | None = None) -> tuple[float, str | None]:
+    """(seconds until another login may be tried, which limit holds it: "user" or "address"); (0, None): now.
+
+    A user name is held after ``per_user`` failures from any address, a client address after
+    ``per_address`` failures over all names, each within ``window_s`` seconds."""
+    now = now or utcnow()
+    name, address = _attempt_keys(username, client)
+    cutoff = now - timedelta(seconds=window_s)
+    wait, which = 0.0, None
+    with db.read() as conn:
+        for kind, column, key, limit in (("user", login_attempts.c.username, name, per_user),
+                                         ("address", login_attempts.c.client, address, per_address)):
+            recent = conn.execute(select(login_attempts.c.at).where(column == key, login_attempts.c.at > cutoff)
+                                  .order_by(login_attempts.c.at.desc()).limit(limit)).scalars().all()
+            if len(recent) >= limit:
+                held = (_aware(recent[-1]) + timedelta(seconds=window_s) - now).total_seconds()
+                if held > wait:
+                    wait, which = held, kind
+    return wait, which
+
+
+def forget_failed_logins(db: Database, username: str, client: str | None) -> None:
+    """After a successful login: that user's own mistakes from that address no longer count."""
+    name, address = _attempt_keys(username, client)
+    with db.write() as conn:
+        conn.execute(delete(login_attempts).where(login_attempts.c.username == name,
+                                                  login_attempts.c.client == address))

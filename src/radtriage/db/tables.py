@@ -195,6 +195,17 @@ web_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
+# Failed logins, counted per user name and per client address by every API worker alike.
+# Rows older than the login window are removed as new ones come.
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("username", String(64), nullable=False, index=True),  # as typed, lower-cased
+    Column("client", String(64), nullable=False, index=True),  # the address that connected, or its proxy's client
+)
+
 # --- the worklist -----------------------------------------------------------------
 
 # One row per study, kept up to date by `radtriage.triage` from the jobs and results.
