@@ -23,7 +23,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from radtriage.api import create_app
 from radtriage.config import Peer
 from radtriage.service import Runtime, build_services
-from tests.integration.test_hostile_inputs import association, indexed_uids, status_of, valid_file
+from tests.integration.test_hostile_inputs import association, indexed_uids, rejections, status_of, valid_file
 
 SCANNER = "HOSTILESCU"  # the allowed peer: the calling AE title of test_hostile_inputs' SCU
 HOSTILE_ADDRESS = "127.0.0.2"  # another source address on loopback
@@ -200,3 +200,55 @@ def test_a_silent_tls_client_does_not_stop_the_listener(make_settings, tmp_path)
         finally:
             silent.close()
         assert refused(api, "tls_handshake") == 1
+
+
+# --- item 4: an over-long UID gets a DIMSE status, and the association goes on ---------------
+
+LONG_UID = "1.2.826.0.1.3680043.2.99." + ".".join(["123456789"] * 17)  # 194 characters
+
+# A separate process sends, so that its relaxed UID check cannot relax the listener's.
+OVERLONG_UID_SCU = r"""
+import json, sys
+import pydicom
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import CTImageStorage
+
+_config.VALIDATORS["UI"] = lambda value: (True, "")  # this SCU sends what it is told to
+port, long_uid = int(sys.argv[1]), sys.argv[2]
+ae = AE(ae_title="HOSTILESCU")
+ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+ae.add_requested_context(CTImageStorage)
+assoc = ae.associate("127.0.0.1", port, ae_title="RADTRIAGE")
+out = {"established": assoc.is_established}
+for name, uid in (("long", long_uid), ("valid", generate_uid())):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID = uid
+    rsp = assoc.send_c_store(ds) if assoc.is_established else None
+    out[name] = int(rsp.Status) if rsp is not None and "Status" in rsp else None
+    out[name + "_uid"] = uid
+out["still_established"] = assoc.is_established
+if assoc.is_established:
+    assoc.release()
+print(json.dumps(out))
+"""
+
+
+def test_overlong_sop_instance_uid_gets_c002_and_the_association_goes_on(runtime, services) -> None:
+    import json
+    import subprocess
+    import sys
+
+    assert len(LONG_UID) == 194
+    before = rejections(services, "invalid_uid")
+    proc = subprocess.run([sys.executable, "-c", OVERLONG_UID_SCU, str(runtime.scp.port), LONG_UID],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["established"]
+    assert out["long"] == 0xC002, f"status {out['long']!r} for a 194-character SOP Instance UID"
+    assert out["still_established"], "the listener dropped the association"
+    assert out["valid"] == 0x0000
+    assert rejections(services, "invalid_uid") == before + 1
+    assert indexed_uids(services) == {out["valid_uid"]}

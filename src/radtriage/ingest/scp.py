@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from radtriage.config import Peer, Settings
@@ -54,6 +55,15 @@ ACCEPTED_TRANSFER_SYNTAXES = [
 
 # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling-AE-title-not-recognized
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+
+
+def _uid_checked_later(value: object) -> tuple[bool, str]:
+    """pynetdicom's check of the UIDs in a DIMSE command, in place of its own.
+
+    pynetdicom refuses a command whose UID is over 64 characters by aborting the
+    association, so the peer gets no answer; the C-STORE handler checks every UID
+    itself and answers 0xC002 on the same association instead (`valid_uid`)."""
+    return (True, "") if isinstance(value, str) else (False, "not a str")
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,7 @@ class StorageSCP:
         return self._server.server_address[1]
 
     def start(self) -> None:
+        pynetdicom_config.VALIDATORS["UI"] = _uid_checked_later  # process-wide: this process is the listener
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
