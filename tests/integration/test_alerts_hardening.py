@@ -201,7 +201,7 @@ def test_the_ack_link_records_who_used_it_and_a_left_level_no_longer_acknowledge
     assert ack["client"] == "testclient" and "iPhone" in ack["detail"]["user_agent"]
     assert ack["detail"]["via"] == "link" and ack["detail"]["link_level"] == 2
     page = api.get(new, headers=HTML).text
-    assert "Taken by Dr Wong by link" in page and "testclient" in page
+    assert "Already taken by Dr Wong by link from testclient" in page and "iPhone" in page
     js = api.get("/alerts/assets/stroke.js").text
     assert "by link" in js
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from radtriage.alerts.config import AlertingConfig
+from radtriage.alerts.message import one_line
 from radtriage.alerts.rota import recipients
 from radtriage.db import alerts as store
 from radtriage.db.alerts import ACKNOWLEDGED, DELIVERED, OPEN, PAGE, PENDING, RESOLVED, SENDING, TAKEN
@@ -30,11 +31,12 @@ class Outcome:
 
     event: str | None
     alert: dict[str, Any]
+    refused: str | None = None  # why nothing changed when that was a refusal ("left level")
 
 
 def _audit(conn: Connection, action: str, alert: dict[str, Any], actor: str = "system", role: str | None = None,
-           **detail: Any) -> None:
-    record(conn, action, actor=actor, role=role, study_uid=alert["study_uid"],
+           client: str | None = None, **detail: Any) -> None:
+    record(conn, action, actor=actor, role=role, study_uid=alert["study_uid"], client=client,
            detail={"alert_id": alert["id"], "policy": alert["policy"], "finding": alert["finding_code"], **detail})
 
 
@@ -115,23 +117,36 @@ def after_failure(conn: Connection, config: AlertingConfig, delivery: dict[str, 
 
 
 def acknowledge(conn: Connection, config: AlertingConfig, alert_id: int, now: dt.datetime, *, actor: str,
-                display_name: str, via: str, member: str | None = None, role: str | None = None) -> Outcome:
+                display_name: str, via: str, member: str | None = None, role: str | None = None,
+                link_level: int | None = None, client: str | None = None, user_agent: str | None = None) -> Outcome:
     """Someone is taking it: stop escalation, cancel pages not yet sent, tell those already paged.
 
     Acknowledging an alert someone already took changes nothing (``event`` None;
-    ``alert`` says who has it). `LookupError` for an unknown alert.
+    ``alert`` says who has it). A one-click link carries the round it was sent at
+    (``link_level``): once the alert has escalated past it, the link is refused
+    (``refused`` "left level", audited with the client). `LookupError` for an unknown alert.
     """
     alert = store.get_alert(conn, alert_id, lock=True)
     if alert is None:
         raise LookupError(alert_id)
+    client, user_agent = (client or None) and client[:64], one_line(user_agent, 256)
+    evidence = {"client": client, "user_agent": user_agent} if via == "link" else {}
+    if link_level is not None and alert["state"] == OPEN and alert["level"] != link_level:
+        _audit(conn, "alert_ack_refused", alert, actor=actor, role=role, via=via, member=member,
+               reason="the alert has left the link's level", link_level=link_level + 1, level=alert["level"] + 1,
+               **evidence)
+        return Outcome(None, alert, refused="left level")
     values = {"state": ACKNOWLEDGED, "acked_at": now, "acked_by": actor[:64], "acked_by_name": display_name[:128],
-              "acked_member": member, "ack_via": via, "next_escalation_at": None, "updated_at": now}
-    if alert["state"] != OPEN or not store.update_alert(conn, alert_id, {"state": OPEN}, **values):
+              "acked_member": member, "ack_via": via, "next_escalation_at": None, "updated_at": now,
+              "ack_client": client, "ack_user_agent": user_agent}
+    if alert["state"] != OPEN or not store.update_alert(conn, alert_id, {"state": OPEN, "level": alert["level"]},
+                                                        **values):
         return Outcome(None, store.get_alert(conn, alert_id) or alert)
     store.cancel_pending(conn, alert_id, now)
     seconds = round((now - alert["created_at"]).total_seconds(), 1)
     _audit(conn, "alert_acknowledged", alert, actor=actor, role=role, via=via, member=member,
-           level=alert["level"] + 1, seconds=seconds)
+           level=alert["level"] + 1, seconds=seconds,
+           **({"link_level": link_level + 1} if link_level is not None else {}), **evidence)
     policy = config.policies.get(alert["policy"])
     if policy is not None and policy.notify_on_ack:
         paged = sorted({(d["member"], d["channel"]) for d in store.deliveries_of(conn, alert_id)

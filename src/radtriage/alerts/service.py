@@ -148,13 +148,15 @@ class AlertService:
 
     # -- people ---------------------------------------------------------------------------------
     def acknowledge(self, alert_id: int, *, actor: str, display_name: str | None = None, via: str = "api",
-                    role: str | None = None, member: str | None = None) -> outbox.Outcome:
+                    role: str | None = None, member: str | None = None, link_level: int | None = None,
+                    client: str | None = None, user_agent: str | None = None) -> outbox.Outcome:
         """``actor`` (a username) takes the alert. `LookupError` when there is no such alert."""
         member = member or self.config.member_for_username(actor)
         now = utcnow()
         with self.db.write() as conn:
             out = outbox.acknowledge(conn, self.config, alert_id, now, actor=actor, display_name=display_name or actor,
-                                     via=via, member=member, role=role)
+                                     via=via, member=member, role=role, link_level=link_level, client=client,
+                                     user_agent=user_agent)
         if out.event:
             finding = out.alert["finding_code"]
             self.metrics.alerts.labels(finding, "acknowledged").inc()
@@ -166,12 +168,16 @@ class AlertService:
         """What a signed acknowledgement link grants; `signing.LinkError` when invalid or expired."""
         return read_ack_token(self.key, token)
 
-    def acknowledge_link(self, token: str) -> outbox.Outcome:
+    def acknowledge_link(self, token: str, client: str | None = None, user_agent: str | None = None
+                         ) -> outbox.Outcome:
+        """Take the alert by a signed link, recording the address and user agent that used it; refused
+        (``refused``) when the alert has escalated past the level the link was sent at."""
         grant = self.link_grant(token)
         member = self.config.member(grant.member)
         name = member.name if member else grant.member
         actor = (member.username if member and member.username else f"member:{grant.member}")
-        return self.acknowledge(grant.alert_id, actor=actor, display_name=name, via="link", member=grant.member)
+        return self.acknowledge(grant.alert_id, actor=actor, display_name=name, via="link", member=grant.member,
+                                link_level=grant.level, client=client, user_agent=user_agent)
 
     def resolve(self, alert_id: int, *, actor: str, reason: str, role: str | None = None) -> outbox.Outcome:
         with self.db.write() as conn:

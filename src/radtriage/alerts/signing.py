@@ -1,9 +1,11 @@
 """Signed one-click acknowledgement links and webhook signatures (HMAC-SHA256).
 
-An acknowledgement token names the alert, the member it was sent to and its
-expiry (Unix seconds), signed with the service's secret key:
-``<alert>.<member>.<expires>.<hex>``. Opening the link shows a confirmation
-page; only its POST acknowledges (mail systems pre-fetch links with GET).
+An acknowledgement token names the alert, the member it was sent to, the
+escalation round (level) it was sent at and its expiry (Unix seconds), signed
+with the service's secret key: ``<alert>.<member>.<level>.<expires>.<hex>``.
+Opening the link shows a confirmation page; only its POST acknowledges (mail
+systems pre-fetch links with GET), and only while the alert is still at that
+level: a forwarded message stops acknowledging once the alert has escalated.
 
 A webhook body is signed over ``<timestamp>.<body>``; the receiver checks the
 signature and refuses a timestamp older than its replay window, and uses the
@@ -22,7 +24,7 @@ TIMESTAMP_HEADER = "X-Radtriage-Timestamp"
 SIGNATURE_HEADER = "X-Radtriage-Signature"
 EVENT_HEADER = "X-Radtriage-Event"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-_TOKEN = re.compile(r"^(\d{1,18})\.([a-z0-9][a-z0-9_-]{0,31})\.(\d{1,12})\.([0-9a-f]{64})$")
+_TOKEN = re.compile(r"^(\d{1,18})\.([a-z0-9][a-z0-9_-]{0,31})\.(\d{1,3})\.(\d{1,12})\.([0-9a-f]{64})$")
 
 
 class LinkError(ValueError):
@@ -38,14 +40,15 @@ class AckGrant:
     alert_id: int
     member: str
     expires: int
+    level: int = 0  # the round (0-based) the link was sent at
 
 
-def _ack_message(alert_id: int, member: str, expires: int) -> bytes:
-    return f"radtriage-ack:{alert_id}.{member}.{expires}".encode()
+def _ack_message(alert_id: int, member: str, level: int, expires: int) -> bytes:
+    return f"radtriage-ack-2:{alert_id}.{member}.{level}.{expires}".encode()
 
 
-def ack_token(key: bytes, alert_id: int, member: str, expires: int) -> str:
-    return f"{alert_id}.{member}.{expires}.{sign(key, _ack_message(alert_id, member, expires))}"
+def ack_token(key: bytes, alert_id: int, member: str, expires: int, level: int = 0) -> str:
+    return f"{alert_id}.{member}.{level}.{expires}.{sign(key, _ack_message(alert_id, member, level, expires))}"
 
 
 def read_ack_token(key: bytes, token: str, now: float | None = None) -> AckGrant:
@@ -53,12 +56,12 @@ def read_ack_token(key: bytes, token: str, now: float | None = None) -> AckGrant
     m = _TOKEN.match(token)
     if m is None:
         raise LinkError("invalid")
-    alert_id, member, expires = int(m[1]), m[2], int(m[3])
-    if not same(sign(key, _ack_message(alert_id, member, expires)), m[4]):
+    alert_id, member, level, expires = int(m[1]), m[2], int(m[3]), int(m[4])
+    if not same(sign(key, _ack_message(alert_id, member, level, expires)), m[5]):
         raise LinkError("invalid")
     if (time.time() if now is None else now) > expires:
         raise LinkError("expired")
-    return AckGrant(alert_id, member, expires)
+    return AckGrant(alert_id, member, expires, level)
 
 
 def webhook_signature(secret: bytes, timestamp: int, body: bytes) -> str:

@@ -48,7 +48,9 @@ class AlertView(BaseModel):
     created_at: dt.datetime
     taken_by: str | None
     taken_at: dt.datetime | None
-    taken_via: str | None
+    taken_via: str | None  # link | api | page
+    taken_from: str | None = None  # the client address that used a one-click link
+    taken_user_agent: str | None = None  # and its user agent
     resolved_at: dt.datetime | None
     resolved_reason: str | None
     model: str
@@ -74,6 +76,7 @@ def view(config: AlertingConfig, row: dict[str, Any], deliveries: list[dict[str,
         has_key_image=bool(row["key_image"]), level=row["level"] + 1, level_name=level_name,
         escalation_due_at=row["next_escalation_at"], exhausted=row["exhausted"], created_at=row["created_at"],
         taken_by=row["acked_by_name"], taken_at=row["acked_at"], taken_via=row["ack_via"],
+        taken_from=row.get("ack_client"), taken_user_agent=row.get("ack_user_agent"),
         resolved_at=row["resolved_at"], resolved_reason=row["resolved_reason"],
         model=f"{c.model_id} {c.model_version}",
         deliveries=[DeliveryView(kind=d["kind"], level=d["level"] + 1, member=d["member"],

@@ -92,7 +92,7 @@ class AlertWorker:
         ack_url = expires = None
         if d["kind"] == PAGE:
             expires = now + dt.timedelta(seconds=links.ack_link_ttl_s)
-            token = ack_token(self.key, alert["id"], d["member"], int(expires.timestamp()))
+            token = ack_token(self.key, alert["id"], d["member"], int(expires.timestamp()), level=d["level"])
             ack_url = f"{links.base_url}/alerts/ack/{token}"
         image = key_image_path(alert["key_image"], self.results_dir)
         return compose(AlertContent.model_validate(alert["content"]), alert_id=alert["id"], key=d["idempotency_key"],

@@ -21,7 +21,7 @@ from radtriage.alerts.service import AlertService
 from radtriage.alerts.signing import LinkError
 from radtriage.alerts.views import AlertView
 from radtriage.api import audit as audit_api
-from radtriage.api.auth import User, authenticate, require_roles
+from radtriage.api.auth import User, authenticate, client_of, require_roles
 from radtriage.api.problems import ProblemError
 
 ALERTS_DIR = Path(__file__).resolve().parents[1] / "alerts"
@@ -131,9 +131,12 @@ LINK_PROBLEMS = {"invalid": "This link is not valid.", "expired": "This link has
 
 
 def _link_page(request: Request, alerts: AlertService, token: str, take: bool) -> Response:
+    """The link's confirmation page (GET) or its acknowledgement (POST), which records the client address
+    and user agent; a link sent at a level the alert has since left is refused (409)."""
     try:
         grant = alerts.link_grant(token)
-        outcome = alerts.acknowledge_link(token) if take else None
+        outcome = (alerts.acknowledge_link(token, client=client_of(request),
+                                           user_agent=request.headers.get("user-agent")) if take else None)
     except LinkError as exc:
         return _page(request, "ack.html", 403, problem=LINK_PROBLEMS[exc.reason], alert=None)
     except LookupError:
@@ -144,6 +147,11 @@ def _link_page(request: Request, alerts: AlertService, token: str, take: bool) -
     member = alerts.config.member(grant.member)
     audit_api.link_view(request, member.username if member and member.username else f"member:{grant.member}",
                         view.study_uid, grant.alert_id)
+    if (outcome is not None and outcome.refused) or (view.state == "open" and view.level != grant.level + 1):
+        return _page(request, "ack.html", 409, alert=None, problem=(
+            f"This link was sent at level {grant.level + 1}; the alert has since been escalated to level "
+            f"{view.level} and paged to others, so this link no longer takes it. Use the stroke page or the "
+            "newest message."))
     return _page(request, "ack.html", alert=view, token=token, member=member.name if member else grant.member,
                  taken_now=bool(outcome and outcome.event), problem=None, done=take)
 

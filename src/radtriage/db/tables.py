@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -294,6 +295,8 @@ alerts = Table(
     Column("state", String(16), nullable=False),
     Column("level", Integer, nullable=False),  # index of the policy level paged last
     Column("exhausted", Boolean, nullable=False),  # the last level timed out unanswered
+    # decided too long after the study arrived: pages the policy's late levels (the reading radiologist)
+    Column("late_route", Boolean, nullable=False, server_default=false()),
     Column("next_escalation_at", DateTime(timezone=True)),
     Column("received_at", DateTime(timezone=True), nullable=False),  # the study's last instance
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -304,6 +307,8 @@ alerts = Table(
     Column("acked_by_name", String(128)),
     Column("acked_member", String(32)),
     Column("ack_via", String(16)),  # link | api | page
+    Column("ack_client", String(64)),  # the address that used a one-click link
+    Column("ack_user_agent", String(256)),  # and its browser or mail scanner
     Column("resolved_at", DateTime(timezone=True)),
     Column("resolved_by", String(64)),
     Column("resolved_reason", String(128)),
@@ -331,3 +336,15 @@ alert_deliveries = Table(
     Column("finished_at", DateTime(timezone=True)),
 )
 Index("ix_alert_deliveries_due", alert_deliveries.c.state, alert_deliveries.c.next_attempt_at)
+
+# One row per positive result of a pipeline with an alert policy once its alert decision is made (in
+# the transaction that writes the alert), so the recovery sweep finds every result never decided.
+alert_decisions = Table(
+    "alert_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id"), nullable=False, unique=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("via", String(16), nullable=False),  # dispatcher | recovery | migration
+    Column("outcome", String(32), nullable=False),  # created | duplicate | not paged | before 0005
+)

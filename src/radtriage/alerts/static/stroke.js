@@ -18,7 +18,7 @@
   function statusText(a) {
     if (a.state === "acknowledged") {
       const at = new Date(a.taken_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      return "Taken by " + a.taken_by + " at " + at;
+      return "Taken by " + a.taken_by + (a.taken_via === "link" ? " by link" : "") + " at " + at;
     }
     const paged = [...new Set(a.deliveries.filter(d => d.kind === "page" && d.state === "delivered")
       .map(d => d.member_name))];

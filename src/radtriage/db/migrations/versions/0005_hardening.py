@@ -28,6 +28,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_login_attempts_client'), ['client'], unique=False)
         batch_op.create_index(batch_op.f('ix_login_attempts_username'), ['username'], unique=False)
     # --- alerts ---
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("late_route", sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.add_column(sa.Column("ack_client", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("ack_user_agent", sa.String(length=256), nullable=True))
+    op.create_table(
+        "alert_decisions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("result_id", sa.Integer(), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("via", sa.String(length=16), nullable=False),
+        sa.Column("outcome", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(["result_id"], ["results.id"], name=op.f("fk_alert_decisions_result_id_results")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_decisions")),
+        sa.UniqueConstraint("result_id", name=op.f("uq_alert_decisions_result_id")),
+    )
+    # results recorded before this version were decided (or swept) by it: only later ones are swept
+    op.execute("INSERT INTO alert_decisions (result_id, decided_at, via, outcome) "
+               "SELECT id, created_at, 'migration', 'before 0005' FROM results WHERE positive")
     # --- audit ---
     pass
 
@@ -35,6 +53,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     # --- audit ---
     # --- alerts ---
+    op.drop_table("alert_decisions")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_column("ack_user_agent")
+        batch_op.drop_column("ack_client")
+        batch_op.drop_column("late_route")
     # --- login attempts (accounts) ---
     op.drop_table('login_attempts')
     # --- conflicts (store integrity) ---
