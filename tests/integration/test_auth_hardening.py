@@ -166,6 +166,11 @@ def test_a_configured_proxy_is_believed_and_nobody_else(tmp_path):
         with server.client("127.0.0.2") as direct:  # not a proxy: its header is a lie
             assert login(direct, "dr.proxied", WRONG, **{"X-Forwarded-For": "203.0.113.8"}) == "/login?error=bad"
         assert sorted(audited(server, "login_failed", "dr.proxied")) == ["127.0.0.2", "203.0.113.7"]
+        with server.client() as proxy:  # behind a proxy the site is reachable from elsewhere:
+            r = proxy.post("/login", data={"username": "dr.proxied", "password": PASSWORD},
+                           headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+            assert r.headers["location"] == "/" and "secure" in r.headers["set-cookie"].lower()  # HTTPS cookie
+            assert proxy.get("/metrics").status_code == 401  # and the operator pages need a login
     finally:
         server.stop()
 

@@ -12,7 +12,7 @@ from radtriage import __version__
 from radtriage.api import alerts, dicomweb, health, live, pages, session, worklist
 from radtriage.api import audit as audit_api
 from radtriage.api.auth import LoginLimiter
-from radtriage.api.operator_pages import OperatorPagesGuard, reachable_beyond_loopback
+from radtriage.api.operator_pages import OperatorPagesGuard
 from radtriage.api.problems import install_problem_handlers
 from radtriage.db import worklist as worklist_db
 from radtriage.service import Runtime, Services
@@ -41,7 +41,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.state.alerts = services.alerts
     app.state.login_limiter = LoginLimiter.from_settings(services.db, auth)
     install_problem_handlers(app)
-    app.add_middleware(OperatorPagesGuard, enabled=reachable_beyond_loopback(services.settings))
+    app.add_middleware(OperatorPagesGuard, enabled=services.settings.http_is_exposed)
     app.include_router(health.router)
     app.include_router(dicomweb.router)
     app.include_router(session.router)

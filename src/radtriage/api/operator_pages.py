@@ -15,15 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from radtriage.api.auth import authenticate
 from radtriage.api.problems import ProblemError, problem
-from radtriage.config import Settings
 
 METRICS_ROLES = frozenset({"service", "admin"})
 DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
-
-
-def reachable_beyond_loopback(settings: Settings) -> bool:
-    """Whether anyone but this machine can reach the API: another listen address, or a proxy in front."""
-    return not settings.http_is_local or bool(settings.trusted_proxies)
 
 
 def _guarded(path: str) -> bool:

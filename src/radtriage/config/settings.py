@@ -99,7 +99,7 @@ class AuthSettings(BaseModel):
     # RADTRIAGE_AUTH__SECRET_KEY. In development a random key is made per start.
     secret_key: SecretStr | None = None
     session_hours: float = Field(default=12.0, gt=0)
-    cookie_secure: bool | None = None  # None: Secure cookies unless the API listens on loopback only
+    cookie_secure: bool | None = None  # None: Secure cookies when others reach the API (Settings.http_is_exposed)
     login_attempts: int = Field(default=5, ge=1)  # failed logins per user name, from any address ...
     login_attempts_per_address: int = Field(default=20, ge=1)  # ... and per client address, over all names ...
     login_window_s: float = Field(default=300.0, gt=0)  # ... within this window (counted in the database)
@@ -229,7 +229,12 @@ class Settings(BaseSettings):
 
     @property
     def cookie_secure(self) -> bool:
-        return self.auth.cookie_secure if self.auth.cookie_secure is not None else not self.http_is_local
+        return self.auth.cookie_secure if self.auth.cookie_secure is not None else self.http_is_exposed
+
+    @property
+    def http_is_exposed(self) -> bool:
+        """Whether others than this machine reach the API: it listens on another address, or proxies sit in front."""
+        return not self.http_is_local or bool(self.trusted_proxies)
 
     @property
     def http_is_local(self) -> bool:
