@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from radtriage import __version__
 from radtriage.api import alerts, dicomweb, health, live, pages, session, worklist
 from radtriage.api import audit as audit_api
+from radtriage.api import conflicts as conflicts_api
 from radtriage.api.auth import LoginLimiter
 from radtriage.api.operator_pages import OperatorPagesGuard
 from radtriage.api.problems import install_problem_handlers
@@ -49,6 +50,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(live.router)
     app.include_router(alerts.router)
+    app.include_router(conflicts_api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

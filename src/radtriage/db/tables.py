@@ -38,6 +38,7 @@ studies = Table(
     Column("study_uid", UID, nullable=False, unique=True),
     Column("accession_number", String(64)),
     Column("patient_id", String(64)),
+    Column("patient_id_issuer", String(64)),  # Issuer of Patient ID (0010,0021), where sent
     Column("patient_name", String(324)),
     Column("patient_birth_date", String(8)),
     Column("patient_sex", String(16)),
@@ -99,6 +100,37 @@ instances = Table(
     Column("source", String(16), nullable=False),
     Column("association_id", String(36), ForeignKey("associations.id")),
 )
+
+# An instance refused because it contradicts what is stored (a PACS's "patient mismatch"): its Study
+# Instance UID is stored under another patient, or its SOP Instance / Series Instance UID under another
+# series or study. Its bytes are held under the spool's .conflicts/ until an administrator accepts it as a
+# correction of the patient's demographics (patient_mismatch only) or keeps it refused.
+store_conflicts = Table(
+    "store_conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(24), nullable=False),  # patient_mismatch | sop_elsewhere | series_elsewhere
+    Column("state", String(16), nullable=False),  # open | accepted | refused
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("series_uid", UID, nullable=False),
+    Column("sop_instance_uid", UID, nullable=False, index=True),
+    Column("sop_class_uid", UID, nullable=False),
+    Column("existing_study_uid", UID),  # where the UID is stored (sop_elsewhere, series_elsewhere)
+    Column("existing_series_uid", UID),
+    Column("mismatch", JSON, nullable=False),  # the names of the fields that differ, never their values
+    Column("incoming", JSON, nullable=False),  # the instance's patient and study fields (shown to admins only)
+    Column("path", Text),  # the held copy; None once refused
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("calling_ae", String(16)),
+    Column("attempts", Integer, nullable=False),  # the same bytes refused again while open
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolved_by", String(64)),
+)
+Index("ix_store_conflicts_state", store_conflicts.c.state)
 
 instance_replacements = Table(
     "instance_replacements",

@@ -69,6 +69,8 @@ class RejectReason(str, enum.Enum):
     NO_SPACE = "no_space"
     TOO_LARGE = "too_large"
     INTERNAL = "internal_error"
+    PATIENT_MISMATCH = "patient_mismatch"  # its study is stored under another patient
+    UID_CONFLICT = "uid_conflict"  # its SOP Instance or Series Instance UID is stored in another series or study
 
     @property
     def dimse_status(self) -> int:
@@ -83,6 +85,10 @@ _DIMSE_STATUS = {
     RejectReason.NO_SPACE: 0xA700,  # Refused: out of resources
     RejectReason.TOO_LARGE: 0xA701,  # Refused: out of resources (size limit)
     RejectReason.INTERNAL: 0x0110,  # Failure: processing failure
+    # Error: cannot understand (PS3.4 B.2.3, C000-CFFF): the identifiers contradict what is stored; held
+    # for an administrator, not worth a retry by the sender
+    RejectReason.PATIENT_MISMATCH: 0xC010,
+    RejectReason.UID_CONFLICT: 0xC011,
 }
 
 
@@ -114,6 +120,7 @@ class InstanceHeader:
         return {
             "accession_number": _text(ds, "AccessionNumber", 64),
             "patient_id": _text(ds, "PatientID", 64),
+            "patient_id_issuer": _text(ds, "IssuerOfPatientID", 64),
             "patient_name": _text(ds, "PatientName", 324),
             "patient_birth_date": _text(ds, "PatientBirthDate", 8),
             "patient_sex": _text(ds, "PatientSex", 16),

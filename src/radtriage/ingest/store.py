@@ -12,15 +12,17 @@ from __future__ import annotations
 import errno
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from radtriage.db import Database
-from radtriage.db import access
+from radtriage.db import access, conflicts
 from radtriage.ingest.metrics import IngestMetrics
 from radtriage.ingest.parse import InstanceHeader, InstanceRejected, RejectReason, parse_part10
+from radtriage.ingest.sameness import same_dataset
 from radtriage.ingest.spool import Spool, SpoolFullError, Staged
 
 log = logging.getLogger("radtriage.ingest")
@@ -160,12 +162,19 @@ class InstanceStore:
         return hdr
 
     def _index(self, staged: Staged, hdr: InstanceHeader, origin: Origin) -> StoreResult:
-        """Place the staged file and index it, in one database transaction."""
+        """Place the staged file and index it, in one database transaction.
+
+        An instance that contradicts the index is held for an administrator and refused
+        (PATIENT_MISMATCH or UID_CONFLICT); one that holds the same data set as the stored copy,
+        whatever its encoding, is a duplicate.
+        """
         placed: list[tuple[Path, bool]] = []
+        same_as = self._stored_equivalent(staged, hdr)
 
         def prepare(existing: access.StoredInstance | None) -> access.NewInstance | None:
-            if existing is not None and existing.sha256 == staged.sha256 and Path(existing.path).exists():
-                return None  # the same bytes again: stored once
+            if (existing is not None and existing.sha256 in (staged.sha256, same_as)
+                    and Path(existing.path).exists()):
+                return None  # the same instance again (these bytes, or another encoding of it): stored once
             primary = self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
             path, created = self.spool.place(staged, primary)
             placed.append((path, created))
@@ -188,8 +197,11 @@ class InstanceStore:
                 storage_dir=str(path.parent),
             )
 
+        key = access.InstanceKey(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.study_fields)
         try:
-            written, existing = access.index_instance(self.db, hdr.sop_instance_uid, prepare)
+            written, existing = access.index_instance(self.db, key, prepare)
+        except access.StoreConflict as conflict:
+            raise self._refuse(conflict, staged, placed, hdr, origin) from None
         except BaseException:
             for path, created in placed:
                 if created:  # ours alone, and not indexed
@@ -214,6 +226,40 @@ class InstanceStore:
             staged.sha256[:12],
         )
         return result("replaced", written.path)
+
+
+    def _stored_equivalent(self, staged: Staged, hdr: InstanceHeader) -> str | None:
+        """The hash of the stored copy of this instance when it holds the same data set in other bytes."""
+        stored = access.find_instance(self.db, hdr.sop_instance_uid)
+        if (stored is None or stored.sha256 == staged.sha256
+                or (stored.study_uid, stored.series_uid) != (hdr.study_uid, hdr.series_uid)
+                or not Path(stored.path).is_file()):
+            return None
+        if not same_dataset(Path(stored.path), staged.path):
+            return None
+        log.info("duplicate instance in another encoding: sop_instance_uid=%s", hdr.sop_instance_uid)
+        return stored.sha256
+
+    def _refuse(self, conflict: access.StoreConflict, staged: Staged, placed: list[tuple[Path, bool]],
+                hdr: InstanceHeader, origin: Origin) -> InstanceRejected:
+        """Hold a conflicting instance for an administrator, list and audit it; the rejection to raise."""
+        held = self.spool.root / ".conflicts" / f"{uuid.uuid4().hex}.dcm"
+        mine = [path for path, created in placed if created]
+        if mine:  # placed before the conflict showed: move our copy aside
+            held.parent.mkdir(exist_ok=True)
+            mine[0].replace(held)
+        else:
+            held = self.spool.place(staged, held)[0]
+        conflict_id, new = conflicts.record(self.db, conflicts.Refused(
+            conflict=conflict, study_uid=hdr.study_uid, series_uid=hdr.series_uid,
+            sop_instance_uid=hdr.sop_instance_uid, sop_class_uid=hdr.sop_class_uid,
+            incoming=hdr.study_fields(), path=str(held), sha256=staged.sha256, size_bytes=staged.size,
+            source=origin.source, calling_ae=origin.calling_ae))
+        if not new:
+            held.unlink(missing_ok=True)  # the same bytes are held for that conflict already
+        reason = (RejectReason.PATIENT_MISMATCH if conflict.kind == access.StoreConflict.PATIENT_MISMATCH
+                  else RejectReason.UID_CONFLICT)
+        return InstanceRejected(reason, f"conflict {conflict_id}: {conflict}")
 
 
 def _as_rejection(exc: Exception) -> InstanceRejected:

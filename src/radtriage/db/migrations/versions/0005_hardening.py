@@ -15,6 +15,37 @@ depends_on = None
 
 def upgrade() -> None:
     # --- conflicts (store integrity) ---
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("patient_id_issuer", sa.String(length=64), nullable=True))
+    op.create_table(
+        "store_conflicts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("study_uid", sa.String(length=64), nullable=False),
+        sa.Column("series_uid", sa.String(length=64), nullable=False),
+        sa.Column("sop_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("sop_class_uid", sa.String(length=64), nullable=False),
+        sa.Column("existing_study_uid", sa.String(length=64), nullable=True),
+        sa.Column("existing_series_uid", sa.String(length=64), nullable=True),
+        sa.Column("mismatch", sa.JSON(), nullable=False),
+        sa.Column("incoming", sa.JSON(), nullable=False),
+        sa.Column("path", sa.Text(), nullable=True),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("calling_ae", sa.String(length=16), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolved_by", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_store_conflicts")),
+    )
+    with op.batch_alter_table("store_conflicts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_store_conflicts_study_uid"), ["study_uid"], unique=False)
+        batch_op.create_index(batch_op.f("ix_store_conflicts_sop_instance_uid"), ["sop_instance_uid"], unique=False)
+        batch_op.create_index("ix_store_conflicts_state", ["state"], unique=False)
     # --- login attempts (accounts) ---
     op.create_table('login_attempts',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -61,4 +92,7 @@ def downgrade() -> None:
     # --- login attempts (accounts) ---
     op.drop_table('login_attempts')
     # --- conflicts (store integrity) ---
+    op.drop_table("store_conflicts")
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.drop_column("patient_id_issuer")
     pass
