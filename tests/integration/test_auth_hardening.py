@@ -138,9 +138,9 @@ def test_failed_logins_count_per_address_over_every_user_name(local):
         assert login(c, "dr.target") == "/"
 
 
-def test_workers_share_the_counters(make_settings):
-    """Two API workers on one database: failures at either count at both."""
-    first, second = build_services(make_settings()), build_services(make_settings())
+def test_workers_share_the_counters(make_settings, db_url):
+    """Two API workers on one database (SQLite and PostgreSQL): failures at either count at both."""
+    first, second = (build_services(make_settings(database_url=db_url)) for _ in range(2))
     accounts.add_user(first.db, "dr.workers", "radiologist", PASSWORD)
     try:
         with TestClient(create_app(first)) as a, TestClient(create_app(second)) as b:
