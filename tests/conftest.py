@@ -4,6 +4,7 @@ PostgreSQL), a running listener in this process."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,25 @@ import pytest
 
 from radtriage.config import Settings, load_settings
 from tests.helpers import need_peer
+
+
+# --- the end of a run: what was skipped and why ---------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    """A missing peer skips its tests outside CI: say how many and why, so a green run is not mistaken."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = Counter(
+        str(r.longrepr[2]).removeprefix("Skipped: ") if isinstance(r.longrepr, tuple) else str(r.longrepr)
+        for r in skipped
+    )
+    terminalreporter.section(f"{len(skipped)} test{'s' if len(skipped) != 1 else ''} skipped", sep="-")
+    for reason, n in reasons.most_common():
+        terminalreporter.write_line(f"{n:5d}  {reason}")
+    if any("not available" in reason for reason in reasons):
+        terminalreporter.write_line("a peer is missing: `make peers` installs or starts it (or prints the command)")
 
 
 # --- databases ---------------------------------------------------------------
