@@ -17,6 +17,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,7 +29,6 @@ from radtriage.alerts import AlertMetrics, AlertService, parse_alerting
 from radtriage.api import create_app
 from radtriage.db import accounts, audit, ledger
 from radtriage.db.tables import jobs, series, studies
-from radtriage.routing import load_pipelines
 from radtriage.service import build_services
 from tests.integration.test_alerts import (  # noqa: F401 - fixtures
     ENV,
@@ -48,7 +48,6 @@ from tests.integration.test_alerts import (  # noqa: F401 - fixtures
 )
 from tests.integration.test_alerts_api import PASSWORD, alert_app
 
-REPO = Path(__file__).resolve().parents[2]
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         "User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148"}
 
@@ -132,7 +131,7 @@ def test_a_stat_result_recorded_without_its_alert_is_paged_late_after_a_restart(
     data["policies"]["stroke"]["late"] = {
         "after_s": 3600, "levels": [level([{"member": "ng"}], ["webhook", "email"], timeout=600)]}
     svc = services(parse_alerting(data, environ=ENV))
-    svc.for_pipelines(load_pipelines(REPO / "pipelines"))
+    svc.for_pipelines([SimpleNamespace(id="stroke_ich", alert="stroke")])  # pipelines/stroke_ich.yaml's policy
     svc.start()  # the restarted service's first sweep
 
     got = hook.wait_for(2, 30, event="alert.page")

@@ -131,6 +131,14 @@ class Upgrade(_Strict):
     volume_ml_delta: float = Field(default=5.0, gt=0)
 
 
+class Late(_Strict):
+    """Where a page goes when it is decided long after the study arrived (e.g. after a crash and a long
+    restart): past ``after_s`` the ``levels`` (the reading radiologist) are paged instead of the policy's."""
+
+    after_s: float = Field(default=3600.0, gt=0)
+    levels: list[Level] = Field(min_length=1)
+
+
 class Policy(_Strict):
     findings: list[Name] = Field(min_length=1)  # finding codes: ich, lvo
     priorities: list[Literal["STAT", "URGENT", "ROUTINE"]] = Field(default_factory=list)  # empty: any positive
@@ -140,15 +148,24 @@ class Policy(_Strict):
     # After the last level's deadline, page that level again this many times
     # (each with its deadline) before the alert is marked unanswered.
     repeat_last: int = Field(default=2, ge=0, le=20)
+    late: Late | None = None  # none: a late page still goes to ``levels`` (saying LATE)
 
-    @property
-    def rounds(self) -> int:
+    def route(self, late: bool = False) -> list[Level]:
+        """The levels an alert pages: the policy's, or ``late.levels`` for an alert decided too late."""
+        return self.late.levels if late and self.late is not None else self.levels
+
+    def is_late(self, study_age_s: float) -> bool:
+        """Whether an alert decided when the study is this old goes to the late levels."""
+        return self.late is not None and study_age_s >= self.late.after_s
+
+    def rounds(self, late: bool = False) -> int:
         """How many times levels are paged in all: each level once, then the last ``repeat_last`` more times."""
-        return len(self.levels) + self.repeat_last
+        return len(self.route(late)) + self.repeat_last
 
-    def level(self, index: int) -> Level:
+    def level(self, index: int, late: bool = False) -> Level:
         """The level paged at round ``index`` (0-based; rounds past the last level repeat it)."""
-        return self.levels[min(index, len(self.levels) - 1)]
+        levels = self.route(late)
+        return levels[min(index, len(levels) - 1)]
 
 
 class WebhookChannel(_Strict):
@@ -187,8 +204,16 @@ class Delivery(_Strict):
     lease_s: float = Field(default=60.0, gt=0)  # a delivery whose sender died is tried again after this
     workers: int = Field(default=2, ge=1)
     poll_s: float = Field(default=0.5, gt=0)
-    recover_window_s: float = Field(default=900.0, ge=0)  # positive results this recent without an alert decision
+    # how often positive results without an alert decision (however old) are looked for and decided
     recover_every_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "recover_window_s" in data:
+            raise ValueError("recover_window_s was removed: every positive result without an alert decision is "
+                             "now decided however old (see a policy's late: for where late pages go); delete it")
+        return data
 
 
 class Privacy(_Strict):
@@ -250,9 +275,12 @@ class AlertingConfig(_Strict):
             for i, m in enumerate(rota.fallback):
                 _known(f"rotas.{name}.fallback.{i}", m, members, "member")
         for pname, policy in self.policies.items():
-            for li, level in enumerate(policy.levels):
+            routes = [(f"policies.{pname}.levels", policy.levels)]
+            if policy.late is not None:
+                routes.append((f"policies.{pname}.late.levels", policy.late.levels))
+            for prefix, li, level in [(p, i, lv) for p, levels in routes for i, lv in enumerate(levels)]:
                 for ti, t in enumerate(level.notify):
-                    where = f"policies.{pname}.levels.{li}.notify.{ti}"
+                    where = f"{prefix}.{li}.notify.{ti}"
                     if t.oncall is not None:
                         _known(f"{where}.oncall", t.oncall, self.rotas, "rota")
                     if t.member is not None:
@@ -260,7 +288,7 @@ class AlertingConfig(_Strict):
                     if t.team is not None:
                         _known(f"{where}.team", t.team, self.teams, "team")
                 if "email" in level.channels and self.channels.email is None:
-                    raise ValueError(f"policies.{pname}.levels.{li}.channels: email needs channels.email (the SMTP relay)")
+                    raise ValueError(f"{prefix}.{li}.channels: email needs channels.email (the SMTP relay)")
         return self
 
     # -- look-ups ----------------------------------------------------------------

@@ -28,6 +28,7 @@ from radtriage.domain.case import Finding, TaskResult, TriageCase
 
 PRIORITY_RANK = {"STAT": 0, "URGENT": 1, "ROUTINE": 2, "PENDING_AI": 3}
 VOLUME = "estimated_volume_ml"
+RECOVERED = "recovered"  # the reason of an alert the recovery sweep decided
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,19 @@ def decide(conn: Connection, config: AlertingConfig, policy_name: str, case: Tri
     reason = "upgraded" if same else "new_finding" if earlier else new_reason
     content = build_content(config, policy_name, case, pipeline_id, result, finding, priority,
                             store.study_fields(conn, case.study_uid))
+    # decided by the recovery sweep (the dispatcher's hand-off was lost) or too long after the study arrived:
+    # the page says LATE, and past the policy's late.after_s it goes to the late levels instead
+    study_age_s = max(0.0, (now - content.received_at).total_seconds())
+    late_route = policy.is_late(study_age_s)
+    late = late_route or new_reason == RECOVERED
+    content = content.model_copy(update={"late": late, "late_route": late_route})
     values = {"dedup_key": dedup_key(case.study_uid, policy_name, sig, len(same)), "study_uid": case.study_uid,
               "series_uid": case.series_uid, "case_id": case.case_id, "pipeline_id": pipeline_id,
               "policy": policy_name, "finding_code": finding.code, "signature": sig, "priority": priority,
               "probability": finding.probability, "content": content.model_dump(mode="json"),
               "key_image": finding.key_image, "reason": reason, "supersedes": same[0]["id"] if same else None,
-              "state": OPEN, "level": 0, "exhausted": False, "received_at": content.received_at,
+              "state": OPEN, "level": 0, "exhausted": False, "late_route": late_route,
+              "received_at": content.received_at,
               "created_at": now, "updated_at": now}
     alert_id = store.insert_alert(conn, **values)
     alert = {"id": alert_id, **values}
@@ -86,6 +94,7 @@ def decide(conn: Connection, config: AlertingConfig, policy_name: str, case: Tri
         outbox.resolve(conn, same[0]["id"], now, actor="system", reason=f"superseded by alert {alert_id}")
     record(conn, "alert_created", study_uid=case.study_uid, detail={
         "alert_id": alert_id, **detail, "text": finding.text, "probability": finding.probability,
-        "priority": priority, "reason": reason, "supersedes": values["supersedes"]})
+        "priority": priority, "reason": reason, "supersedes": values["supersedes"],
+        **({"late": True, "late_route": late_route, "study_age_s": round(study_age_s)} if late else {})})
     outbox.start_level(conn, config, alert, 0, now)
     return Decision("created", alert_id, finding.code)

@@ -48,6 +48,8 @@ class AlertContent(BaseModel):
     study_url: str
     model_id: str
     model_version: str
+    late: bool = False  # decided late (the recovery sweep, or past the policy's late.after_s): the page says so
+    late_route: bool = False  # sent to the policy's late levels instead of its own
 
 
 # --- text from outside ------------------------------------------------------------
@@ -196,6 +198,17 @@ def minutes_since(t: dt.datetime | None, now: dt.datetime) -> int | None:
     return None if t is None else max(0, int((now - t).total_seconds() // 60))
 
 
+def age_text(minutes: int) -> str:
+    """A study's age for people: "47 min", "3 h 5 min", "2 d 4 h"."""
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, mins = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {mins} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
 def compose(content: AlertContent, *, alert_id: int, key: str, event: str, level: int, recipient: str,
             now: dt.datetime, zone: ZoneInfo, ack_url: str | None, ack_expires: dt.datetime | None,
             taken_by: str | None = None, key_image: Path | None = None) -> Outgoing:
@@ -209,8 +222,14 @@ def compose(content: AlertContent, *, alert_id: int, key: str, event: str, level
         subject = f"[{c.priority}] taken by {taken_by}: {c.finding_text}"
         lines = [f"{taken_by} is taking this alert.", head]
     else:
-        subject = f"[{c.priority}] {c.finding_text}" + (f" - {c.station or c.calling_ae}" if c.station or c.calling_ae else "")
+        late = "LATE " if c.late else ""
+        subject = (f"[{c.priority}] {late}{c.finding_text}"
+                   + (f" - {c.station or c.calling_ae}" if c.station or c.calling_ae else ""))
         lines = [head]
+    age = minutes_since(c.received_at, now) or 0
+    if c.late and event == "alert.page":
+        lines.insert(0, f"LATE: this alert was decided late; study received {age_text(age)} ago"
+                        + (" - sent to you instead of the first-line team, past its window" if c.late_route else ""))
     lines += [
         f"Detail: {c.detail}" if c.detail else None,
         f"Where: {where}" if where else None,
@@ -233,6 +252,7 @@ def compose(content: AlertContent, *, alert_id: int, key: str, event: str, level
                     "labels": c.labels, "measurements": c.measurements},
         "where": {"calling_ae": c.calling_ae, "station": c.station, "institution": c.institution, "scanner": c.scanner},
         "scan_time": when.isoformat(), "scan_time_known": c.scan_time is not None, "minutes_since_scan": since,
+        "late": c.late, "late_route": c.late_route, "study_age_min": age,
         "patient": c.patient, "accession": c.accession, "study_url": c.study_url,
         "ack_url": ack_url, "ack_expires_at": ack_expires.isoformat() if ack_expires else None,
         "taken_by": taken_by, "model": {"id": c.model_id, "version": c.model_version},

@@ -47,7 +47,7 @@ def start_level(conn: Connection, config: AlertingConfig, alert: dict[str, Any],
     A level that reaches nobody (no one on call, no usable contact) is due to
     escalate at once, and says so in the audit log.
     """
-    level = config.policies[alert["policy"]].level(index)
+    level = config.policies[alert["policy"]].level(index, bool(alert.get("late_route")))
     rows = []
     for mid in recipients(config, level, now):
         member = config.member(mid)
@@ -73,13 +73,15 @@ def escalate(conn: Connection, config: AlertingConfig, alert: dict[str, Any], no
     reason = "no acknowledgement" if delivered else "not delivered"
     nxt = alert["level"] + 1
     expect = {"state": OPEN, "level": alert["level"]}
-    if policy is not None and nxt < policy.rounds:
+    late = bool(alert.get("late_route"))
+    if policy is not None and nxt < policy.rounds(late):
         if not store.update_alert(conn, alert["id"], expect, level=nxt, updated_at=now):
             return None
         start_level(conn, config, alert, nxt, now)
-        repeat = nxt - len(policy.levels) + 1 if nxt >= len(policy.levels) else None
+        count = len(policy.route(late))
+        repeat = nxt - count + 1 if nxt >= count else None
         _audit(conn, "alert_escalated", alert, from_level=alert["level"] + 1, to_level=nxt + 1, reason=reason,
-               level_name=policy.level(nxt).name, **({"repeat": repeat} if repeat else {}))
+               level_name=policy.level(nxt, late).name, **({"repeat": repeat} if repeat else {}))
         log.warning("alert %s escalated to level %d%s (%s)", alert["id"], nxt + 1,
                     f" (last level again, repeat {repeat})" if repeat else "", reason)
         return Outcome("escalated", alert)
@@ -98,7 +100,7 @@ def after_failure(conn: Connection, config: AlertingConfig, delivery: dict[str, 
     policy = config.policies.get(alert["policy"]) if alert else None
     if alert is None or policy is None or delivery["kind"] != PAGE or alert["state"] != OPEN:
         return
-    level = policy.level(delivery["level"])
+    level = policy.level(delivery["level"], bool(alert.get("late_route")))
     existing = store.deliveries_of(conn, alert["id"])
     if level.channel_mode == "fallback":
         member = config.member(delivery["member"])

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from radtriage.alerts import outbox
 from radtriage.alerts.channels import Channels
 from radtriage.alerts.config import AlertingConfig
-from radtriage.alerts.decide import Decision, decide
+from radtriage.alerts.decide import RECOVERED, Decision, decide
 from radtriage.alerts.message import key_image_path
 from radtriage.alerts.metrics import AlertMetrics
 from radtriage.alerts.rota import gaps
@@ -39,6 +39,7 @@ from radtriage.db import alerts as store
 from radtriage.db.access import utcnow
 from radtriage.db.engine import Database
 from radtriage.domain.case import Finding, TaskResult, TriageCase
+from radtriage.pipelines import PipelineSpec
 
 log = logging.getLogger(__name__)
 RECOVERY_GRACE_S = 30.0  # a result this fresh is still in the dispatcher's hands
@@ -64,7 +65,7 @@ class AlertService:
                             name, len(holes), holes[0])
 
     # -- the dispatcher's hook ------------------------------------------------------------
-    def for_pipelines(self, specs: Iterable[Any]) -> Callable[[TriageCase, str, TaskResult, str], None]:
+    def for_pipelines(self, specs: Iterable[PipelineSpec]) -> Callable[[TriageCase, str, TaskResult, str], None]:
         """The ``on_result(case, pipeline_id, result, priority)`` hook for pipelines that name an ``alert`` policy."""
         self.pipeline_policies = {s.id: s.alert for s in specs if getattr(s, "alert", None)}
         unknown = sorted(set(self.pipeline_policies.values()) - set(self.config.policies))
@@ -77,25 +78,34 @@ class AlertService:
         return hook
 
     def on_result(self, case: TriageCase, pipeline_id: str, result: TaskResult, priority: str,
-                  policy_name: str | None, *, new_reason: str = "new", quiet: bool = False) -> list[Decision]:
+                  policy_name: str | None, *, new_reason: str = "new", quiet: bool = False,
+                  via: str = "dispatcher") -> list[Decision]:
         """Decide whether a newly recorded result pages, and write the alert durably; never raises.
 
         A negative result, a result without a finding the policy covers, or one
-        below the policy's priorities pages nobody. A failure here is logged;
-        the periodic recovery sweep decides the result again later.
+        below the policy's priorities pages nobody. The decision about a recorded
+        result is marked (``alert_decisions``) in the transaction that writes its
+        alerts, and a result already decided is not decided again. A failure here
+        is logged; the periodic recovery sweep decides the result later.
         """
         policy = self.config.policies.get(policy_name or "")
         if not self.config.enabled or policy is None or not result.positive:
             return []
-        if policy.priorities and priority not in policy.priorities:
-            return []
-        findings = [self._checked_key_image(case, f) for f in result.findings if f.code in policy.findings]
+        pages = not policy.priorities or priority in policy.priorities
+        findings = [self._checked_key_image(case, f) for f in result.findings if pages and f.code in policy.findings]
         for attempt in range(4):
             try:
                 now = utcnow()
                 with self.db.write() as conn:
+                    result_id = store.result_of_case(conn, case.case_id, pipeline_id)
+                    if result_id is not None and store.decided(conn, result_id):
+                        return []  # the dispatcher and the sweep both came: the first one decided
                     made = [decide(conn, self.config, policy_name, case, pipeline_id, result, f, priority, now,
                                    new_reason=new_reason, quiet=quiet) for f in findings]
+                    if result_id is not None:
+                        outcome = ("created" if any(d.outcome == "created" for d in made)
+                                   else "duplicate" if made else "not paged")
+                        store.record_decision(conn, result_id, now, via, outcome)
                 break
             except IntegrityError:  # another thread decided the same finding first: decide again
                 continue
@@ -125,22 +135,21 @@ class AlertService:
         return finding
 
     def recover_missed(self, grace_s: float = RECOVERY_GRACE_S) -> int:
-        """Decide again positive results recorded recently that have no alert (a crash right after recording).
+        """Decide every positive result that has no alert decision, however old (a crash between the
+        dispatcher recording it and deciding its alert); the alerts made say LATE. How many were created.
 
         Results younger than ``grace_s`` are left to the dispatcher's own call.
         """
-        window = self.config.delivery.recover_window_s
-        if not window or not self.pipeline_policies:
+        if not self.pipeline_policies:
             return 0
-        now = utcnow()
-        rows = store.recent_positive_results(self.db, sorted(self.pipeline_policies),
-                                             now - dt.timedelta(seconds=window),
-                                             now - dt.timedelta(seconds=grace_s))
+        rows = store.undecided_positive_results(self.db, sorted(self.pipeline_policies),
+                                                utcnow() - dt.timedelta(seconds=grace_s))
         made = 0
         for r in rows:
             decisions = self.on_result(TriageCase.model_validate(r["case"]), r["pipeline_id"],
                                        TaskResult.model_validate(r["result"]), r["priority"],
-                                       self.pipeline_policies.get(r["pipeline_id"]), new_reason="recovered", quiet=True)
+                                       self.pipeline_policies.get(r["pipeline_id"]), new_reason=RECOVERED, quiet=True,
+                                       via="recovery")
             made += sum(d.outcome == "created" for d in decisions)
         if made:
             log.warning("recovered %d alerts for results that had no alert decision", made)

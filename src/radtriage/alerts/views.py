@@ -49,6 +49,8 @@ class AlertView(BaseModel):
     taken_by: str | None
     taken_at: dt.datetime | None
     taken_via: str | None  # link | api | page
+    late: bool = False  # decided late (after a crash): the page said LATE; late_route: sent to the late levels
+    late_route: bool = False
     taken_from: str | None = None  # the client address that used a one-click link
     taken_user_agent: str | None = None  # and its user agent
     resolved_at: dt.datetime | None
@@ -66,7 +68,7 @@ def _member_name(config: AlertingConfig, member_id: str) -> str:
 def view(config: AlertingConfig, row: dict[str, Any], deliveries: list[dict[str, Any]]) -> AlertView:
     c = AlertContent.model_validate(row["content"])
     policy = config.policies.get(row["policy"])
-    level_name = policy.level(row["level"]).name if policy else None
+    level_name = policy.level(row["level"], bool(row.get("late_route"))).name if policy else None
     where = " / ".join(x for x in (c.institution, c.station) if x) or None
     return AlertView(
         id=row["id"], state=row["state"], policy=row["policy"], priority=row["priority"],
@@ -76,7 +78,7 @@ def view(config: AlertingConfig, row: dict[str, Any], deliveries: list[dict[str,
         has_key_image=bool(row["key_image"]), level=row["level"] + 1, level_name=level_name,
         escalation_due_at=row["next_escalation_at"], exhausted=row["exhausted"], created_at=row["created_at"],
         taken_by=row["acked_by_name"], taken_at=row["acked_at"], taken_via=row["ack_via"],
-        taken_from=row.get("ack_client"), taken_user_agent=row.get("ack_user_agent"),
+        late=c.late, late_route=bool(row.get("late_route")), taken_from=row.get("ack_client"), taken_user_agent=row.get("ack_user_agent"),
         resolved_at=row["resolved_at"], resolved_reason=row["resolved_reason"],
         model=f"{c.model_id} {c.model_version}",
         deliveries=[DeliveryView(kind=d["kind"], level=d["level"] + 1, member=d["member"],

@@ -4,7 +4,9 @@ An alert is ``open`` (paging, escalating on timeout), ``acknowledged`` (someone
 is taking it) or ``resolved``. A delivery is ``pending`` -> ``sending`` (with a
 lease) -> ``delivered`` | ``failed``, or ``cancelled`` when an acknowledgement
 made it moot; a ``sending`` row whose lease ran out (its sender died) is sent
-again with the same idempotency key. The tables are in `tables.py`; migration 0004 creates them.
+again with the same idempotency key. ``alert_decisions`` marks each positive result whose alert decision
+was made, so that the recovery sweep finds those that never were. The tables are in `tables.py`;
+migrations 0004 and 0005 create them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from radtriage.db.access import _aware
 from radtriage.db.engine import Database
-from radtriage.db.tables import alert_deliveries, alerts, jobs, results, studies
+from radtriage.db.tables import alert_decisions, alert_deliveries, alerts, jobs, results, studies
 
 _TIMES = ("next_escalation_at", "received_at", "created_at", "updated_at", "first_delivered_at", "acked_at",
           "resolved_at", "next_attempt_at", "lease_until", "first_attempt_at", "delivered_at", "finished_at")
@@ -170,20 +172,41 @@ def cancel_pending(conn: Connection, alert_id: int, now: dt.datetime, kind: str 
     return conn.execute(q.values(state=CANCELLED, finished_at=now)).rowcount
 
 
-# --- results the dispatcher recorded (for recovery after a crash) -----------------------------
+# --- alert decisions on the results the dispatcher recorded (recovery after a crash) -------------
 
 
-def recent_positive_results(db: Database, pipeline_ids: list[str], since: dt.datetime, until: dt.datetime
-                            ) -> list[dict[str, Any]]:
-    """Positive results of these pipelines recorded in [since, until), with their job's case, oldest first."""
+def result_of_case(conn: Connection, case_id: str, pipeline_id: str) -> int | None:
+    """The id of the result a pipeline recorded for a case (None when there is none, e.g. a direct call)."""
+    q = (select(results.c.id).join(jobs, jobs.c.id == results.c.job_id)
+         .where(jobs.c.case_id == case_id, results.c.pipeline_id == pipeline_id))
+    return conn.execute(q).scalar()
+
+
+def decided(conn: Connection, result_id: int) -> bool:
+    q = select(alert_decisions.c.id).where(alert_decisions.c.result_id == result_id)
+    return conn.execute(q).first() is not None
+
+
+def record_decision(conn: Connection, result_id: int, now: dt.datetime, via: str, outcome: str) -> None:
+    """Mark a result's alert decision made, in the transaction that wrote its alerts (unique per result)."""
+    conn.execute(alert_decisions.insert().values(result_id=result_id, decided_at=now, via=via[:16],
+                                                 outcome=outcome[:32]))
+
+
+def undecided_positive_results(db: Database, pipeline_ids: list[str], until: dt.datetime, limit: int = 100
+                               ) -> list[dict[str, Any]]:
+    """Positive results of these pipelines recorded before ``until`` that have no alert decision, however
+    old, with their job's case, oldest first."""
     if not pipeline_ids:
         return []
+    d = alert_decisions
     q = (select(results.c.id, results.c.pipeline_id, results.c.priority, results.c.result, results.c.study_uid,
                 jobs.c.case)
          .join(jobs, jobs.c.id == results.c.job_id)
-         .where(results.c.positive.is_(True), results.c.pipeline_id.in_(pipeline_ids),
-                results.c.created_at >= since, results.c.created_at < until)
-         .order_by(results.c.id))
+         .outerjoin(d, d.c.result_id == results.c.id)
+         .where(d.c.id.is_(None), results.c.positive.is_(True), results.c.pipeline_id.in_(pipeline_ids),
+                results.c.created_at < until)
+         .order_by(results.c.id).limit(limit))
     with db.read() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
 
