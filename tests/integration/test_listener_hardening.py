@@ -11,11 +11,18 @@ from __future__ import annotations
 import socket
 import struct
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from prometheus_client.parser import text_string_to_metric_families
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
@@ -23,7 +30,18 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from radtriage.api import create_app
 from radtriage.config import Peer
 from radtriage.service import Runtime, build_services
-from tests.integration.test_hostile_inputs import association, indexed_uids, rejections, status_of, valid_file
+from tests.integration.test_hostile_inputs import (
+    assert_nothing_kept,
+    association,
+    ct_dataset,
+    encode_body,
+    indexed_uids,
+    raw_send,  # noqa: F401 - a fixture
+    rejections,
+    request_file,
+    status_of,
+    valid_file,
+)
 
 SCANNER = "HOSTILESCU"  # the allowed peer: the calling AE title of test_hostile_inputs' SCU
 HOSTILE_ADDRESS = "127.0.0.2"  # another source address on loopback
@@ -102,6 +120,22 @@ def closed_by_listener(sock: socket.socket, deadline: float) -> bool:
         if not data:
             return True
     return False
+
+
+@contextmanager
+def scanner(port: int, *transfer_syntaxes: str, **associate_args) -> Iterator:
+    """The allowed scanner's association (CT Image Storage in ``transfer_syntaxes``), or
+    its failed attempt: ``associate_args`` go to `AE.associate` (host, tls_args)."""
+    ae = AE(ae_title=SCANNER)
+    ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    for ts in transfer_syntaxes or (ExplicitVRLittleEndian,):
+        ae.add_requested_context(CTImageStorage, ts)
+    host = associate_args.pop("host", "127.0.0.1")
+    assoc = ae.associate(host, port, ae_title="RADTRIAGE", **associate_args)
+    yield assoc
+    if assoc.is_established:
+        assoc.release()
+    ae.shutdown()
 
 
 # --- item 1: idle sockets must not lock scanners out ------------------------------------------
@@ -183,18 +217,10 @@ def test_a_silent_tls_client_does_not_stop_the_listener(make_settings, tmp_path)
         silent = connect_from(HOSTILE_ADDRESS, rt.scp.port)
         try:
             client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_file))
-            ae = AE(ae_title=SCANNER)
-            ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = 10
-            ae.add_requested_context(CTImageStorage)
             path, uid = valid_file(tmp_path / "send")
-            assoc = ae.associate("localhost", rt.scp.port, ae_title="RADTRIAGE", tls_args=(client, "localhost"))
-            try:
+            with scanner(rt.scp.port, host="localhost", tls_args=(client, "localhost")) as assoc:
                 assert assoc.is_established, "a silent socket held up the TLS handshake of a scanner"
                 assert status_of(assoc.send_c_store(path)) == 0x0000
-            finally:
-                if assoc.is_established:
-                    assoc.release()
-                ae.shutdown()
             assert uid in indexed_uids(rt.services)
             assert closed_by_listener(silent, time.monotonic() + 20), "the silent socket was never closed"
         finally:
@@ -252,3 +278,94 @@ def test_overlong_sop_instance_uid_gets_c002_and_the_association_goes_on(runtime
     assert out["valid"] == 0x0000
     assert rejections(services, "invalid_uid") == before + 1
     assert indexed_uids(services) == {out["valid_uid"]}
+
+
+# --- item 7: a deflated data set is inflated only up to the size limit -----------------------
+
+SIZE_LIMIT = 4 * 1024 * 1024
+MiB = 1024 * 1024
+
+
+def deflated_instance(directory: Path, name: str, zeros: int) -> tuple[Path, str]:
+    """A CT instance in Deflated Explicit VR Little Endian whose data set ends in a private
+    OB element of ``zeros`` zero bytes, compressed piece by piece (the sender never holds
+    it inflated): a few hundred KB that inflate to ``zeros`` bytes."""
+    ds = ct_dataset()
+    ds.add_new(0x7FE10010, "LO", "RADTRIAGE TEST")
+    if 0xFFFCFFFC in ds:
+        del ds[0xFFFCFFFC]  # trailing padding: the appended element must be the last in tag order
+    head = encode_body(ds) + struct.pack("<HH2sHI", 0x7FE1, 0x1010, b"OB", 0, zeros)
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [deflate.compress(head)]
+    for left in range(zeros, 0, -MiB):
+        parts.append(deflate.compress(bytes(min(MiB, left))))
+    parts.append(deflate.flush())
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.9.7433.1.1"
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    fp.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.dcm"
+    path.write_bytes(fp.getvalue() + b"".join(parts))
+    return path, ds.SOPInstanceUID
+
+
+def test_deflate_bomb_is_refused_at_the_size_limit(make_settings, tmp_path, raw_send) -> None:
+    """256 KB that inflate to 256 MiB, with a 4 MiB limit: refused (0xA701) once the
+    inflated data passes the limit, without holding the rest; the association goes on
+    and a deflated instance within the limit is stored."""
+    services = build_services(make_settings(max_upload_bytes=SIZE_LIMIT))
+    rt = Runtime(services)
+    rt.start()
+    try:
+        bomb, bomb_uid = deflated_instance(tmp_path / "send", "bomb", 256 * MiB)
+        assert bomb.stat().st_size < SIZE_LIMIT / 8
+        fine, fine_uid = deflated_instance(tmp_path / "send", "fine", MiB)
+        with scanner(rt.scp.port, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian) as assoc:
+            assert assoc.is_established
+            tracemalloc.start()
+            try:
+                status = status_of(assoc.send_c_store(bomb))
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert status == 0xA701, f"status {status!r} for a data set that inflates to 256 MiB"
+            assert peak < 16 * SIZE_LIMIT, f"{peak / MiB:.0f} MiB allocated while refusing it"
+            assert assoc.is_established
+            assert status_of(assoc.send_c_store(fine)) == 0x0000
+        assert rejections(services, "too_large") == 1
+        assert indexed_uids(services) == {fine_uid}
+        assert_nothing_kept(services, (bomb_uid,))
+    finally:
+        rt.stop()
+        services.close()
+
+
+# --- item 17: a UID with a trailing newline is no UID -----------------------------------------
+
+
+def with_trailing_newline(body: bytes, uid: str) -> bytes:
+    """``body`` with the Study Instance UID ``uid`` sent as ``uid`` + LF (pydicom would strip it)."""
+    study_uid = b"\x20\x00\x0d\x00UI"  # (0020,000D) UI, explicit VR little endian
+    value = uid.encode() + (b"\x00" if len(uid) % 2 else b"")
+    sent = uid.encode() + b"\n" + (b"\x00" if len(uid) % 2 == 0 else b"")
+    old = study_uid + struct.pack("<H", len(value)) + value
+    assert body.count(old) == 1
+    return body.replace(old, study_uid + struct.pack("<H", len(sent)) + sent)
+
+
+def test_uid_with_trailing_newline_is_refused(runtime, services, tmp_path, raw_send) -> None:
+    uid = "1.2.826.0.1.3680043.2.1143.7"
+    ds = ct_dataset(StudyInstanceUID=uid)
+    body = with_trailing_newline(encode_body(ds), uid)
+    path = request_file(tmp_path / "send", "newline", CTImageStorage, ds.SOPInstanceUID, body)
+    with association(runtime.scp.port) as assoc:
+        assert status_of(assoc.send_c_store(path)) == 0xC002
+        assert assoc.is_established
+    assert rejections(services, "invalid_uid") == 1
+    assert_nothing_kept(services, (ds.SOPInstanceUID,))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 import io
 import re
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +20,18 @@ from pydicom.dataelem import RawDataElement
 from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# Explicit VRs with a 4-byte length (PS3.5 7.1.2): the File Meta group is read by hand
+# to find a deflated data set's start without pydicom's inflate-it-all reader.
+_LONG_LENGTH_VRS = frozenset(
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+)
+_DEFLATE_FEED = 64 * 1024  # compressed bytes handed to zlib at a time
+_INFLATE_PIECE = 1024 * 1024  # inflated bytes taken from zlib at a time
+_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")  # whole value (fullmatch): "$" would allow a final newline
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Keywords kept with each series for routing and display (no pixels).
@@ -147,7 +157,7 @@ class InstanceHeader:
 
 
 def valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and _UID_RE.match(value) is not None
+    return 0 < len(value) <= 64 and _UID_RE.fullmatch(value) is not None
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str | None:
@@ -211,7 +221,7 @@ def _uid(ds: Dataset, keyword: str) -> str:
     return value
 
 
-def _check_lengths(ds: Dataset, total: int, deflated: bool) -> None:
+def _check_lengths(ds: Dataset, total: int) -> None:
     """Every top-level element's declared length must be present in the stream,
     and the elements must account for the stream to its last byte (pydicom
     stops quietly at a cut inside an element header)."""
@@ -242,24 +252,84 @@ def _check_lengths(ds: Dataset, total: int, deflated: bool) -> None:
         last_end = end
     if count == 0:
         raise InstanceRejected(RejectReason.UNPARSEABLE, "no data set elements could be read")
-    if not deflated and last_end is not None and last_end != total:
+    if last_end is not None and last_end != total:
         raise InstanceRejected(
             RejectReason.UNPARSEABLE,
             f"elements end at byte {last_end} of {total}: stream cut or corrupt",
         )
 
 
-def parse_part10(data: bytes) -> tuple[Dataset, InstanceHeader]:
-    """Parse a Part 10 stream (preamble, meta, data set) and check its structure."""
+def parse_part10(data: bytes, max_inflated: int | None = None) -> tuple[Dataset, InstanceHeader]:
+    """Parse a Part 10 stream (preamble, meta, data set) and check its structure.
+
+    A deflated data set is inflated piece by piece and refused (`RejectReason.TOO_LARGE`)
+    as soon as it passes ``max_inflated`` bytes (the store's size limit)."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-        ts = str(ds.file_meta.TransferSyntaxUID)
-        _check_lengths(ds, len(data), deflated=ts == DEFLATED)
+        meta_end, ts = _file_meta_extent(data)
+        if ts == DEFLATED:
+            ds, total = _read_deflated(data, meta_end, max_inflated)
+        else:
+            ds, total = pydicom.dcmread(io.BytesIO(data)), len(data)
+            ts = str(ds.file_meta.TransferSyntaxUID)
+        _check_lengths(ds, total)
     except InstanceRejected:
         raise
     except (InvalidDicomError, Exception) as exc:  # noqa: BLE001 - any parse failure
         raise InstanceRejected(RejectReason.UNPARSEABLE, type(exc).__name__) from exc
     return ds, header_of(ds, ts)
+
+
+def _file_meta_extent(data: bytes) -> tuple[int, str | None]:
+    """Where the File Meta group after the preamble ends, and the Transfer Syntax UID it
+    names (``None`` without one, or without ``DICM``; pydicom then says what is wrong)."""
+    if data[128:132] != b"DICM":
+        return 0, None
+    pos, ts = 132, None
+    while pos + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, pos)
+        if group != 0x0002:
+            break
+        if data[pos + 4 : pos + 6] in _LONG_LENGTH_VRS:
+            (length,) = struct.unpack_from("<I", data, pos + 8)
+            start = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", data, pos + 6)
+            start = pos + 8
+        if element == 0x0010:
+            ts = data[start : start + length].decode("ascii", "replace").strip("\x00 ")
+        pos = start + length
+    return pos, ts
+
+
+def _read_deflated(data: bytes, meta_end: int, limit: int | None) -> tuple[Dataset, int]:
+    """The data set of a Deflated Explicit VR Little Endian stream and its inflated size.
+
+    pydicom inflates the whole stream in one call; a few MB of zeros become GBs.
+    Here zlib gets the stream in pieces and gives back at most `_INFLATE_PIECE` at a
+    time, and inflating stops as soon as the output passes ``limit``."""
+    meta = pydicom.dcmread(io.BytesIO(data[:meta_end])).file_meta  # the meta alone
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = io.BytesIO()
+    view = memoryview(data)[meta_end:]
+    for at in range(0, len(view), _DEFLATE_FEED):
+        pending: bytes | memoryview = view[at : at + _DEFLATE_FEED]
+        while True:
+            piece = inflater.decompress(pending, _INFLATE_PIECE)
+            out.write(piece)
+            if limit is not None and out.tell() > limit:
+                raise InstanceRejected(RejectReason.TOO_LARGE, f"deflated data set inflates past {limit} bytes")
+            pending = inflater.unconsumed_tail
+            if not pending and len(piece) < _INFLATE_PIECE:
+                break
+        if inflater.eof:
+            break
+    if not inflater.eof:
+        raise InstanceRejected(RejectReason.UNPARSEABLE, "deflated data set cut short")
+    total = out.tell()
+    out.seek(0)
+    ds = read_dataset(out, is_implicit_VR=False, is_little_endian=True)
+    ds.file_meta = meta
+    return ds, total
 
 
 def header_of(ds: Dataset, transfer_syntax_uid: str) -> InstanceHeader:

@@ -146,7 +146,7 @@ class InstanceStore:
         expected_sop_instance: str | None,
         expected_study: str | None,
     ) -> InstanceHeader:
-        _ds, hdr = parse_part10(data)
+        _ds, hdr = parse_part10(data, max_inflated=self.max_bytes)
         if expected_sop_class is not None and hdr.sop_class_uid != expected_sop_class:
             raise InstanceRejected(
                 RejectReason.SOP_MISMATCH,
