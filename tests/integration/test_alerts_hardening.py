@@ -267,3 +267,29 @@ def test_a_key_image_outside_the_results_folder_is_neither_attached_nor_served(
     finally:
         svc.stop()
         services_.close()
+
+
+def test_results_recorded_before_the_upgrade_are_marked_decided_not_paged_again(db_url, hook, smtp):  # noqa: F811
+    """Migration 0005 marks the positive results already recorded as decided (the older version decided
+    or swept them), so the first start after an upgrade pages nobody about old studies."""
+    from alembic import command
+    from alembic.config import Config
+
+    from radtriage.db import open_database
+    from radtriage.db.engine import MIGRATIONS_DIR
+
+    database = open_database(db_url)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with database.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0004")
+            conn.commit()
+        recorded_without_alert(database, "1.2.840.95", dt.timedelta(days=3))
+        database.migrate()
+        svc = AlertService(database, make_config(hook, smtp), LINK_KEY, environ=ENV)
+        svc.for_pipelines([SimpleNamespace(id="stroke_ich", alert="stroke")])
+        assert svc.recover_missed() == 0 and svc.for_study("1.2.840.95") == []
+    finally:
+        database.dispose()
