@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +30,10 @@ from radtriage.api import create_app
 from radtriage.db import access, accounts, audit
 from radtriage.db.tables import series as series_table
 from radtriage.db.tables import studies as studies_table
-from tests.helpers import make_ct_series
+from tests.helpers import free_port, make_ct_series, need_peer, wait_jobs_final, wait_port
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
 
 PATIENT_MISMATCH = 0xC010
 UID_CONFLICT = 0xC011
@@ -151,6 +156,80 @@ def test_resent_instances_in_other_encodings_are_duplicates_and_a_real_change_is
     assert series_rows(services)[series_uid]["version"] == 2
     jobs = wait_jobs(services, 2)
     assert [(j["case"]["series_uid"], j["series_version"]) for j in jobs] == [(series_uid, 1), (series_uid, 2)]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_study_page_shows_the_latest_result_per_pipeline_with_earlier_ones_folded(make_settings, tmp_path):
+    """A head CT read by the ICH pipeline, then sent again with one slice changed: two results of one
+    pipeline. The study page shows the latest, and the earlier one folded under it."""
+    need_peer(Path(CHROMIUM).exists(), "Chromium at /usr/bin/chromium (Debian package chromium)")
+    import uvicorn
+    from playwright.sync_api import expect, sync_playwright
+
+    from radtriage.service import Runtime, build_services
+    from radtriage.synth import synthesize
+
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    shutil.copy(REPO / "pipelines" / "stroke_ich.yaml", pipelines)
+    settings = make_settings(inference={"enabled": True, "use_ray": False, "pipelines_dir": str(pipelines),
+                                        "models_dir": str(REPO / "models"), "in_flight": 1, "poll_s": 0.05})
+    services = build_services(settings)
+    runtime = Runtime(services)
+    runtime.start()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(services, runtime), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_port(port)
+        accounts.add_user(services.db, "dr.ng", "radiologist", password="a long enough pass phrase 7")
+        head = synthesize("ct-head", 1, 31, tmp_path / "head", {"matrix": 128})[0]
+        main = sorted(head.glob("002_*.dcm"))[8:20]  # 12 contiguous slices of the main series: a quick reading
+        live = {"port": runtime.scp.port, "ae": settings.ae_title}
+        assert cstore(live, main) == [0] * len(main)
+        wait_jobs_final(services.db, 1, 180)
+        # the scanner reconstructs one slice again and resends it: a real change, so a second reading
+        ds = pydicom.dcmread(main[len(main) // 2])
+        ds.PixelData = (ds.pixel_array + 1).astype(ds.pixel_array.dtype).tobytes()
+        ds.save_as(tmp_path / "again.dcm")
+        assert cstore(live, [tmp_path / "again.dcm"]) == [0]
+        jobs = wait_jobs_final(services.db, 2, 180)
+        assert [j["series_version"] for j in jobs] == [1, 2] and {j["state"] for j in jobs} == {"done"}
+        study_uid = str(ds.StudyInstanceUID)
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            try:
+                page.goto(f"http://127.0.0.1:{port}/login")
+                page.get_by_label("User name").fill("dr.ng")
+                page.get_by_label("Password").fill("a long enough pass phrase 7")
+                page.get_by_role("button", name="Log in").click()
+                page.wait_for_url(f"http://127.0.0.1:{port}/")
+                page.goto(f"http://127.0.0.1:{port}/studies/{study_uid}")
+                latest = page.locator("section.results > article.result")
+                expect(latest).to_have_count(1, timeout=20_000)
+                expect(latest).to_contain_text("ICH")
+                fold = page.locator("section.results > details.earlier")
+                expect(fold).to_have_count(1)
+                expect(fold.locator("summary")).to_contain_text("1 earlier result")
+                expect(fold.locator("article.result")).to_have_count(1)
+                expect(fold.locator("article.result")).to_be_hidden()
+                fold.locator("summary").click()
+                expect(fold.locator("article.result")).to_be_visible()
+            finally:
+                browser.close()
+        assert not errors, errors
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        runtime.stop()
+        services.close()
 
 
 # --- items 5 (a) and 11: conflicts are refused, audited and listed ----------------------------------

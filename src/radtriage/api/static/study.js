@@ -5,6 +5,7 @@
   if (!box) return;
   const uid = box.dataset.uid;
   const me = document.body.dataset.user;
+  const openFolds = new Set();  // pipelines whose earlier results the reader unfolded
 
   async function act(path, body) {
     try { await RT.api("POST", "/api/v1/studies/" + uid + path, body); } catch (e) { alert(e.message); }
@@ -23,6 +24,25 @@
       wrap.append(b);
     });
     return wrap;
+  }
+
+  function resultCard(r, latest) {
+    const card = RT.text("article", "", "result " + (r.positive ? "positive" : "") + (latest ? "" : " superseded"));
+    card.append(RT.badge(r.priority), RT.text("h3", r.task.toUpperCase() + (r.positive ? " - positive" : " - negative")),
+                RT.text("p", "Model " + r.model_id + " " + r.model_version + " · pipeline " + r.pipeline_id + " " + r.pipeline_version +
+                             " · " + new Date(r.created_at).toLocaleString(), "model"));
+    const scores = Object.entries(r.scores).map(([k, v]) => k + " " + (+v).toFixed(3)).join(", ");
+    card.append(RT.text("p", scores, "scores"));
+    r.findings.forEach((f) => {
+      const fd = RT.text("div", "", "finding");
+      fd.append(RT.text("p", f.text + (f.probability != null ? " (p " + (+f.probability).toFixed(2) + ")" : ""), "finding-text"));
+      if (f.key_image_url) { const img = document.createElement("img"); img.src = f.key_image_url; img.alt = "Key image: " + f.text; img.className = "key"; fd.append(img); }
+      if (latest && RT.role === "radiologist" && !f.code.startsWith("series:")) fd.append(feedbackButtons(r, f));
+      card.append(fd);
+    });
+    const t = Object.entries(r.timings_ms).map(([k, v]) => k + " " + Math.round(v) + " ms").join(", ");
+    card.append(RT.text("p", "Stage times: " + t, "timings"));
+    return card;
   }
 
   function drawAlerts(alerts) {
@@ -61,22 +81,22 @@
     const res = RT.text("section", "", "results");
     res.append(RT.text("h2", "AI results"), RT.text("p", "AI results are an aid, not a diagnosis.", "note"));
     if (!d.results.length) res.append(RT.text("p", e.ai_state === "pending" ? "AI running…" : (e.priority_reason || "No AI result")));
-    d.results.forEach((r) => {
-      const card = RT.text("article", "", "result " + (r.positive ? "positive" : ""));
-      card.append(RT.badge(r.priority), RT.text("h3", r.task.toUpperCase() + (r.positive ? " - positive" : " - negative")),
-                  RT.text("p", "Model " + r.model_id + " " + r.model_version + " · pipeline " + r.pipeline_id + " " + r.pipeline_version, "model"));
-      const scores = Object.entries(r.scores).map(([k, v]) => k + " " + (+v).toFixed(3)).join(", ");
-      card.append(RT.text("p", scores, "scores"));
-      r.findings.forEach((f) => {
-        const fd = RT.text("div", "", "finding");
-        fd.append(RT.text("p", f.text + (f.probability != null ? " (p " + (+f.probability).toFixed(2) + ")" : ""), "finding-text"));
-        if (f.key_image_url) { const img = document.createElement("img"); img.src = f.key_image_url; img.alt = "Key image: " + f.text; img.className = "key"; fd.append(img); }
-        if (RT.role === "radiologist" && !f.code.startsWith("series:")) fd.append(feedbackButtons(r, f));
-        card.append(fd);
-      });
-      const t = Object.entries(r.timings_ms).map(([k, v]) => k + " " + Math.round(v) + " ms").join(", ");
-      card.append(RT.text("p", "Stage times: " + t, "timings"));
-      res.append(card);
+    // the latest result of each pipeline (the one that sets the priority); earlier ones (a study sent again
+    // with changed images) folded under it
+    const byPipeline = new Map();
+    d.results.forEach((r) => { if (!byPipeline.has(r.pipeline_id)) byPipeline.set(r.pipeline_id, []); byPipeline.get(r.pipeline_id).push(r); });
+    byPipeline.forEach((list) => {
+      list.sort((a, b) => b.id - a.id);
+      const [latest, ...earlier] = list;
+      res.append(resultCard(latest, true));
+      if (!earlier.length) return;
+      const fold = RT.text("details", "", "earlier");
+      fold.open = openFolds.has(latest.pipeline_id);  // stays open across live refreshes
+      fold.addEventListener("toggle", () => { if (fold.open) openFolds.add(latest.pipeline_id); else openFolds.delete(latest.pipeline_id); });
+      fold.append(RT.text("summary", earlier.length + (earlier.length > 1 ? " earlier results" : " earlier result") +
+                                     " of " + latest.pipeline_id + " (superseded)"));
+      earlier.forEach((r) => fold.append(resultCard(r, false)));
+      res.append(fold);
     });
     box.append(res);
     if (d.feedback.length) {
