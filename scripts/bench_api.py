@@ -88,7 +88,8 @@ def app_factory() -> Any:
 
 def prepare(data_dir: Path, url: str, studies: int) -> str:
     """Seed the database; returns a radiologist's bearer token."""
-    from radtriage.db import accounts, seed
+    from radtriage.db import accounts
+    from radtriage.triage import seed
     from radtriage.service import build_services
 
     services = build_services(_settings(data_dir, url))

@@ -161,16 +161,17 @@ class Runtime:
 
     def _start_inference(self) -> None:
         """Load and check the pipelines (a bad file stops start-up), start Ray Serve and the dispatcher."""
-        from radtriage.routing import load_pipelines, priority_for, route
+        from radtriage.inference.ops import OPS
+        from radtriage.pipelines import load_pipelines
         from radtriage.serving.dispatcher import Dispatcher
         from radtriage.serving.runners import make_runner
+        from radtriage.triage import result_priority
 
         settings, alerts = self.services.settings, self.services.alerts
-        specs = load_pipelines(settings.inference.pipelines_dir,
+        specs = load_pipelines(settings.inference.pipelines_dir, ops=OPS,
                                alert_policies=alerts.config.policies if alerts is not None else None)
         self.runner = make_runner(specs, settings)
-        self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, route,
-                                     lambda spec, result: priority_for(spec, result.fields())[0].value,
+        self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, result_priority,
                                      on_result=alerts.for_pipelines(specs) if alerts is not None else None)
         self.dispatcher.start()
         if alerts is not None:

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from radtriage.api import create_app
 from radtriage.config import load_settings
-from radtriage.db import accounts, audit, seed
+from radtriage.db import accounts, audit
+from radtriage.triage import seed
 from radtriage.service import build_services, first_admin
 
 PASSWORD = "correct horse battery"

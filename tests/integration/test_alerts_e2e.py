@@ -38,10 +38,11 @@ def studies(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def stack(make_settings, hook, smtp) -> Iterator[dict]:  # noqa: F811 - fixtures
     """Listener + assembly + an in-process dispatcher; ``hooked`` says whether results reach the alert service."""
-    from radtriage.routing import load_pipelines, priority_for, route
+    from radtriage.pipelines import load_pipelines
     from radtriage.service import Runtime, build_services
     from radtriage.serving.dispatcher import Dispatcher
     from radtriage.serving.runners import InProcessRunner
+    from radtriage.triage import result_priority
 
     services = build_services(make_settings())
     runtime = Runtime(services)  # inference off in these settings: no dispatcher of its own
@@ -53,8 +54,7 @@ def stack(make_settings, hook, smtp) -> Iterator[dict]:  # noqa: F811 - fixtures
     hook_fn = alerts.for_pipelines(specs)
     state = {"hooked": True}
     runner = InProcessRunner(specs, inference)
-    dispatcher = Dispatcher(inference, services.db, specs, runner, route,
-                            lambda spec, result: priority_for(spec, result.fields())[0].value,
+    dispatcher = Dispatcher(inference, services.db, specs, runner, result_priority,
                             on_result=lambda *a: hook_fn(*a) if state["hooked"] else None)
     runtime.start()
     dispatcher.start()

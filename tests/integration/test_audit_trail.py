@@ -25,7 +25,8 @@ from sqlalchemy import update
 from radtriage import cli
 from radtriage.alerts import AlertMetrics, AlertService
 from radtriage.alerts.signing import ack_token
-from radtriage.db import accounts, audit, seed, worklist
+from radtriage.db import accounts, audit, worklist
+from radtriage.triage import seed
 from radtriage.db.tables import results as results_table
 from radtriage.db.tables import users
 from radtriage.security import hash_password

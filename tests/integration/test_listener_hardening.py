@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import tempfile
 import time
 import tracemalloc
 import zlib
@@ -33,14 +34,17 @@ from radtriage.service import Runtime, build_services
 from tests.integration.test_hostile_inputs import (
     assert_nothing_kept,
     association,
+    big_ct,
     ct_dataset,
     encode_body,
     indexed_uids,
     raw_send,  # noqa: F401 - a fixture
     rejections,
     request_file,
+    send_part_of_c_store,
     status_of,
     valid_file,
+    wait_association_closed,
 )
 
 SCANNER = "HOSTILESCU"  # the allowed peer: the calling AE title of test_hostile_inputs' SCU
@@ -369,3 +373,44 @@ def test_uid_with_trailing_newline_is_refused(runtime, services, tmp_path, raw_s
         assert assoc.is_established
     assert rejections(services, "invalid_uid") == 1
     assert_nothing_kept(services, (ds.SOPInstanceUID,))
+
+
+# --- item 8, DIMSE half: a C-STORE data set goes to disk as it arrives ------------------------
+
+
+def test_dimse_data_set_is_not_held_in_memory(make_settings, tmp_path, raw_send, monkeypatch) -> None:
+    """A 32 MiB C-STORE over an 8 MiB limit is refused (0xA701) without the listener ever
+    holding it in memory; received bytes go only to the data directory, even when the
+    sender vanishes mid-transfer."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    services = build_services(make_settings(max_upload_bytes=8 * MiB))
+    rt = Runtime(services)
+    rt.start()
+    try:
+        big = big_ct(side=4096)  # 32 MiB of pixel data
+        big_path = request_file(tmp_path / "send", "big", CTImageStorage, big.SOPInstanceUID, encode_body(big))
+        del big
+        good_path, good_uid = valid_file(tmp_path / "send", "good")
+        with association(rt.scp.port) as assoc:
+            tracemalloc.start()
+            try:
+                status = status_of(assoc.send_c_store(big_path))
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert status == 0xA701
+            assert peak < 8 * MiB, f"{peak / MiB:.0f} MiB allocated while receiving a 32 MiB data set"
+            assert status_of(assoc.send_c_store(good_path)) == 0x0000
+        with association(rt.scp.port) as assoc:  # this sender goes away half-way
+            send_part_of_c_store(assoc, big_ct(side=1024))
+            assoc.abort()
+        wait_association_closed(services)
+        assert list(system_tmp.iterdir()) == [], "received data written outside the data directory"
+        assert rejections(services, "too_large") == 1
+        assert indexed_uids(services) == {good_uid}
+        assert_nothing_kept(services, ())
+    finally:
+        rt.stop()
+        services.close()

@@ -27,7 +27,7 @@ from pydicom.uid import (
 from sqlalchemy import select
 
 from radtriage.api import create_app
-from radtriage.db import access, accounts, audit
+from radtriage.db import access, accounts, audit, conflicts
 from radtriage.db.tables import series as series_table
 from radtriage.db.tables import studies as studies_table
 from tests.helpers import free_port, make_ct_series, need_peer, wait_jobs_final, wait_port
@@ -276,6 +276,9 @@ def test_cstore_study_of_another_patient_is_refused_audited_listed_and_kept_refu
     assert set(item["mismatch"]) == {"patient_id", "patient_name", "patient_birth_date"}
     assert item["actions"] == ["accept", "refuse"]
     assert audit.entries(services.db, action="conflicts_viewed")[0] >= 1
+    page = live["client"].get("/admin/conflicts", headers=live["tokens"]["admin"])
+    assert page.status_code == 200 and "/static/conflicts.js" in page.text
+    assert live["client"].get("/admin/conflicts", headers=live["tokens"]["radiologist"]).status_code == 403
 
     # keep refused: closed, its quarantined copy removed, nothing stored; a resend is refused again
     r = live["client"].post(f"/api/v1/conflicts/{item['id']}/refuse", headers=live["tokens"]["admin"])
@@ -350,10 +353,21 @@ def test_stow_conflict_accepted_as_a_correction_updates_the_patient_then_stores(
     wait_jobs(services, 2)
 
 
-def test_patient_identity_rule(services, tmp_path):
+@pytest.fixture
+def any_db_services(make_settings, db_url):
+    from radtriage.service import build_services
+
+    svc = build_services(make_settings(database_url=db_url))
+    yield svc
+    svc.close()
+
+
+def test_patient_identity_rule(any_db_services, tmp_path):
     """Patient ID with its issuer where both have one; name and birth date where both have them."""
     from radtriage.ingest.parse import InstanceRejected, RejectReason
     from radtriage.ingest.store import Origin
+
+    services = any_db_services
 
     def put(**attrs):
         return services.store.store_instance([make_ct_series(tmp_path / generate_uid(), 1, StudyInstanceUID=study,
@@ -374,3 +388,4 @@ def test_patient_identity_rule(services, tmp_path):
     assert refused(PatientID="77", IssuerOfPatientID="HOSP-B", PatientName="Doe^John")  # another issuer's 77
     assert refused(PatientID="78", IssuerOfPatientID="HOSP-A", PatientName="Doe^John")
     assert refused(PatientID="77", IssuerOfPatientID="HOSP-A", PatientName="Roe^John")
+    assert len(conflicts.listing(services.db)) == 3 and len(access.instance_rows(services.db)) == 3

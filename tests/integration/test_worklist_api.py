@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radtriage.api import create_app
-from radtriage.db import accounts, audit, open_database, seed, worklist
+from radtriage.db import accounts, audit, open_database, worklist
+from radtriage.triage import seed
 from radtriage.db.tables import jobs, results, series, studies
 from radtriage.service import build_services
 

@@ -167,7 +167,7 @@ def test_folder_with_neither_fails_clearly(folders, tmp_path):
 def test_task_runner_loads_a_bundle_folder(folders):
     from types import SimpleNamespace
 
-    from radtriage.inference.pipeline import PipelineError, TaskRunner
+    from radtriage.inference.runner import PipelineError, TaskRunner
 
     root = folders[1].parent
     ops = [SimpleNamespace(op=name, params={}) for name in ("ct_hu_volume", "ich_windows", "ich_study_result")]

@@ -17,7 +17,7 @@ from radtriage.imaging.volume import Volume
 from radtriage.inference import ich
 from radtriage.inference.ops import OPS, OpContext, Slot
 from radtriage.inference.tasks import REFERENCE_CHAINS, predictor
-from radtriage.routing import PipelineConfigError, load_pipelines
+from radtriage.pipelines import PipelineConfigError, load_pipelines
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES = REPO / "pipelines"
@@ -63,7 +63,7 @@ def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
 
 
 def test_registry_holds_every_op_the_reference_pipelines_name_in_their_order():
-    specs = load_pipelines(PIPELINES)
+    specs = load_pipelines(PIPELINES, ops=OPS)
     assert {s.task for s in specs} == set(REFERENCE_CHAINS)
     for s in specs:
         pre, post = [o.op for o in s.preprocess], [o.op for o in s.postprocess]
@@ -106,7 +106,7 @@ BAD = [
 @pytest.mark.parametrize(("doc", "key", "problem"), BAD, ids=[f"{b[1]}-{b[2][:16]}" for b in BAD])
 def test_unknown_op_or_bad_params_stop_loading_with_file_key_and_problem(doc, key, problem, tmp_path):
     with pytest.raises(PipelineConfigError) as info:
-        load_pipelines(write(tmp_path, doc))
+        load_pipelines(write(tmp_path, doc), ops=OPS)
     err = info.value
     assert err.file.endswith("stroke_ich.yaml") and "stroke_ich.yaml" in str(err)
     assert any(k == key and problem.lower() in p.lower() for k, p in err.errors), err.errors
@@ -117,13 +117,13 @@ def test_reordering_ops_is_refused_where_an_op_would_come_before_what_it_needs(t
     doc = reference("stroke_ich")
     doc["preprocess"].reverse()  # the windows before the volume is known to be CT
     with pytest.raises(PipelineConfigError) as info:
-        load_pipelines(write(tmp_path, doc))
+        load_pipelines(write(tmp_path, doc), ops=OPS)
     assert ("preprocess[0].op", f"ich_windows needs the {Slot.CT.value}, which no op before it gives") \
         in info.value.errors
     doc = reference("stroke_ich")
     doc["postprocess"].reverse()  # the finding before the study result it describes
     with pytest.raises(PipelineConfigError, match=r"postprocess\[0\]\.op: ich_volume_ml needs the prediction"):
-        load_pipelines(write(tmp_path, doc))
+        load_pipelines(write(tmp_path, doc), ops=OPS)
 
 
 # --------------------------------------------------------------------------- ops run, in order, with their params

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from radtriage.datasets.synthetic import series_files
-from radtriage.inference.pipeline import PipelineError, TaskRunner
-from radtriage.routing import PipelineSpec, load_pipeline
+from radtriage.inference.runner import PipelineError, TaskRunner
+from radtriage.pipelines import PipelineSpec, load_pipeline
 from radtriage.synth import synthesize
 
 REFERENCE = load_pipeline(Path(__file__).resolve().parents[2] / "pipelines" / "stroke_ich.yaml")

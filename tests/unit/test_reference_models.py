@@ -60,7 +60,8 @@ def test_ich_does_not_call_the_real_head_ct_slices_haemorrhage():
 
     from radtriage.imaging.volume import load_series
     from radtriage.ingest.parse import parse_part10
-    from radtriage.routing import load_pipelines, why_not
+    from radtriage.pipelines import load_pipelines
+    from radtriage.routing import why_not
 
     model, predict = _model("ich-densenet2d"), predictor("ich")
     for name in ("693_UNCR.dcm", "693_J2KR.dcm"):

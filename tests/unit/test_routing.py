@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import OrderedDict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,13 @@ import pydicom
 import pytest
 import yaml
 
-from radtriage.domain import CaseStatus, Priority, TriageCase
+from radtriage.domain import Priority
 from radtriage.ingest.parse import header_of, parse_part10
 from radtriage.inference.ops import OPS
-from radtriage.routing import (
-    PipelineConfigError,
-    PipelineSpec,
-    best_series,
-    load_pipelines,
-    matches,
-    near_misses,
-    parse_age,
-    parse_pipeline,
-    priority_for,
-    rank_series,
-    route,
-    route_case,
-    why_not,
-)
-from radtriage.routing.spec import Select
+from radtriage.pipelines import PipelineConfigError, PipelineSpec, load_pipelines, parse_pipeline
+from radtriage.routing import best_series, matches, near_misses, rank_series, route, why_not
+from radtriage.rules import Select, parse_age
+from radtriage.triage import result_priority as priority_for
 from radtriage.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[2]
@@ -253,18 +240,11 @@ def test_lossy_series_past_diagnostic_quality_is_not_read_and_the_miss_is_named(
     assert near_misses(specs, header, n) == []  # nothing to say of a series with no pipeline missed by one rule
 
 
-def test_route_case_marks_no_ai_applicable(studies, specs):
-    def case(header: dict[str, Any], n: int) -> TriageCase:
-        return TriageCase(case_id="c/v1", study_uid="1.2", series_uid="1.2.3",
-                          received_at=datetime(2026, 1, 1, tzinfo=timezone.utc), header=header,
-                          instances_uri="file:///tmp/x", instance_count=n)
-
-    chest_xr = route_case(specs, case(dicom_header("RG1_UNCR.dcm"), 1))
-    assert chest_xr.tasks == () and chest_xr.status is CaseStatus.NO_AI
+def test_route_says_no_ai_applicable(studies, specs):
+    assert route(specs, dicom_header("RG1_UNCR.dcm"), 1) == []  # a chest radiograph: no pipeline
     series, role_of = studies["ct-head"]
     _, header, n, _ = next(s for s in series if role_of[s[3]] == "main")
-    head = route_case(specs, case(header, n))
-    assert head.tasks == ("stroke_ich",) and head.status is CaseStatus.READY
+    assert route(specs, header, n) == ["stroke_ich"]
 
 
 # --------------------------------------------------------------------------- operators
@@ -469,7 +449,7 @@ BAD = [
 def test_bad_pipeline_file_names_file_key_and_problem(doc, key, problem, tmp_path):
     folder = write_folder(tmp_path, stroke_ich=doc)
     with pytest.raises(PipelineConfigError) as info:
-        load_pipelines(folder)
+        load_pipelines(folder, ops=OPS)
     err = info.value
     assert err.file.endswith("stroke_ich.yaml")
     assert key in [k for k, _ in err.errors], err.errors

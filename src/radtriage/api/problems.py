@@ -7,6 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from radtriage.db.errors import ActionRefused, Refusal
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -16,6 +18,10 @@ def problem(status: int, title: str, detail: str | None = None, **extra: object)
         body["detail"] = detail
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+REFUSALS = {Refusal.MISSING: (404, "Not Found"), Refusal.CONFLICT: (409, "Conflict"),
+            Refusal.NOT_YOURS: (403, "Forbidden")}
 
 
 class ProblemError(Exception):
@@ -33,6 +39,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_req: Request, exc: ProblemError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(ActionRefused)
+    async def _refused(_req: Request, exc: ActionRefused) -> JSONResponse:
+        status, title = REFUSALS[exc.refusal]
+        return problem(status, title, str(exc), **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -51,11 +51,6 @@ def item(row: dict[str, Any], targets_min: dict[str, float], now: datetime) -> W
                         waiting_min=round((now - row["received_at"]).total_seconds() / 60, 1))
 
 
-def _raise(exc: worklist.WorklistError) -> None:
-    titles = {403: "Forbidden", 404: "Not Found", 409: "Conflict"}
-    raise ProblemError(exc.status, titles.get(exc.status, "Error"), str(exc), **exc.extra) from exc
-
-
 PAGE_CACHE_S = 1.0  # a worklist page is rebuilt at least this often (waiting time, overdue state) ...
 PAGE_STALE_S = 3.0  # ... and, with no change since, served this long while one request rebuilds it
 
@@ -167,10 +162,7 @@ def get_key_image(request: Request, study_uid: StudyUid, result_id: int, index: 
 
 def _act(request: Request, study_uid: str, user: User, action: Any) -> WorklistItem:
     db = request.app.state.services.db
-    try:
-        action(db, study_uid, user.username, user.role, client_of(request))
-    except worklist.WorklistError as exc:
-        _raise(exc)
+    action(db, study_uid, user.username, user.role, client_of(request))  # refusals: `ActionRefused` -> problem
     row = worklist.entry(db, study_uid)
     assert row is not None
     return item(row, _settings(request).worklist.targets_min, utcnow())
@@ -198,11 +190,8 @@ def report(request: Request, study_uid: StudyUid, user: Radiologist) -> Worklist
 def give_feedback(request: Request, study_uid: StudyUid, body: FeedbackIn, user: Radiologist) -> dict[str, int]:
     """Agree, disagree or not sure about one AI finding, with a comment; kept for monitoring."""
     db = request.app.state.services.db
-    try:
-        fid = worklist.add_feedback(db, study_uid, body.result_id, body.finding_code, user.id, user.username,
-                                    user.role, body.verdict, body.comment, client_of(request))
-    except worklist.WorklistError as exc:
-        _raise(exc)
+    fid = worklist.add_feedback(db, study_uid, body.result_id, body.finding_code, user.id, user.username,
+                                user.role, body.verdict, body.comment, client_of(request))
     return {"id": fid}
 
 

@@ -1,16 +1,17 @@
 """The worklist table: one row per study, its priority kept by triage, its reading state by readers.
 
-`refresh_study` recomputes a study's row from its jobs and results (idempotent)
-and records a priority change; `claim` / `release` / `mark_reported` change
+`refresh_study` rewrites a study's row from its jobs and results by the rule
+triage passes in (idempotent) and records a priority change; `claim` / `release` / `mark_reported` change
 the reading state, one reader at a time; `page` lists it with filters.
 Every reader action is written to the audit trail in the same transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, func, or_, select, true, update
 
@@ -18,6 +19,7 @@ from radtriage.db import audit
 from radtriage.db.access import _aware, utcnow
 from radtriage.db.changes import changes
 from radtriage.db.engine import Database
+from radtriage.db.errors import ActionRefused, Refusal
 from radtriage.db.tables import (
     feedback,
     jobs,
@@ -28,15 +30,6 @@ from radtriage.db.tables import (
     users,
     worklist,
 )
-from radtriage.triage import RANK, triage_study
-
-
-class WorklistError(Exception):
-    """A reader action that cannot be done; ``status`` is the HTTP status it maps to."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.extra = status, extra
 
 
 # --- triage -----------------------------------------------------------------------------
@@ -60,9 +53,24 @@ class Change:
     reason: str | None
 
 
-def refresh_study(db: Database, study_id: int, inference_enabled: bool = True,
-                  now: datetime | None = None) -> Change | None:
-    """Recompute the study's worklist row; returns the priority change, if any."""
+class Entry(Protocol):
+    """A study's worklist entry as triage decides it (`radtriage.triage.StudyTriage`)."""
+
+    priority: str
+    rank: int
+    reason: str | None
+    ai_state: str
+    flags: list[dict[str, Any]]
+    tasks: tuple[str, ...]
+
+
+Decide = Callable[[Sequence[tuple[str, str | None]], Sequence[Mapping[str, Any]]], Entry]
+"""Triage's rule: ``(state, last_error)`` of a study's jobs and its result rows -> its `Entry`."""
+
+
+def refresh_study(db: Database, study_id: int, decide: Decide, now: datetime | None = None) -> Change | None:
+    """Rewrite the study's worklist row as ``decide`` makes it from the study's jobs and results, in one
+    transaction; returns the priority change, if any."""
     now = now or utcnow()
     with db.write() as conn:
         study = conn.execute(select(studies.c.study_uid, studies.c.created_at).where(studies.c.id == study_id)).first()
@@ -77,7 +85,7 @@ def refresh_study(db: Database, study_id: int, inference_enabled: bool = True,
         result_rows = [dict(r) for r in conn.execute(
             select(results.c.id, results.c.pipeline_id, results.c.task, results.c.priority, results.c.positive,
                    results.c.result).where(results.c.study_uid == study.study_uid)).mappings()]
-        t = triage_study([(r.state, r.last_error) for r in job_rows], result_rows, inference_enabled)
+        t = decide([(r.state, r.last_error) for r in job_rows], result_rows)
         modalities = ",".join(sorted({r.modality for r in job_rows if r.modality}))[:64]
         calling_ae = next((r.case.get("calling_ae") for r in job_rows if r.case.get("calling_ae")), None)
         values = dict(priority=t.priority, priority_rank=t.rank, priority_reason=t.reason, ai_state=t.ai_state,
@@ -225,7 +233,7 @@ def _locked_entry(conn: Connection, db: Database, study_uid: str) -> Any:
         q = q.with_for_update()
     row = conn.execute(q).first()
     if row is None:
-        raise WorklistError(404, f"no study {study_uid} on the worklist")
+        raise ActionRefused(Refusal.MISSING, f"no study {study_uid} on the worklist")
     return row
 
 
@@ -235,9 +243,9 @@ def claim(db: Database, study_uid: str, username: str, role: str, client: str | 
     with db.write() as conn:
         row = _locked_entry(conn, db, study_uid)
         if row.status == "reported":
-            raise WorklistError(409, "the study is already reported")
+            raise ActionRefused(Refusal.CONFLICT, "the study is already reported")
         if row.status == "claimed" and row.claimed_by != username:
-            raise WorklistError(409, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
+            raise ActionRefused(Refusal.CONFLICT, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
         if row.status == "claimed":
             return
         conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
@@ -251,9 +259,9 @@ def release(db: Database, study_uid: str, username: str, role: str, client: str 
     with db.write() as conn:
         row = _locked_entry(conn, db, study_uid)
         if row.status != "claimed":
-            raise WorklistError(409, "the study is not claimed")
+            raise ActionRefused(Refusal.CONFLICT, "the study is not claimed")
         if row.claimed_by != username and role != "admin":
-            raise WorklistError(403, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
+            raise ActionRefused(Refusal.NOT_YOURS, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
         conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
             status="unread", claimed_by=None, claimed_at=None, updated_at=now, revision=row.revision + 1))
         audit.record(conn, "released", username, role, study_uid, client=client, at=now,
@@ -266,9 +274,9 @@ def mark_reported(db: Database, study_uid: str, username: str, role: str, client
     with db.write() as conn:
         row = _locked_entry(conn, db, study_uid)
         if row.status == "reported":
-            raise WorklistError(409, "the study is already reported")
+            raise ActionRefused(Refusal.CONFLICT, "the study is already reported")
         if row.status != "claimed" or row.claimed_by != username:
-            raise WorklistError(409, "claim the study before reporting it", claimed_by=row.claimed_by)
+            raise ActionRefused(Refusal.CONFLICT, "claim the study before reporting it", claimed_by=row.claimed_by)
         conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
             status="reported", reported_by=username, reported_at=now, updated_at=now, revision=row.revision + 1))
         audit.record(conn, "reported", username, role, study_uid, client=client, at=now)
@@ -281,7 +289,7 @@ def add_feedback(db: Database, study_uid: str, result_id: int, finding_code: str
         hit = conn.execute(select(results.c.id).where(results.c.id == result_id,
                                                       results.c.study_uid == study_uid)).first()
         if hit is None:
-            raise WorklistError(404, f"no result {result_id} on study {study_uid}")
+            raise ActionRefused(Refusal.MISSING, f"no result {result_id} on study {study_uid}")
         fid = conn.execute(feedback.insert().values(
             study_uid=study_uid, result_id=result_id, finding_code=finding_code, user_id=user_id, verdict=verdict,
             comment=comment, created_at=now)).inserted_primary_key[0]

@@ -1,7 +1,6 @@
 """The types that travel through radtriage. Pure data: no I/O here."""
 
 from radtriage.domain.case import (
-    CaseStatus,
     Finding,
     Priority,
     StageTimes,
@@ -9,4 +8,4 @@ from radtriage.domain.case import (
     TriageCase,
 )
 
-__all__ = ["CaseStatus", "Finding", "Priority", "StageTimes", "TaskResult", "TriageCase"]
+__all__ = ["Finding", "Priority", "StageTimes", "TaskResult", "TriageCase"]

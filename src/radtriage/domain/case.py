@@ -1,9 +1,10 @@
 """`TriageCase`, the one type that travels (DESIGN.md section 4).
 
 One `TriageCase` per assembled series. It carries identifiers, a small header
-of DICOM keywords needed for routing and display, where the instances are,
-and the results once the models have run. Pixel data never rides inside it.
-Every stage returns a new copy with ``model_copy(update=...)``.
+of DICOM keywords needed for routing and display, and where the instances are.
+Pixel data never rides inside it. It is written into its job's row in the
+ledger (`radtriage.db.ledger`), and the job row is what travels from there:
+its state, attempts and `TaskResult` rows.
 """
 
 from __future__ import annotations
@@ -22,16 +23,6 @@ class Priority(str, enum.Enum):
     URGENT = "URGENT"
     ROUTINE = "ROUTINE"
     PENDING_AI = "PENDING_AI"
-
-
-class CaseStatus(str, enum.Enum):
-    """Where a case stands in the flow."""
-
-    READY = "ready"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    NO_AI = "no_ai"
 
 
 class Finding(BaseModel):
@@ -91,7 +82,4 @@ class TriageCase(BaseModel):
     header: dict[str, Any] = Field(default_factory=dict)
     instances_uri: str
     instance_count: int
-    tasks: tuple[str, ...] = ()
-    status: CaseStatus = CaseStatus.READY
-    results: tuple[TaskResult, ...] = ()
     stage_times: StageTimes = Field(default_factory=StageTimes)

@@ -22,7 +22,7 @@ The ops are thin: the pre-processing they run is the task modules' (`ich`,
 the training code calls, and the findings are `findings`'.
 
 Pipeline files are checked against this registry at start-up
-(`radtriage.routing.spec`): unknown names, bad parameters, an op in the
+(`radtriage.pipelines`): unknown names, bad parameters, an op in the
 wrong stage or for another task, and an order in which an op comes before
 what it needs all stop start-up with the file, the key and the problem.
 """

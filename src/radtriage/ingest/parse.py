@@ -265,7 +265,7 @@ def parse_part10(data: bytes, max_inflated: int | None = None) -> tuple[Dataset,
     A deflated data set is inflated piece by piece and refused (`RejectReason.TOO_LARGE`)
     as soon as it passes ``max_inflated`` bytes (the store's size limit)."""
     try:
-        meta_end, ts = _file_meta_extent(data)
+        meta_end, ts = file_meta_extent(data)
         if ts == DEFLATED:
             ds, total = _read_deflated(data, meta_end, max_inflated)
         else:
@@ -279,7 +279,7 @@ def parse_part10(data: bytes, max_inflated: int | None = None) -> tuple[Dataset,
     return ds, header_of(ds, ts)
 
 
-def _file_meta_extent(data: bytes) -> tuple[int, str | None]:
+def file_meta_extent(data: bytes) -> tuple[int, str | None]:
     """Where the File Meta group after the preamble ends, and the Transfer Syntax UID it
     names (``None`` without one, or without ``DICM``; pydicom then says what is wrong)."""
     if data[128:132] != b"DICM":

@@ -27,6 +27,7 @@ from radtriage.db import access
 from radtriage.ingest.connections import ConnectionGuard, ConnectionLimits, GuardedAssociationServer
 from radtriage.ingest.meta import part10_header
 from radtriage.ingest.parse import InstanceRejected, RejectReason
+from radtriage.ingest.received import ReceivedFiles, discard_partial, receive_to_disk
 from radtriage.ingest.store import InstanceStore, Origin
 
 log = logging.getLogger("radtriage.scp")
@@ -116,6 +117,7 @@ class StorageSCP:
                              settings.pre_association_timeout_s),
             store.metrics,
         )
+        self.received = ReceivedFiles(store.spool, store.max_bytes)
         self._server: GuardedAssociationServer | None = None
 
     def _make_ae(self) -> AE:
@@ -140,6 +142,7 @@ class StorageSCP:
 
     def start(self) -> None:
         pynetdicom_config.VALIDATORS["UI"] = _uid_checked_later  # process-wide: this process is the listener
+        receive_to_disk()
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
@@ -157,6 +160,7 @@ class StorageSCP:
             guard=self.guard,
             network_timeout_s=self.settings.network_timeout_s,
         )
+        server.received_files = self.received  # type: ignore[attr-defined] # see radtriage.ingest.received
         threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
         self._server = server
         if self.policy.local_only:
@@ -213,6 +217,7 @@ class StorageSCP:
         event.assoc.radtriage_how = "released"  # type: ignore[attr-defined]
 
     def _on_conn_close(self, event: evt.Event) -> None:
+        discard_partial(event.assoc)  # a data set cut short by the end of the connection
         assoc_id = getattr(event.assoc, "radtriage_id", None)
         if assoc_id is None:
             return
@@ -243,14 +248,12 @@ class StorageSCP:
                 header = part10_header(
                     sop_class, sop_instance, str(event.context.transfer_syntax), origin.calling_ae or ""
                 )
+                staged = self.received.stage(header, event.dataset_path, self.store.max_bytes)
             except InstanceRejected as rej:
                 self.store.note_rejection(origin, rej, None)
                 raise
             self.store.store_instance(
-                [header, event.encoded_dataset(include_meta=False)],
-                origin,
-                expected_sop_class=sop_class,
-                expected_sop_instance=sop_instance,
+                [], origin, expected_sop_class=sop_class, expected_sop_instance=sop_instance, streamed=staged
             )
         except InstanceRejected as rej:
             return rej.reason.dimse_status

@@ -20,7 +20,8 @@ from ray.serve.handle import DeploymentHandle
 
 from radtriage.config.settings import Settings
 from radtriage.inference.card import ModelCardError, load_card
-from radtriage.inference.pipeline import PipelineError, TaskRunner
+from radtriage.inference.runner import PipelineError, TaskRunner
+from radtriage.pipelines import PipelineSpec
 
 APP_NAME = "radtriage"
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ def run_one(runner: TaskRunner, paths: list[str], key_dir: str | None) -> dict[s
 class PipelineDeployment:
     def __init__(self, spec: dict[str, Any], models_dir: str, threads: int, max_batch_size: int,
                  batch_wait_timeout_s: float) -> None:
-        from radtriage.routing.spec import PipelineSpec
-
         self.runner = TaskRunner(PipelineSpec.model_validate(spec), Path(models_dir), threads=threads)
         self.run.set_max_batch_size(max_batch_size)
         self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -69,7 +68,7 @@ class Ingress:
         return out
 
 
-def build_app(specs: list[Any], settings: Settings) -> serve.Application:
+def build_app(specs: list[PipelineSpec], settings: Settings) -> serve.Application:
     """The application graph for these pipeline specs."""
     inf = settings.inference
     bound = {}

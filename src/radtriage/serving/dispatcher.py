@@ -17,7 +17,7 @@ failed for good does not count, and when it fails for good after others
 were skipped for it, those jobs run again (the next best series then runs
 the pipeline). When the worse series came first and was
 already processed, the better one still runs when it comes: both results
-stay, and `study_results` gives, per pipeline, the best series' one.
+stay, and the newer (the better series') is the one triage counts.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from radtriage.db import access, ledger
 from radtriage.db.engine import Database
 from radtriage.db.study_series import assembled_series
 from radtriage.domain.case import TaskResult, TriageCase
-from radtriage.routing.match import Candidate, best_series, near_misses
+from radtriage.domain import Priority
+from radtriage.pipelines import PipelineSpec
+from radtriage.routing import Candidate, best_series, near_misses, route
 from radtriage.serving.runners import Runner, key_dir_for
 
 log = logging.getLogger(__name__)
@@ -47,13 +49,13 @@ def _skip_marker(series_uid: str) -> str:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, db: Database, specs: list[Any], runner: Runner,
-                 route: Callable[[list[Any], dict, int], list[str]],
-                 priority: Callable[[Any, TaskResult], str],
+    def __init__(self, settings: Settings, db: Database, specs: list[PipelineSpec], runner: Runner,
+                 priority: Callable[[PipelineSpec, TaskResult], tuple[Priority, str | None]],
                  on_result: Callable[[TriageCase, str, TaskResult, str], None] | None = None) -> None:
+        """``priority`` is triage's rule for one result (`radtriage.triage.result_priority`)."""
         self.settings, self.db, self.runner = settings, db, runner
         self.specs = {s.id: s for s in specs}
-        self.route, self.priority, self.on_result = route, priority, on_result
+        self.priority, self.on_result = priority, on_result
         self.worker = f"dispatcher-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -128,7 +130,7 @@ class Dispatcher:
 
     def _process(self, job: ledger.ClaimedJob) -> None:
         case = TriageCase.model_validate(job.case)
-        matched = self.route(list(self.specs.values()), case.header, case.instance_count)
+        matched = route(self.specs.values(), case.header, case.instance_count)
         if not matched:
             misses = near_misses(self.specs.values(), case.header, case.instance_count)
             note = NO_AI + (f" (near: {'; '.join(misses)})" if misses else "")
@@ -149,7 +151,7 @@ class Dispatcher:
         rows, results = [], {}
         for pid, outcome in outcomes.items():
             spec, result = self.specs[pid], TaskResult.model_validate(outcome["result"])
-            prio = self.priority(spec, result)
+            prio = self.priority(spec, result)[0].value
             results[pid] = (result, prio)
             rows.append({"pipeline_id": pid, "pipeline_version": spec.version, "study_uid": case.study_uid,
                          "series_uid": case.series_uid, "task": result.task, "model_id": result.model_id,
@@ -202,22 +204,3 @@ class Dispatcher:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-
-
-def study_results(db: Database, specs: list[Any], study_uid: str) -> dict[str, dict[str, Any]]:
-    """The result row that counts for each pipeline of a study: its best series' (by the pipeline's
-    ``prefer`` rules, among the series it has results for); the newest when several results are for one series."""
-    rows: dict[str, dict[str, dict[str, Any]]] = {}  # pipeline -> series -> newest row
-    for row in ledger.result_rows(db, study_uid=study_uid):
-        rows.setdefault(row["pipeline_id"], {})[row["series_uid"]] = row
-    known = {s.series_uid: s for s in assembled_series(db, study_uid)}
-    by_id = {s.id: s for s in specs}
-    out = {}
-    for pid, per_series in rows.items():
-        spec = by_id.get(pid)
-        ranked = [uid for uid in per_series if uid in known]
-        best = None
-        if spec is not None and ranked:
-            best = best_series(spec, [(uid, known[uid].header, known[uid].instance_count) for uid in ranked])
-        out[pid] = per_series[best] if best is not None else list(per_series.values())[-1]
-    return out

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from radtriage.config.settings import Settings
-from radtriage.inference.pipeline import PipelineError, TaskRunner
+from radtriage.inference.runner import PipelineError, TaskRunner
+from radtriage.pipelines import PipelineSpec
 from radtriage.security import kept_secret
 from radtriage.serving.app import APP_NAME, build_app, run_one
 
@@ -32,7 +33,7 @@ class Runner(Protocol):
 class InProcessRunner:
     """Each pipeline's `TaskRunner` in this process (models loaded once)."""
 
-    def __init__(self, specs: list[Any], settings: Settings) -> None:
+    def __init__(self, specs: list[PipelineSpec], settings: Settings) -> None:
         inf = settings.inference
         self.runners: dict[str, TaskRunner] = {}
         self.errors: dict[str, str] = {}
@@ -59,7 +60,7 @@ class InProcessRunner:
 class RayRunner:
     """The pipelines as a Ray Serve application on a local Ray this process starts, or on a cluster."""
 
-    def __init__(self, specs: list[Any], settings: Settings) -> None:
+    def __init__(self, specs: list[PipelineSpec], settings: Settings) -> None:
         import ray
         from ray import serve
 
@@ -105,7 +106,7 @@ class RayRunner:
                 ray.shutdown()
 
 
-def make_runner(specs: list[Any], settings: Settings) -> Runner:
+def make_runner(specs: list[PipelineSpec], settings: Settings) -> Runner:
     return RayRunner(specs, settings) if settings.inference.use_ray else InProcessRunner(specs, settings)
 
 

@@ -13,9 +13,11 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from radtriage.db import worklist
 from radtriage.db.engine import Database
+from radtriage.triage.priority import triage_study
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ LOOK_BACK = timedelta(seconds=5)
 class Triage:
     def __init__(self, db: Database, inference_enabled: bool, poll_s: float,
                  on_change: Callable[[worklist.Change], None] | None = None) -> None:
-        self.db, self.inference_enabled, self.poll_s, self.on_change = db, inference_enabled, poll_s, on_change
+        self.db, self.poll_s, self.on_change = db, poll_s, on_change
+        self.decide = partial(triage_study, inference_enabled=inference_enabled)
         self._mark = None
         self._seen: dict[int, object] = {}  # study id -> newest job change already triaged
         self._stop = threading.Event()
@@ -42,7 +45,7 @@ class Triage:
         touched = worklist.touched_studies(self.db, since)
         ids = [s for s, t in touched.items() if self._seen.get(s) != t]
         for study_id in ids:
-            change = worklist.refresh_study(self.db, study_id, self.inference_enabled)
+            change = worklist.refresh_study(self.db, study_id, self.decide)
             if change is not None:
                 log.info("study priority %s -> %s", change.old, change.new)
                 if self.on_change is not None:

@@ -1,6 +1,9 @@
-"""A study's priority from the state of its jobs and the results of its pipelines.
+"""Priority, from one task result to a study: the one home of the rule.
 
-Pure: no I/O. The rules, in order:
+Pure: no I/O. A task result's priority comes from its pipeline's ``priority``
+rules (`result_priority`, applied when the result is recorded). A study's
+priority (`triage_study`) from the state of its jobs and the results of its
+pipelines, by these rules in order:
 
 1. The most urgent priority among the latest result of each pipeline (the
    per-pipeline priority comes from the mapping in ``pipelines/*.yaml``,
@@ -17,13 +20,30 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from radtriage.domain import Priority
+from radtriage.domain import Priority, TaskResult
+from radtriage.pipelines import PipelineSpec
+from radtriage.rules import failure
 
 RANK: dict[str, int] = {Priority.STAT.value: 0, Priority.URGENT.value: 1,
                         Priority.PENDING_AI.value: 2, Priority.ROUTINE.value: 3}
 """Sort order of the worklist: most urgent first (within a priority, oldest first)."""
 
 WAITING = frozenset({"ready", "running"})
+
+
+def result_priority(spec: PipelineSpec, result: TaskResult | Mapping[str, Any]) -> tuple[Priority, str | None]:
+    """The worklist priority of one task result by the pipeline's ``priority`` rules, and the reason.
+
+    ``result`` is a `TaskResult` (its `TaskResult.fields`) or the fields themselves (dotted
+    fields reach into nested mappings). The first rule all of whose tests hold wins; else the
+    default, with no reason.
+    """
+    if isinstance(result, TaskResult):
+        result = result.fields()
+    for rule in spec.priority.rules:
+        if all(failure(t, result, t.field) is None for t in rule.when):
+            return rule.priority, rule.reason
+    return spec.priority.default, None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from radtriage.db.access import utcnow
 from radtriage.db.engine import Database
 from radtriage.db.tables import jobs, results, series, studies, worklist
-from radtriage.triage import triage_study
+from radtriage.triage.priority import triage_study
 
 ROOT = "1.2.826.0.1.3680043.10.1234"  # a synthetic UID root for seeded rows
 

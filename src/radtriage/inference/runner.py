@@ -11,29 +11,15 @@ tested without Ray.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from radtriage.domain.case import Finding, TaskResult
 from radtriage.imaging.volume import Volume, load_series
 from radtriage.inference.model import load_model
 from radtriage.inference.ops import OPS, KeyView, OpContext
-
-
-class OpLike(Protocol):
-    op: str
-    params: Mapping[str, Any]
-
-
-class PipelineLike(Protocol):
-    id: str
-    version: str
-    task: str
-    model: str
-    preprocess: Sequence[OpLike]
-    postprocess: Sequence[OpLike]
-    thresholds: Mapping[str, float]
+from radtriage.pipelines import PipelineSpec
 
 
 class PipelineError(RuntimeError):
@@ -53,7 +39,7 @@ def _stage(failure: str, run: Callable[..., None], *args: Any) -> None:
 
 
 class TaskRunner:
-    def __init__(self, spec: PipelineLike, models_dir: Path, threads: int = 2) -> None:
+    def __init__(self, spec: PipelineSpec, models_dir: Path, threads: int = 2) -> None:
         self.spec = spec
         self.model = load_model(Path(models_dir) / spec.model, threads=threads)
         card = self.model.card

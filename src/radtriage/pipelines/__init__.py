@@ -1,0 +1,23 @@
+"""What a pipeline is: the schema of ``pipelines/*.yaml`` (`PipelineSpec`) and its loader.
+
+Low in the house: routing, inference, serving, alerts and triage all type
+their pipelines as `PipelineSpec`. The rules inside a pipeline's ``select``
+and ``prefer`` are `radtriage.rules`.
+"""
+
+from radtriage.pipelines.load import OpCatalog, load_pipeline, load_pipelines, op_problems, parse_pipeline
+from radtriage.pipelines.spec import TASKS, OpSpec, PipelineConfigError, PipelineSpec, PriorityMap, PriorityRule
+
+__all__ = [
+    "TASKS",
+    "OpCatalog",
+    "OpSpec",
+    "PipelineConfigError",
+    "PipelineSpec",
+    "PriorityMap",
+    "PriorityRule",
+    "load_pipeline",
+    "load_pipelines",
+    "op_problems",
+    "parse_pipeline",
+]
