@@ -34,7 +34,8 @@ from radtriage.alerts.metrics import AlertMetrics
 from radtriage.alerts.rota import gaps
 from radtriage.alerts.signing import AckGrant, read_ack_token
 from radtriage.alerts.views import AlertView, view
-from radtriage.alerts.worker import AlertWorker, brief
+from radtriage.alerts.worker import AlertWorker
+from radtriage.background import brief
 from radtriage.db import alerts as store
 from radtriage.db.access import utcnow
 from radtriage.db.engine import Database

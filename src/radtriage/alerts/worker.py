@@ -27,6 +27,7 @@ from radtriage.alerts.config import AlertingConfig
 from radtriage.alerts.message import AlertContent, Outgoing, compose, key_image_path
 from radtriage.alerts.metrics import AlertMetrics
 from radtriage.alerts.signing import ack_token
+from radtriage.background import Background, brief
 from radtriage.db import alerts as store
 from radtriage.db.access import utcnow
 from radtriage.db.alerts import CANCELLED, DELIVERED, FAILED, OPEN, PAGE, PENDING
@@ -36,22 +37,15 @@ from radtriage.db.engine import Database
 log = logging.getLogger(__name__)
 
 
-def brief(exc: BaseException) -> str:
-    """An exception in one line, without the SQL parameters a database error appends (they may hold content)."""
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-
-
-class AlertWorker:
+class AlertWorker(Background):
     def __init__(self, db: Database, config: AlertingConfig, channels: Channels, metrics: AlertMetrics,
                  secret_key: bytes, recover: Callable[[], int] | None = None, results_dir: Path | None = None) -> None:
+        super().__init__("alerts", config.delivery.poll_s, threads=config.delivery.workers, log=log)
         self.db, self.config, self.channels, self.metrics = db, config, channels, metrics
         self.key, self.results_dir = secret_key, results_dir
         self.recover = recover
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._sweep_lock = threading.Lock()
         self._next_sweep = self._next_recovery = 0.0
-        self._threads: list[threading.Thread] = []
 
     # -- one delivery -------------------------------------------------------------------
     def deliver_one(self) -> bool:
@@ -139,7 +133,7 @@ class AlertWorker:
                 d["attempts"], error, " - given up, bypassed" if final else " - will retry")
         self.metrics.deliveries.labels(d["channel"], "failed" if final else "retry").inc()
         if final:
-            self._wake.set()
+            self.wake()
 
     # -- escalation ---------------------------------------------------------------------
     def escalate_due(self) -> int:
@@ -152,13 +146,10 @@ class AlertWorker:
         for o in done:
             self.metrics.alerts.labels(o.alert["finding_code"], o.event).inc()
         if done:
-            self._wake.set()
+            self.wake()
         return len(done)
 
     # -- the threads ----------------------------------------------------------------------
-    def wake(self) -> None:
-        self._wake.set()
-
     def _sweep(self, first: bool) -> None:
         now = time.monotonic()
         if now >= self._next_sweep and self._sweep_lock.acquire(blocking=False):
@@ -171,28 +162,7 @@ class AlertWorker:
             self._next_recovery = now + self.config.delivery.recover_every_s
             self.recover()
 
-    def _loop(self, first: bool) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.deliver_one()
-                self._sweep(first)
-            except Exception as exc:  # noqa: BLE001 - e.g. the database briefly unavailable
-                log.error("alert worker error: %s", brief(exc))
-                busy = False
-            if not busy:
-                self._wake.wait(self.config.delivery.poll_s)
-                self._wake.clear()
-
-    def start(self) -> None:
-        self._stop.clear()
-        for i in range(self.config.delivery.workers):
-            t = threading.Thread(target=self._loop, args=(i == 0,), name=f"alerts-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        for t in self._threads:
-            t.join(timeout)
-        self._threads.clear()
+    def step(self, index: int) -> bool:
+        busy = self.deliver_one()
+        self._sweep(first=index == 0)
+        return busy

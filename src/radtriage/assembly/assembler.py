@@ -11,11 +11,11 @@ which later closes as a new job.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from radtriage.background import Background
 from radtriage.config import Settings
 from radtriage.db import Database, access
 from radtriage.domain import StageTimes, TriageCase
@@ -51,17 +51,15 @@ def _case_document(closed: access.ClosedSeries) -> dict[str, Any]:
     return case_for(closed).model_dump(mode="json")
 
 
-class Assembler:
+class Assembler(Background):
     """Polls the index and closes complete series. One per service process."""
 
     def __init__(self, settings: Settings, db: Database, metrics: IngestMetrics) -> None:
+        super().__init__("assembler", settings.assembly_poll_s, log=log)
         self.db = db
         self.metrics = metrics
         self.quiet = timedelta(seconds=settings.quiet_period_s)
         self.stable_age = timedelta(seconds=settings.stable_age_s)
-        self.poll_s = settings.assembly_poll_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> list[access.ClosedSeries]:
         closed = access.close_ready_series(self.db, self.quiet, self.stable_age, _case_document)
@@ -76,18 +74,6 @@ class Assembler:
             )
         return closed
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - keep assembling after a hiccup
-                log.exception("assembly pass failed; retrying")
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="assembler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def step(self, index: int) -> bool:
+        self.run_once()
+        return False  # one pass per poll: a series closes on time, not on the next instance

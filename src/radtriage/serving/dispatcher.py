@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from radtriage.background import Background
 from radtriage.config.settings import Settings
 from radtriage.db import access, ledger
 from radtriage.db.engine import Database
@@ -48,17 +49,16 @@ def _skip_marker(series_uid: str) -> str:
     return f"skipped, series {series_uid} of this study is preferred"
 
 
-class Dispatcher:
+class Dispatcher(Background):
     def __init__(self, settings: Settings, db: Database, specs: list[PipelineSpec], runner: Runner,
                  priority: Callable[[PipelineSpec, TaskResult], tuple[Priority, str | None]],
                  on_result: Callable[[TriageCase, str, TaskResult, str], None] | None = None) -> None:
         """``priority`` is triage's rule for one result (`radtriage.triage.result_priority`)."""
+        super().__init__("dispatcher", settings.inference.poll_s, threads=settings.inference.in_flight, log=log)
         self.settings, self.db, self.runner = settings, db, runner
         self.specs = {s.id: s for s in specs}
         self.priority, self.on_result = priority, on_result
         self.worker = f"dispatcher-{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
     # -- one job ----------------------------------------------------------------
     def run_once(self) -> bool:
@@ -182,25 +182,5 @@ class Dispatcher:
                 skipped.append(f"{pid}: {_skip_marker(best)}")
         return keep, skipped
 
-    # -- the loop -----------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:  # noqa: BLE001 - e.g. the database briefly unavailable
-                log.exception("dispatcher loop error")
-                busy = False
-            if not busy:
-                self._stop.wait(self.settings.inference.poll_s)
-
-    def start(self) -> None:
-        for i in range(self.settings.inference.in_flight):
-            t = threading.Thread(target=self._loop, name=f"dispatcher-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout)
-        self._threads.clear()
+    def step(self, index: int) -> bool:
+        return self.run_once()

@@ -10,11 +10,11 @@ idempotent, so looking twice costs only a read.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 
+from radtriage.background import Background
 from radtriage.db import worklist
 from radtriage.db.engine import Database
 from radtriage.triage.priority import triage_study
@@ -24,15 +24,14 @@ log = logging.getLogger(__name__)
 LOOK_BACK = timedelta(seconds=5)
 
 
-class Triage:
+class Triage(Background):
     def __init__(self, db: Database, inference_enabled: bool, poll_s: float,
                  on_change: Callable[[worklist.Change], None] | None = None) -> None:
-        self.db, self.poll_s, self.on_change = db, poll_s, on_change
+        super().__init__("triage", poll_s, log=log)
+        self.db, self.on_change = db, on_change
         self.decide = partial(triage_study, inference_enabled=inference_enabled)
         self._mark = None
         self._seen: dict[int, object] = {}  # study id -> newest job change already triaged
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._first = True
 
     def run_once(self) -> int:
@@ -57,19 +56,6 @@ class Triage:
             self._seen = {s: t for s, t in self._seen.items() if t >= self._mark}
         return len(ids)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - the database may be briefly away; try again next pass
-                log.exception("triage pass failed")
-            self._stop.wait(self.poll_s)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="triage", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+    def step(self, index: int) -> bool:
+        self.run_once()
+        return False
