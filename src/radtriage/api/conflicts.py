@@ -72,10 +72,6 @@ class Resolution(Conflict):
     still_refused: list[int] = []  # accept: conflicts whose instance was refused again
 
 
-def _raise(exc: conflicts.ConflictError) -> None:
-    raise ProblemError(exc.status, "Not Found" if exc.status == 404 else "Conflict", str(exc)) from exc
-
-
 @router.get("/api/v1/conflicts", response_model=ConflictPage)
 def list_conflicts(request: Request, user: Admin,
                    state: Annotated[Literal["open", "accepted", "refused", "all"], Query()] = "open") -> Any:
@@ -91,11 +87,8 @@ def list_conflicts(request: Request, user: Admin,
 def keep_refused(request: Request, conflict_id: int, user: Admin) -> Any:
     """Keep the instance refused: the conflict is closed and its held copy removed."""
     db = request.app.state.services.db
-    try:
-        conflicts.close(db, conflict_id, conflicts.REFUSED, user.username, user.role, client_of(request))
-        return conflicts.get(db, conflict_id)
-    except conflicts.ConflictError as exc:
-        _raise(exc)
+    conflicts.close(db, conflict_id, conflicts.REFUSED, user.username, user.role, client_of(request))
+    return conflicts.get(db, conflict_id)
 
 
 @router.post("/api/v1/conflicts/{conflict_id}/accept", response_model=Resolution)
@@ -107,10 +100,7 @@ def accept_as_correction(request: Request, conflict_id: int, user: Admin) -> Any
     """
     services = request.app.state.services
     client = client_of(request)
-    try:
-        held = conflicts.correct_patient(services.db, conflict_id, user.username, user.role, client)
-    except conflicts.ConflictError as exc:
-        _raise(exc)
+    held = conflicts.correct_patient(services.db, conflict_id, user.username, user.role, client)  # 404, 409
     stored, refused = 0, []
     for h in held:
         try:

@@ -171,12 +171,6 @@ def _find(conn: Connection, sop_instance_uid: str) -> StoredInstance | None:
     return StoredInstance(sop_instance_uid, row.path, row.sha256, row.size_bytes, row.study_uid, row.series_uid)
 
 
-def find_instance(db: Database, sop_instance_uid: str) -> StoredInstance | None:
-    """What the index holds for a SOP Instance UID, if anything."""
-    with db.read() as conn:
-        return _find(conn, sop_instance_uid)
-
-
 def _check(conn: Connection, key: InstanceKey, existing: StoredInstance | None) -> tuple[Any, Any]:
     """The instance's study and series rows (None: new); raises `StoreConflict` where it contradicts them."""
     if existing is not None and (existing.study_uid, existing.series_uid) != (key.study_uid, key.series_uid):

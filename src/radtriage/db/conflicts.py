@@ -21,20 +21,13 @@ from sqlalchemy import Connection, select, update
 from radtriage.db import audit
 from radtriage.db.access import PATIENT_FIELDS, StoreConflict, _aware, utcnow
 from radtriage.db.engine import Database
+from radtriage.db.errors import ActionRefused, Refusal
 from radtriage.db.tables import store_conflicts, studies
 
 OPEN, ACCEPTED, REFUSED = "open", "accepted", "refused"
 STATES = (OPEN, ACCEPTED, REFUSED)
 # the demographics a correction writes to the study (the identity fields and the sex)
 CORRECTED_FIELDS = (*PATIENT_FIELDS, "patient_sex")
-
-
-class ConflictError(Exception):
-    """An action that cannot be taken on a conflict: ``status`` is the HTTP answer (404, 409)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -137,16 +130,16 @@ def get(db: Database, conflict_id: int) -> dict[str, Any]:
     with db.read() as conn:
         row = conn.execute(select(store_conflicts).where(store_conflicts.c.id == conflict_id)).first()
         if row is None:
-            raise ConflictError(404, f"no conflict {conflict_id}")
+            raise ActionRefused(Refusal.MISSING, f"no conflict {conflict_id}")
         return _public(conn, row)
 
 
 def _open_row(conn: Connection, conflict_id: int) -> Any:
     row = conn.execute(select(store_conflicts).where(store_conflicts.c.id == conflict_id)).first()
     if row is None:
-        raise ConflictError(404, f"no conflict {conflict_id}")
+        raise ActionRefused(Refusal.MISSING, f"no conflict {conflict_id}")
     if row.state != OPEN:
-        raise ConflictError(409, f"conflict {conflict_id} is already {row.state}")
+        raise ActionRefused(Refusal.CONFLICT, f"conflict {conflict_id} is already {row.state}")
     return row
 
 
@@ -162,7 +155,7 @@ def correct_patient(db: Database, conflict_id: int, username: str, role: str,
     with db.write() as conn:
         row = _open_row(conn, conflict_id)
         if row.kind != StoreConflict.PATIENT_MISMATCH:
-            raise ConflictError(409, "a UID collision cannot be accepted: the sender must send new UIDs")
+            raise ActionRefused(Refusal.CONFLICT, "a UID collision cannot be accepted: the sender must send new UIDs")
         incoming = dict(row.incoming)
         stored = _stored_patient(conn, row.study_uid) or {}
         new = {f: incoming.get(f) for f in CORRECTED_FIELDS}

@@ -169,12 +169,15 @@ class InstanceStore:
         whatever its encoding, is a duplicate.
         """
         placed: list[tuple[Path, bool]] = []
-        same_as = self._stored_equivalent(staged, hdr)
+        same_as: str | None = None  # the stored copy's hash, when it holds this data set in other bytes
+        compared = False
 
         def prepare(existing: access.StoredInstance | None) -> access.NewInstance | None:
-            if (existing is not None and existing.sha256 in (staged.sha256, same_as)
-                    and Path(existing.path).exists()):
-                return None  # the same instance again (these bytes, or another encoding of it): stored once
+            if existing is not None and Path(existing.path).exists():
+                if existing.sha256 in (staged.sha256, same_as):
+                    return None  # the same instance again (these bytes, or another encoding of it): stored once
+                if not compared:
+                    raise _CompareFirst(existing)  # decoding waits outside the write transaction
             primary = self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
             path, created = self.spool.place(staged, primary)
             placed.append((path, created))
@@ -199,7 +202,14 @@ class InstanceStore:
 
         key = access.InstanceKey(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.study_fields)
         try:
-            written, existing = access.index_instance(self.db, key, prepare)
+            try:
+                written, existing = access.index_instance(self.db, key, prepare)
+            except _CompareFirst as other:  # the UID again with other bytes: the same data set?
+                compared = True
+                if same_dataset(Path(other.stored.path), staged.path):
+                    same_as = other.stored.sha256
+                    log.info("duplicate instance in another encoding: sop_instance_uid=%s", hdr.sop_instance_uid)
+                written, existing = access.index_instance(self.db, key, prepare)
         except access.StoreConflict as conflict:
             raise self._refuse(conflict, staged, placed, hdr, origin) from None
         except BaseException:
@@ -228,18 +238,6 @@ class InstanceStore:
         return result("replaced", written.path)
 
 
-    def _stored_equivalent(self, staged: Staged, hdr: InstanceHeader) -> str | None:
-        """The hash of the stored copy of this instance when it holds the same data set in other bytes."""
-        stored = access.find_instance(self.db, hdr.sop_instance_uid)
-        if (stored is None or stored.sha256 == staged.sha256
-                or (stored.study_uid, stored.series_uid) != (hdr.study_uid, hdr.series_uid)
-                or not Path(stored.path).is_file()):
-            return None
-        if not same_dataset(Path(stored.path), staged.path):
-            return None
-        log.info("duplicate instance in another encoding: sop_instance_uid=%s", hdr.sop_instance_uid)
-        return stored.sha256
-
     def _refuse(self, conflict: access.StoreConflict, staged: Staged, placed: list[tuple[Path, bool]],
                 hdr: InstanceHeader, origin: Origin) -> InstanceRejected:
         """Hold a conflicting instance for an administrator, list and audit it; the rejection to raise."""
@@ -260,6 +258,14 @@ class InstanceStore:
         reason = (RejectReason.PATIENT_MISMATCH if conflict.kind == access.StoreConflict.PATIENT_MISMATCH
                   else RejectReason.UID_CONFLICT)
         return InstanceRejected(reason, f"conflict {conflict_id}: {conflict}")
+
+
+class _CompareFirst(Exception):
+    """Raised by `prepare` (nothing written yet) so that two encodings are compared outside the transaction."""
+
+    def __init__(self, stored: access.StoredInstance) -> None:
+        super().__init__(stored.sop_instance_uid)
+        self.stored = stored
 
 
 def _as_rejection(exc: Exception) -> InstanceRejected:
