@@ -89,6 +89,13 @@ def write_private(path: Path, text: str, replace: bool = False) -> bool:
             os.link(tmp, path)  # appears complete or not at all; never over another's
         except FileExistsError:
             return False
+        except OSError:  # a filesystem without hard links: create it exclusively and write it in place
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
         return True
     finally:
         tmp.unlink(missing_ok=True)
