@@ -278,6 +278,7 @@ def test_cstore_study_of_another_patient_is_refused_audited_listed_and_kept_refu
     assert audit.entries(services.db, action="conflicts_viewed")[0] >= 1
     page = live["client"].get("/admin/conflicts", headers=live["tokens"]["admin"])
     assert page.status_code == 200 and "/static/conflicts.js" in page.text
+    assert 'href="/admin/conflicts"' in live["client"].get("/", headers=live["tokens"]["admin"]).text
     assert live["client"].get("/admin/conflicts", headers=live["tokens"]["radiologist"]).status_code == 403
 
     # keep refused: closed, its quarantined copy removed, nothing stored; a resend is refused again
