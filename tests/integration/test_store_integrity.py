@@ -325,7 +325,7 @@ def test_cstore_uids_stored_in_another_study_are_refused_never_moved(live, tmp_p
 def test_stow_conflict_accepted_as_a_correction_updates_the_patient_then_stores(live, tmp_path):
     services = live["services"]
     study_uid = generate_uid()
-    first = make_ct_series(tmp_path / "a", 2, StudyInstanceUID=study_uid, **ALPHA)
+    first = make_ct_series(tmp_path / "a", 2, StudyInstanceUID=study_uid, IssuerOfPatientID="HOSP-A", **ALPHA)
     assert stow(live, [p.read_bytes() for p in first]).status_code == 200
     (job,) = wait_jobs(services, 1)
 
@@ -343,6 +343,7 @@ def test_stow_conflict_accepted_as_a_correction_updates_the_patient_then_stores(
     assert r.json()["state"] == "accepted" and r.json()["stored_instances"] == 2
     stored = study_row(services, study_uid)
     assert (stored["patient_name"], stored["patient_birth_date"]) == ("ALPHA^ANNE", "19500110")
+    assert stored["patient_id_issuer"] == "HOSP-A"  # what the correcting instance lacks is kept
     assert {r["sop_instance_uid"] for r in access.instance_rows(services.db)} >= {
         str(pydicom.dcmread(p).SOPInstanceUID) for p in fixed}
     assert {i["state"] for i in _conflicts(live, state="all").json()["items"]} == {"accepted"}

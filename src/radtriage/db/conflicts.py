@@ -158,8 +158,8 @@ def correct_patient(db: Database, conflict_id: int, username: str, role: str,
             raise ActionRefused(Refusal.CONFLICT, "a UID collision cannot be accepted: the sender must send new UIDs")
         incoming = dict(row.incoming)
         stored = _stored_patient(conn, row.study_uid) or {}
-        new = {f: incoming.get(f) for f in CORRECTED_FIELDS}
-        changed = sorted(f for f in CORRECTED_FIELDS if (stored.get(f) or None) != (new[f] or None))
+        new = {f: incoming[f] for f in CORRECTED_FIELDS if incoming.get(f)}  # what the instance lacks stays
+        changed = sorted(f for f in new if stored.get(f) != new[f])
         conn.execute(update(studies).where(studies.c.study_uid == row.study_uid).values(**new))
         audit.record(conn, "patient_corrected", actor=username, role=role, study_uid=row.study_uid, client=client,
                      at=now, detail={"conflict_id": conflict_id, "fields": changed})
