@@ -224,24 +224,30 @@ def self_signed_certificate(directory) -> tuple:
 
 
 def test_a_silent_tls_client_does_not_stop_the_listener(make_settings, tmp_path) -> None:
-    """With TLS on, a socket that never starts its handshake delays nobody, and is closed."""
+    """With TLS on, a socket that never starts its handshake delays nobody, and is closed;
+    so is one that completes its handshake and then says nothing."""
     import ssl
 
     pytest.importorskip("cryptography")
     cert_file, key_file = self_signed_certificate(tmp_path)
     with listener(make_settings, tls={"cert_file": cert_file, "key_file": key_file}) as (rt, api):
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_file))
         silent = connect_from(HOSTILE_ADDRESS, rt.scp.port)
+        shy = client.wrap_socket(connect_from(HOSTILE_ADDRESS, rt.scp.port), server_hostname="localhost")
         try:
-            client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_file))
             path, uid = valid_file(tmp_path / "send")
             with scanner(rt.scp.port, host="localhost", tls_args=(client, "localhost")) as assoc:
                 assert assoc.is_established, "a silent socket held up the TLS handshake of a scanner"
                 assert status_of(assoc.send_c_store(path)) == 0x0000
             assert uid in indexed_uids(rt.services)
             assert closed_by_listener(silent, time.monotonic() + 20), "the silent socket was never closed"
+            assert closed_by_listener(shy, time.monotonic() + 20), "the socket silent after its handshake stayed"
         finally:
             silent.close()
+            shy.close()
         assert refused(api, "tls_handshake") == 1
+        assert refused(api, "idle_timeout") == 1
+        assert metric(api, "radtriage_associations_total", outcome="accepted") == 1
 
 
 # --- item 4: an over-long UID gets a DIMSE status, and the association goes on ---------------

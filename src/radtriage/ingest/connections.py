@@ -11,7 +11,8 @@ a *pending* connection, held by one sleeping thread and no association slot:
   others are closed on accept;
 - a pending connection must deliver a whole A-ASSOCIATE-RQ PDU (peeked, not
   read, so pynetdicom reads it as usual) within ``pre_association_timeout_s``,
-  TLS handshake included, or it is closed;
+  TLS handshake included, or it is closed (over TLS, where records cannot be
+  peeked, its first bytes; pynetdicom's ACSE timeout, as short, covers the rest);
 - only then is it handed to pynetdicom.
 
 Refusals are counted by reason (``radtriage_dicom_connections_refused_total``)
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import select
 import socket
 import socketserver
 import struct
@@ -237,7 +239,11 @@ class GuardedAssociationServer(ThreadedAssociationServer):
                 sock = self.ssl_context.wrap_socket(sock, server_side=True)
             except OSError:  # ssl.SSLError and timeouts included
                 return sock, Refusal.TLS_HANDSHAKE
-            # TLS records cannot be peeked: the A-ASSOCIATE-RQ is left to the ACSE timeout
+            # TLS records cannot be peeked: the first of them must arrive in time; the rest of
+            # the A-ASSOCIATE-RQ is left to pynetdicom's ACSE timeout (the same short time)
+            left = max(0.0, deadline - time.monotonic())
+            if not sock.pending() and not select.select([sock], [], [], left)[0]:
+                return sock, Refusal.IDLE_TIMEOUT
             return sock, None
         return sock, await_associate_rq(sock, deadline)
 
