@@ -6,9 +6,9 @@ it waits up to the ACSE timeout for an A-ASSOCIATE-RQ. Anyone who can reach the
 port could so fill every slot with silent sockets. Here a connection is first
 a *pending* connection, held by one sleeping thread and no association slot:
 
-- each source address may hold ``max_connections_per_address`` connections
-  (pending or associated) and at most ``max_pending_connections`` wait at once;
-  others are closed on accept;
+- each source address (an IPv6 /64 counts as one) may hold
+  ``max_connections_per_address`` connections (pending or associated) and at
+  most ``max_pending_connections`` wait at once; others are closed on accept;
 - a pending connection must deliver a whole A-ASSOCIATE-RQ PDU (peeked, not
   read, so pynetdicom reads it as usual) within ``pre_association_timeout_s``,
   TLS handshake included, or it is closed (over TLS, where records cannot be
@@ -22,6 +22,7 @@ and open connections by state (``radtriage_dicom_connections_open``).
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import select
 import socket
@@ -66,6 +67,20 @@ class ConnectionLimits:
     timeout_s: float
 
 
+def source_of(address: str) -> str:
+    """What the per-address limit counts: an IPv4 address (also when IPv4-mapped), or an
+    IPv6 /64, which one host can fill with addresses of its own."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class ConnectionGuard:
     """Counts open connections per source address; admits, refuses and logs."""
 
@@ -79,6 +94,7 @@ class ConnectionGuard:
 
     def admit(self, address: str) -> bool:
         """Take a pending place for a new connection from ``address``, or refuse it."""
+        address = source_of(address)
         with self._lock:
             if self._open[address] >= self.limits.per_address:
                 reason = Refusal.PER_ADDRESS_LIMIT
@@ -100,6 +116,7 @@ class ConnectionGuard:
             self.metrics.connections_open.labels("associated").inc()
 
     def closed(self, address: str, pending: bool) -> None:
+        address = source_of(address)
         with self._lock:
             self._open[address] -= 1
             if self._open[address] <= 0:
@@ -110,6 +127,7 @@ class ConnectionGuard:
 
     def refuse(self, address: str, reason: str) -> None:
         """Count a refusal; warn at most once a minute per address and reason."""
+        address = source_of(address)
         self.metrics.connections_refused.labels(reason).inc()
         now = time.monotonic()
         with self._lock:
