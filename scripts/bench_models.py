@@ -5,7 +5,7 @@ What it measures
 ----------------
 For each task whose model folder is in ``--models`` (default ``models/``), the
 wall time of reading one study's main series from DICOM files
-(`radtriage.imaging.volume.load_series`), pre-processing, ONNX Runtime on the
+(`radtriage.imaging.series.load_series`), pre-processing, ONNX Runtime on the
 CPU with ``--threads`` (default 2) threads, and post-processing: the task
 predictor the service runs (`radtriage.inference.tasks.predictor`). The
 median of ``--repeat`` (default 10) runs after one warm-up run is reported;
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(argv)
 
-    from radtriage.imaging.volume import load_series
+    from radtriage.imaging.series import load_series
     from radtriage.inference.card import CARD_FILE, load_card
     from radtriage.inference.model import load_model
     from radtriage.inference.tasks import predictor

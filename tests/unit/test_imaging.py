@@ -20,7 +20,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 from radtriage.imaging import keyimage
-from radtriage.imaging.volume import Volume, VolumeError, load_series
+from radtriage.imaging.series import load_series
+from radtriage.imaging.volume import Volume, VolumeError
 from radtriage.ingest.scp import ACCEPTED_TRANSFER_SYNTAXES
 
 gdcm = pytest.importorskip("gdcm")

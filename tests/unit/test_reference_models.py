@@ -58,7 +58,7 @@ def test_ich_does_not_call_the_real_head_ct_slices_haemorrhage():
     quality: the stroke pipelines do not read it, and say why."""
     from pydicom.data import get_testdata_file
 
-    from radtriage.imaging.volume import load_series
+    from radtriage.imaging.series import load_series
     from radtriage.ingest.parse import parse_part10
     from radtriage.pipelines import load_pipelines
     from radtriage.routing import why_not

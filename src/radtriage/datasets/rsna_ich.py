@@ -7,7 +7,7 @@ Layout (stage 2; stage 1 names also accepted)::
     root/stage_2_test/...           (no labels: ignored)
 
 Slices are grouped into series by SeriesInstanceUID and sorted along the slice
-normal exactly as `radtriage.imaging.volume.load_series` sorts them, so that
+normal exactly as `radtriage.imaging.series.load_series` sorts them, so that
 ``slice_labels`` index the loaded volume. Only the headers needed are read
 while indexing. Images without label rows are left out (the test set), label
 rows without an image are counted, and every other problem (unreadable file,
@@ -38,7 +38,8 @@ import pydicom
 
 from radtriage.datasets import Example, age_band
 from radtriage.datasets._tables import DatasetError, Skips, finite, read_table
-from radtriage.imaging.volume import Volume, VolumeError, load_series
+from radtriage.imaging.series import load_series
+from radtriage.imaging.volume import Volume, VolumeError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pydicom
 
 from radtriage.datasets import Example, age_band
-from radtriage.imaging.volume import load_series
+from radtriage.imaging.series import load_series
 
 KIND_OF_TASK = {"ich": "ct-head", "lvo": "cta-head", "nodule": "ct-chest", "bone_age": "xr-hand"}
 

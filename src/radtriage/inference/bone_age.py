@@ -1,7 +1,7 @@
 """The `bone_age` task: bone age in months from a paediatric PA hand radiograph and sex.
 
 Pre-processing (shared with `radtriage.training.bone_age`): the radiograph,
-denser brighter (MONOCHROME1 already inverted by `imaging.volume`), is scaled
+denser brighter (MONOCHROME1 already inverted by `imaging.decode`), is scaled
 to [0, 1] between its 0.5th and 99.5th intensity percentiles, padded to a
 square around the hand and forearm (found as the largest bright object; 0 outside the image) and resized to ``SIZE`` x ``SIZE``.
 

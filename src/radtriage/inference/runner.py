@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from radtriage.domain.case import Finding, TaskResult
-from radtriage.imaging.volume import Volume, load_series
+from radtriage.imaging.series import load_series
+from radtriage.imaging.volume import Volume
 from radtriage.inference.model import load_model
 from radtriage.inference.ops import OPS, KeyView, OpContext
 from radtriage.pipelines import PipelineSpec
