@@ -426,7 +426,9 @@ def test_dimse_data_set_is_not_held_in_memory(make_settings, tmp_path, monkeypat
         with association(rt.scp.port) as assoc:  # this sender goes away half-way
             send_part_of_c_store(assoc, big_ct(side=1024))
             assoc.abort()
-        wait_association_closed(services)
+        deadline = time.monotonic() + 10  # storescu's association and this one, both recorded closed
+        while len(wait_association_closed(services)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert list(system_tmp.iterdir()) == [], "received data written outside the data directory"
         assert_nothing_kept(services, ())
     finally:
