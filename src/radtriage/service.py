@@ -161,7 +161,7 @@ class Runtime:
 
     def _start_inference(self) -> None:
         """Load and check the pipelines (a bad file stops start-up), start Ray Serve and the dispatcher."""
-        from radtriage.inference.ops import OPS
+        from radtriage.inference.tasks import OPS
         from radtriage.pipelines import load_pipelines
         from radtriage.serving.dispatcher import Dispatcher
         from radtriage.serving.runners import make_runner

@@ -15,8 +15,8 @@ import yaml
 
 from radtriage.imaging.volume import Volume
 from radtriage.inference import ich
-from radtriage.inference.ops import OPS, OpContext, Slot
-from radtriage.inference.tasks import REFERENCE_CHAINS, predictor
+from radtriage.inference.ops import OpContext, Slot
+from radtriage.inference.tasks import OPS, REFERENCE_CHAINS, predictor
 from radtriage.pipelines import PipelineConfigError, load_pipelines
 
 REPO = Path(__file__).resolve().parents[2]

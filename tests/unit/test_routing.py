@@ -20,7 +20,7 @@ import yaml
 
 from radtriage.domain import Priority
 from radtriage.ingest.parse import header_of, parse_part10
-from radtriage.inference.ops import OPS
+from radtriage.inference.tasks import OPS
 from radtriage.pipelines import PipelineConfigError, PipelineSpec, load_pipelines, parse_pipeline
 from radtriage.routing import best_series, matches, near_misses, rank_series, route, why_not
 from radtriage.rules import Select, parse_age

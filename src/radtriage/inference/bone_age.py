@@ -5,7 +5,7 @@ denser brighter (MONOCHROME1 already inverted by `imaging.decode`), is scaled
 to [0, 1] between its 0.5th and 99.5th intensity percentiles, padded to a
 square around the hand and forearm (found as the largest bright object; 0 outside the image) and resized to ``SIZE`` x ``SIZE``.
 
-The prediction (the ``bone_age_z`` op of `radtriage.inference.ops`) gives
+The prediction (the ``bone_age_z`` op registered at the end of this module) gives
 ``bone_age_months``, the ``sex`` it used (from PatientSex; the model needs it,
 so an unknown sex is an error), and ``chronological_age_months`` from
 PatientAge or PatientBirthDate and StudyDate when the header has them.
@@ -14,12 +14,16 @@ PatientAge or PatientBirthDate and StudyDate when the header has them.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from scipy import ndimage
 from monai.transforms import Resize
+from pydantic import Field, StrictInt
+
+from radtriage.inference import findings as fx
+from radtriage.inference.ops import OPS, POST, PRE, KeyView, NoParams, OpContext, Params, Slot
 
 
 SIZE = 192
@@ -93,3 +97,41 @@ def chronological_age_months(meta: dict[str, Any]) -> float | None:
         return float(round({"D": n / DAYS_PER_MONTH, "W": n * 7 / DAYS_PER_MONTH, "M": n, "Y": n * 12}[age[3]], 1))
     return None
 
+
+# --------------------------------------------------------------------------- ops
+# The task's ops, registered on `radtriage.inference.ops.OPS` when this module is imported.
+
+
+class BoneAgeInput(Params):
+    size: StrictInt = Field(default=SIZE, ge=32, le=1024)
+
+
+@OPS.register("bone_age_input", PRE, BoneAgeInput, needs={Slot.RADIOGRAPH}, gives={Slot.INPUTS},
+              tasks={"bone_age"}, card_keys={"size": "size"})
+def bone_age_input(ctx: OpContext, p: BoneAgeInput) -> None:
+    """The hand cropped and scaled to ``size`` x ``size`` (`bone_age.to_input`), and the patient's sex."""
+    sex = sex_code(ctx.volume.meta.get("PatientSex"))
+    ctx.inputs = {"image": to_input(ctx.volume.array, p.size)[None], "sex": np.array([[sex]], np.float32)}
+
+
+class BoneAgeZ(Params):
+    reference: Literal["greulich-pyle"] = "greulich-pyle"
+
+
+@OPS.register("bone_age_z", POST, BoneAgeZ, needs={Slot.OUTPUTS, Slot.RADIOGRAPH},
+              gives={Slot.PREDICTION, Slot.RESULT, Slot.FINDINGS}, tasks={"bone_age"})
+def bone_age_z(ctx: OpContext, p: BoneAgeZ) -> None:
+    """Bone age against the chronological age as a z-score (Greulich-Pyle SDs); flagged when |z| > 2."""
+    sex = float(np.ravel(ctx.inputs["sex"])[0])
+    pred = {"bone_age_months": round(float(np.ravel(ctx.output())[0]), 1), "sex": "M" if sex else "F",
+            "chronological_age_months": chronological_age_months(ctx.volume.meta)}
+    ctx.prediction = pred
+    (found,) = fx.bone_age_findings(pred)
+    m = found.measurements
+    ctx.scores = {"bone_age_months": pred["bone_age_months"]}
+    if "z_score" in m:
+        ctx.scores.update(bone_age_z=m["z_score"], difference_months=m["difference_months"],
+                          chronological_age_months=m["chronological_age_months"])
+    ctx.positive = found.code == "bone_age_flag"
+    ctx.labels = {"sex": pred["sex"]}
+    ctx.add_finding(found, KeyView())

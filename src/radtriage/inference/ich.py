@@ -4,8 +4,8 @@ Pre-processing (shared with `radtriage.training.ich`): each axial slice in three
 CT windows (brain, subdural, bone) at ``SIZE`` x ``SIZE``, plus the brain window
 of the slices above and below (2.5D context): five channels per slice.
 
-The prediction (`postprocess`, run by the ``ich_study_result`` op of
-`radtriage.inference.ops`) gives:
+The prediction (`postprocess`, run by the ``ich_study_result`` op registered at
+the end of this module) gives:
 - ``score``: the study's P(haemorrhage): the highest slice P(any)
 - ``positive``: ``score >=`` the operating point (the pipeline's, else the card's ``thresholds["any"]``)
 - ``subtype``: the subtype of highest probability on the key slice
@@ -19,8 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field, StrictInt
 
 from radtriage.imaging.volume import Volume
+from radtriage.inference import findings as fx
+from radtriage.inference.ops import (OPS, POST, PRE, HuRange, KeyView, NoParams, OpContext, Params, Slot, Window,
+                                     sigmoid)
 from radtriage.inference.preprocess import HEAD_WINDOWS, ct_windows
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
@@ -69,3 +73,45 @@ def postprocess(probs: np.ndarray, threshold: float) -> dict[str, Any]:
         "subtype_probs": {s: round(float(probs[:, k].max()), 4) for k, s in enumerate(SUBTYPES)},
     }
 
+
+# --------------------------------------------------------------------------- ops
+# The task's ops, registered on `radtriage.inference.ops.OPS` when this module is imported.
+
+
+class IchWindows(Params):
+    size: StrictInt = Field(default=SIZE, ge=16, le=1024)
+    windows_hu: tuple[Window, ...] = Field(default=HEAD_WINDOWS, min_length=1)  # the first: brain
+    batch: StrictInt = Field(default=16, ge=1)
+
+
+@OPS.register("ich_windows", PRE, IchWindows, needs={Slot.CT}, gives={Slot.INPUTS}, tasks={"ich"},
+              card_keys={"size": "size", "windows_hu": "windows_hu"})
+def ich_windows(ctx: OpContext, p: IchWindows) -> None:
+    """Each slice in the CT windows at ``size`` x ``size``, with its neighbours' brain window (`ich.preprocess`)."""
+    ctx.inputs = {ctx.input_names[0]: preprocess(ctx.volume, p.size, p.windows_hu)}
+    ctx.batch = p.batch
+
+
+@OPS.register("ich_study_result", POST, NoParams, needs={Slot.OUTPUTS}, gives={Slot.PREDICTION, Slot.RESULT},
+              tasks={"ich"})
+def ich_study_result(ctx: OpContext, p: NoParams) -> None:
+    """Slice probabilities to the study's decision (threshold ``any``), subtype and key slice (`ich.postprocess`)."""
+    thr = ctx.threshold("any")
+    pred = postprocess(sigmoid(ctx.output()), thr)
+    ctx.prediction = pred
+    ctx.positive = pred["positive"]
+    ctx.scores = {"ich": pred["score"], "threshold": thr}
+    ctx.labels = {"subtype": pred["subtype"]}
+
+
+class IchVolume(Params):
+    blood_hu: HuRange = fx.BLOOD_HU
+
+
+@OPS.register("ich_volume_ml", POST, IchVolume, needs={Slot.CT, Slot.PREDICTION}, gives={Slot.FINDINGS},
+              tasks={"ich"})
+def ich_volume_ml(ctx: OpContext, p: IchVolume) -> None:
+    """The haemorrhage finding with its volume estimated from blood-density voxels (``blood_hu``) in mL."""
+    view = KeyView(slice_index=int(ctx.prediction["key_slice"]), window=HEAD_WINDOWS[0])
+    for f in fx.ich_findings(ctx.prediction, ctx.volume, ctx.threshold("any"), p.blood_hu):
+        ctx.add_finding(f, view)

@@ -21,8 +21,8 @@ inference exactly what it saw in training), `views`:
 The model gives six logits: P(LVO) (sigmoid), side (left, right; softmax) and
 segment (``SEGMENTS``, the generator's names; softmax).
 
-The prediction (`postprocess`, run by the ``lvo_study_result`` op of
-`radtriage.inference.ops`) gives:
+The prediction (`postprocess`, run by the ``lvo_study_result`` op registered at
+the end of this module) gives:
 - ``score``: P(LVO); ``positive``: ``score >=`` the operating point (the pipeline's, else the card's ``thresholds["lvo"]``)
 - ``side``: "left" | "right" and ``side_probs``
 - ``segment``: "ica_t" | "m1" | "m2" (the generator's names) and ``segment_probs``;
@@ -37,8 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from radtriage.imaging.volume import Volume
+from radtriage.inference import findings as fx
+from radtriage.inference.ops import OPS, POST, PRE, HuRange, KeyView, NoParams, Number, OpContext, Params, Slot
 
 SIDES = ("left", "right")
 SEGMENTS = ("ica_t", "m1", "m2")  # radtriage.synth.cta_head.SEGMENTS
@@ -172,3 +175,38 @@ def postprocess(logits: np.ndarray, threshold: float) -> dict[str, Any]:
         "segment_probs": {s: round(float(p), 4) for s, p in zip(SEGMENTS, seg_p)},
     }
 
+
+# --------------------------------------------------------------------------- ops
+# The task's ops, registered on `radtriage.inference.ops.OPS` when this module is imported.
+
+
+class LvoViews(Params):
+    grid_mm: Number = Field(default=MM, gt=0.1, le=5.0)
+    window_hu: HuRange = WINDOW_HU  # (low, high) scaled to [0, 1]
+    bone_hu: Number = BONE_HU
+
+
+@OPS.register("lvo_mip_views", PRE, LvoViews, needs={Slot.CT}, gives={Slot.INPUTS}, tasks={"lvo"},
+              card_keys={"grid_mm": "mip_grid_mm", "window_hu": "window_hu", "bone_hu": "bone_hu"})
+def lvo_mip_views(ctx: OpContext, p: LvoViews) -> None:
+    """Bone-free axial and coronal MIPs of the CTA in a vessel window (`lvo.views`)."""
+    ctx.inputs = {ctx.input_names[0]: preprocess(ctx.volume, mm=p.grid_mm, window_hu=p.window_hu,
+                                                 bone_hu=p.bone_hu)}
+
+
+LVO_WINDOW = (200.0, 600.0)  # opacified arteries on a key image
+
+
+@OPS.register("lvo_study_result", POST, NoParams, needs={Slot.OUTPUTS},
+              gives={Slot.PREDICTION, Slot.RESULT, Slot.FINDINGS}, tasks={"lvo"})
+def lvo_study_result(ctx: OpContext, p: NoParams) -> None:
+    """The study's P(LVO) (threshold ``lvo``), side and segment (`lvo.postprocess`)."""
+    thr = ctx.threshold("lvo")
+    pred = postprocess(ctx.output()[0], thr)
+    ctx.prediction = pred
+    ctx.positive = pred["positive"]
+    ctx.scores = {"lvo": pred["score"], "threshold": thr}
+    ctx.labels = {"side": str(pred["side"]), "segment": str(pred["segment"])}
+    for f in fx.lvo_findings(pred):  # the key image: the slab with the most contrast
+        arr = ctx.volume.array
+        ctx.add_finding(f, KeyView(slice_index=int(arr.reshape(len(arr), -1).max(axis=1).argmax()), window=LVO_WINDOW))

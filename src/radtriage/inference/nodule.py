@@ -31,8 +31,8 @@ the axial plane of largest area (Lung-RADS style). The centre is the
 segment's centroid when within half the blob radius of the blob maximum
 (else the maximum).
 
-The prediction (`nodules`, run by the ``nodule_measure`` op of
-`radtriage.inference.ops` on the model's scores of the candidates' patches)
+The prediction (`nodules`, run by the ``nodule_measure`` op registered at the
+end of this module on the model's scores of the candidates' patches)
 is ``{"nodules": [{"centre_mm": [x, y, z] LPS,
 "centre_voxel": [z, y, x] (indices of the input volume, float),
 "diameter_mm", "mean_diameter_mm", "volume_mm3", "score"}, ...]}``,
@@ -46,13 +46,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from monai.transforms import Resize, ScaleIntensityRange
+from pydantic import Field, StrictInt
 from scipy import ndimage
 
+from radtriage.domain.case import Finding
 from radtriage.imaging.volume import Volume
+from radtriage.inference import findings as fx
+from radtriage.inference.ops import OPS, POST, PRE, KeyView, Number, OpContext, Params, Slot, sigmoid
 
 GRID_MM = 1.25  # isotropic grid of candidate generation and patches
 PATCH = 32  # patch edge (voxels of GRID_MM): 40 mm
@@ -404,3 +409,63 @@ def nodules(volume: Volume, cands: Candidates, scores: np.ndarray, min_score: fl
     for i in [int(i) for i in np.argsort(-scores) if scores[i] >= min_score][:2 * max_findings]:
         described[i] = describe(volume, cands, i)
     return {"nodules": finalize(described, scores, min_score, max_findings), "n_candidates": int(len(scores))}
+
+
+# --------------------------------------------------------------------------- ops
+# The task's ops, registered on `radtriage.inference.ops.OPS` when this module is imported.
+
+
+class NoduleCandidates(Params):
+    grid_mm: Number = Field(default=GRID_MM, gt=0.25, le=5.0)
+    patch: StrictInt = Field(default=PATCH, ge=8, le=128)
+    batch: StrictInt = Field(default=64, ge=1)
+
+
+@OPS.register("nodule_candidates", PRE, NoduleCandidates, needs={Slot.CT}, gives={Slot.INPUTS, Slot.CANDIDATES},
+              tasks={"nodule"}, card_keys={"grid_mm": "grid_mm", "patch": "patch"})
+def nodule_candidates(ctx: OpContext, p: NoduleCandidates) -> None:
+    """Blob candidates in the lungs and a ``patch``^3 patch around each on a ``grid_mm`` grid (`nodule.candidates`)."""
+    ctx.candidates = candidates(ctx.volume, p.grid_mm, p.patch)
+    ctx.inputs = {ctx.input_names[0]: ctx.candidates.patches[:, None]}
+    ctx.batch = p.batch
+
+
+class NoduleMeasure(Params):
+    min_score: Number = Field(default=MIN_SCORE, ge=0.0, le=1.0)
+    max_findings: StrictInt = Field(default=MAX_FINDINGS, ge=1, le=500)
+
+
+@OPS.register("nodule_measure", POST, NoduleMeasure, needs={Slot.OUTPUTS, Slot.CANDIDATES},
+              gives={Slot.PREDICTION}, tasks={"nodule"})
+def nodule_measure(ctx: OpContext, p: NoduleMeasure) -> None:
+    """Candidates scoring at least ``min_score``: position, diameters and volume (`nodule.nodules`)."""
+    assert ctx.candidates is not None  # the chain check puts nodule_candidates first
+    scores = sigmoid(ctx.output().reshape(-1))
+    ctx.prediction = nodules(ctx.volume, ctx.candidates, scores, p.min_score, p.max_findings)
+
+
+class LungRads(Params):
+    version: Literal["2022"] = "2022"
+
+
+LUNG_WINDOW = (-600.0, 1500.0)
+
+
+def _nodule_view(volume: Volume, f: Finding) -> KeyView:
+    m = f.measurements
+    z, y, x = volume.lps_to_voxel([m["x_mm"], m["y_mm"], m["z_mm"]])
+    r = m["longest_diameter_mm"] / 2 / volume.spacing[1] + 3
+    return KeyView(slice_index=int(round(z)), box=(y - r, y + r, x - r, x + r), window=LUNG_WINDOW)
+
+
+@OPS.register("lung_rads", POST, LungRads, needs={Slot.PREDICTION}, gives={Slot.RESULT, Slot.FINDINGS},
+              tasks={"nodule"})
+def lung_rads(ctx: OpContext, p: LungRads) -> None:
+    """Nodules scoring at least the threshold ``nodule``, each with its Lung-RADS category; the scan's category."""
+    found = fx.nodule_findings(ctx.prediction, ctx.threshold("nodule"))
+    ctx.positive = bool(found)
+    ctx.scores = {"nodule": max((n["score"] for n in ctx.prediction["nodules"]), default=0.0),
+                  "nodules": float(len(found))}
+    ctx.labels = {"lung_rads": fx.scan_lung_rads(found)}
+    for f in found:
+        ctx.add_finding(f, _nodule_view(ctx.volume, f))

@@ -17,9 +17,13 @@ sees at inference what it saw in training). `OpChain` runs a pipeline's
 preprocess ops in order, then the model (`OpChain.infer`), then its
 postprocess ops, on one `OpContext`.
 
-The ops are thin: the pre-processing they run is the task modules' (`ich`,
-`lvo`, `nodule`, `bone_age`, built on MONAI transforms), the same functions
-the training code calls, and the findings are `findings`'.
+This module is the registry and the two ops every task starts from
+(``ct_hu_volume``, ``radiograph``). Each task's ops are registered beside
+the task, at the end of its module (`ich`, `lvo`, `nodule`, `bone_age`):
+thin wrappers of the pre-processing the training code calls too (built on
+MONAI transforms) and of `findings`. Importing a task module registers its
+ops on `OPS`; `radtriage.inference.tasks` imports all four, so take the
+complete registry from there.
 
 Pipeline files are checked against this registry at start-up
 (`radtriage.pipelines`): unknown names, bad parameters, an op in the
@@ -33,18 +37,18 @@ import enum
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from radtriage.domain.case import Finding
 from radtriage.imaging.volume import Volume
-from radtriage.inference import bone_age, ich, lvo, nodule
-from radtriage.inference import findings as fx
 from radtriage.inference.card import ModelCard
 from radtriage.inference.model import Model
-from radtriage.inference.preprocess import HEAD_WINDOWS
+
+if TYPE_CHECKING:
+    from radtriage.inference.nodule import Candidates
 
 Stage = Literal["preprocess", "postprocess"]
 PRE: Stage = "preprocess"
@@ -86,7 +90,7 @@ class OpContext:
     inputs: dict[str, np.ndarray] = field(default_factory=dict)  # model input by name, batch axis first
     batch: int | None = None  # rows of the inputs per model call; None: all at once
     outputs: dict[str, np.ndarray] = field(default_factory=dict)  # model output by name, in the model's order
-    candidates: nodule.Candidates | None = None
+    candidates: Candidates | None = None
     prediction: dict[str, Any] = field(default_factory=dict)  # the task's prediction (the task module's keys)
     positive: bool = False
     scores: dict[str, float] = field(default_factory=dict)
@@ -146,7 +150,7 @@ class Step:
 
 
 class Registry(Mapping[str, Op]):
-    """Op name -> `Op`, filled by the `register` decorator when this module is imported."""
+    """Op name -> `Op`, filled by the `register` decorator when the modules that hold ops are imported."""
 
     def __init__(self) -> None:
         self._ops: dict[str, Op] = {}
@@ -290,7 +294,7 @@ class OpChain:
 
 
 OPS = Registry()
-"""Every op a pipeline file may name."""
+"""Every op a pipeline file may name once the task modules are imported (`radtriage.inference.tasks` does)."""
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -334,168 +338,3 @@ def _low_high(value: tuple[float, float]) -> tuple[float, float]:
 
 Window = Annotated[tuple[Number, Number], AfterValidator(_level_width)]
 HuRange = Annotated[tuple[Number, Number], AfterValidator(_low_high)]
-
-
-class IchWindows(Params):
-    size: StrictInt = Field(default=ich.SIZE, ge=16, le=1024)
-    windows_hu: tuple[Window, ...] = Field(default=HEAD_WINDOWS, min_length=1)  # the first: brain
-    batch: StrictInt = Field(default=16, ge=1)
-
-
-@OPS.register("ich_windows", PRE, IchWindows, needs={Slot.CT}, gives={Slot.INPUTS}, tasks={"ich"},
-              card_keys={"size": "size", "windows_hu": "windows_hu"})
-def ich_windows(ctx: OpContext, p: IchWindows) -> None:
-    """Each slice in the CT windows at ``size`` x ``size``, with its neighbours' brain window (`ich.preprocess`)."""
-    ctx.inputs = {ctx.input_names[0]: ich.preprocess(ctx.volume, p.size, p.windows_hu)}
-    ctx.batch = p.batch
-
-
-class LvoViews(Params):
-    grid_mm: Number = Field(default=lvo.MM, gt=0.1, le=5.0)
-    window_hu: HuRange = lvo.WINDOW_HU  # (low, high) scaled to [0, 1]
-    bone_hu: Number = lvo.BONE_HU
-
-
-@OPS.register("lvo_mip_views", PRE, LvoViews, needs={Slot.CT}, gives={Slot.INPUTS}, tasks={"lvo"},
-              card_keys={"grid_mm": "mip_grid_mm", "window_hu": "window_hu", "bone_hu": "bone_hu"})
-def lvo_mip_views(ctx: OpContext, p: LvoViews) -> None:
-    """Bone-free axial and coronal MIPs of the CTA in a vessel window (`lvo.views`)."""
-    ctx.inputs = {ctx.input_names[0]: lvo.preprocess(ctx.volume, mm=p.grid_mm, window_hu=p.window_hu,
-                                                     bone_hu=p.bone_hu)}
-
-
-class NoduleCandidates(Params):
-    grid_mm: Number = Field(default=nodule.GRID_MM, gt=0.25, le=5.0)
-    patch: StrictInt = Field(default=nodule.PATCH, ge=8, le=128)
-    batch: StrictInt = Field(default=64, ge=1)
-
-
-@OPS.register("nodule_candidates", PRE, NoduleCandidates, needs={Slot.CT}, gives={Slot.INPUTS, Slot.CANDIDATES},
-              tasks={"nodule"}, card_keys={"grid_mm": "grid_mm", "patch": "patch"})
-def nodule_candidates(ctx: OpContext, p: NoduleCandidates) -> None:
-    """Blob candidates in the lungs and a ``patch``^3 patch around each on a ``grid_mm`` grid (`nodule.candidates`)."""
-    ctx.candidates = nodule.candidates(ctx.volume, p.grid_mm, p.patch)
-    ctx.inputs = {ctx.input_names[0]: ctx.candidates.patches[:, None]}
-    ctx.batch = p.batch
-
-
-class BoneAgeInput(Params):
-    size: StrictInt = Field(default=bone_age.SIZE, ge=32, le=1024)
-
-
-@OPS.register("bone_age_input", PRE, BoneAgeInput, needs={Slot.RADIOGRAPH}, gives={Slot.INPUTS},
-              tasks={"bone_age"}, card_keys={"size": "size"})
-def bone_age_input(ctx: OpContext, p: BoneAgeInput) -> None:
-    """The hand cropped and scaled to ``size`` x ``size`` (`bone_age.to_input`), and the patient's sex."""
-    sex = bone_age.sex_code(ctx.volume.meta.get("PatientSex"))
-    ctx.inputs = {"image": bone_age.to_input(ctx.volume.array, p.size)[None], "sex": np.array([[sex]], np.float32)}
-
-
-# --------------------------------------------------------------------------- post-processing
-
-
-@OPS.register("ich_study_result", POST, NoParams, needs={Slot.OUTPUTS}, gives={Slot.PREDICTION, Slot.RESULT},
-              tasks={"ich"})
-def ich_study_result(ctx: OpContext, p: NoParams) -> None:
-    """Slice probabilities to the study's decision (threshold ``any``), subtype and key slice (`ich.postprocess`)."""
-    thr = ctx.threshold("any")
-    pred = ich.postprocess(sigmoid(ctx.output()), thr)
-    ctx.prediction = pred
-    ctx.positive = pred["positive"]
-    ctx.scores = {"ich": pred["score"], "threshold": thr}
-    ctx.labels = {"subtype": pred["subtype"]}
-
-
-class IchVolume(Params):
-    blood_hu: HuRange = fx.BLOOD_HU
-
-
-@OPS.register("ich_volume_ml", POST, IchVolume, needs={Slot.CT, Slot.PREDICTION}, gives={Slot.FINDINGS},
-              tasks={"ich"})
-def ich_volume_ml(ctx: OpContext, p: IchVolume) -> None:
-    """The haemorrhage finding with its volume estimated from blood-density voxels (``blood_hu``) in mL."""
-    view = KeyView(slice_index=int(ctx.prediction["key_slice"]), window=HEAD_WINDOWS[0])
-    for f in fx.ich_findings(ctx.prediction, ctx.volume, ctx.threshold("any"), p.blood_hu):
-        ctx.add_finding(f, view)
-
-
-LVO_WINDOW = (200.0, 600.0)  # opacified arteries on a key image
-
-
-@OPS.register("lvo_study_result", POST, NoParams, needs={Slot.OUTPUTS},
-              gives={Slot.PREDICTION, Slot.RESULT, Slot.FINDINGS}, tasks={"lvo"})
-def lvo_study_result(ctx: OpContext, p: NoParams) -> None:
-    """The study's P(LVO) (threshold ``lvo``), side and segment (`lvo.postprocess`)."""
-    thr = ctx.threshold("lvo")
-    pred = lvo.postprocess(ctx.output()[0], thr)
-    ctx.prediction = pred
-    ctx.positive = pred["positive"]
-    ctx.scores = {"lvo": pred["score"], "threshold": thr}
-    ctx.labels = {"side": str(pred["side"]), "segment": str(pred["segment"])}
-    for f in fx.lvo_findings(pred):  # the key image: the slab with the most contrast
-        arr = ctx.volume.array
-        ctx.add_finding(f, KeyView(slice_index=int(arr.reshape(len(arr), -1).max(axis=1).argmax()), window=LVO_WINDOW))
-
-
-class NoduleMeasure(Params):
-    min_score: Number = Field(default=nodule.MIN_SCORE, ge=0.0, le=1.0)
-    max_findings: StrictInt = Field(default=nodule.MAX_FINDINGS, ge=1, le=500)
-
-
-@OPS.register("nodule_measure", POST, NoduleMeasure, needs={Slot.OUTPUTS, Slot.CANDIDATES},
-              gives={Slot.PREDICTION}, tasks={"nodule"})
-def nodule_measure(ctx: OpContext, p: NoduleMeasure) -> None:
-    """Candidates scoring at least ``min_score``: position, diameters and volume (`nodule.nodules`)."""
-    assert ctx.candidates is not None  # the chain check puts nodule_candidates first
-    scores = sigmoid(ctx.output().reshape(-1))
-    ctx.prediction = nodule.nodules(ctx.volume, ctx.candidates, scores, p.min_score, p.max_findings)
-
-
-class LungRads(Params):
-    version: Literal["2022"] = "2022"
-
-
-LUNG_WINDOW = (-600.0, 1500.0)
-
-
-def _nodule_view(volume: Volume, f: Finding) -> KeyView:
-    m = f.measurements
-    z, y, x = volume.lps_to_voxel([m["x_mm"], m["y_mm"], m["z_mm"]])
-    r = m["longest_diameter_mm"] / 2 / volume.spacing[1] + 3
-    return KeyView(slice_index=int(round(z)), box=(y - r, y + r, x - r, x + r), window=LUNG_WINDOW)
-
-
-@OPS.register("lung_rads", POST, LungRads, needs={Slot.PREDICTION}, gives={Slot.RESULT, Slot.FINDINGS},
-              tasks={"nodule"})
-def lung_rads(ctx: OpContext, p: LungRads) -> None:
-    """Nodules scoring at least the threshold ``nodule``, each with its Lung-RADS category; the scan's category."""
-    found = fx.nodule_findings(ctx.prediction, ctx.threshold("nodule"))
-    ctx.positive = bool(found)
-    ctx.scores = {"nodule": max((n["score"] for n in ctx.prediction["nodules"]), default=0.0),
-                  "nodules": float(len(found))}
-    ctx.labels = {"lung_rads": fx.scan_lung_rads(found)}
-    for f in found:
-        ctx.add_finding(f, _nodule_view(ctx.volume, f))
-
-
-class BoneAgeZ(Params):
-    reference: Literal["greulich-pyle"] = "greulich-pyle"
-
-
-@OPS.register("bone_age_z", POST, BoneAgeZ, needs={Slot.OUTPUTS, Slot.RADIOGRAPH},
-              gives={Slot.PREDICTION, Slot.RESULT, Slot.FINDINGS}, tasks={"bone_age"})
-def bone_age_z(ctx: OpContext, p: BoneAgeZ) -> None:
-    """Bone age against the chronological age as a z-score (Greulich-Pyle SDs); flagged when |z| > 2."""
-    sex = float(np.ravel(ctx.inputs["sex"])[0])
-    pred = {"bone_age_months": round(float(np.ravel(ctx.output())[0]), 1), "sex": "M" if sex else "F",
-            "chronological_age_months": bone_age.chronological_age_months(ctx.volume.meta)}
-    ctx.prediction = pred
-    (found,) = fx.bone_age_findings(pred)
-    m = found.measurements
-    ctx.scores = {"bone_age_months": pred["bone_age_months"]}
-    if "z_score" in m:
-        ctx.scores.update(bone_age_z=m["z_score"], difference_months=m["difference_months"],
-                          chronological_age_months=m["chronological_age_months"])
-    ctx.positive = found.code == "bone_age_flag"
-    ctx.labels = {"sex": pred["sex"]}
-    ctx.add_finding(found, KeyView())

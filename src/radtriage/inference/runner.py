@@ -19,7 +19,8 @@ from radtriage.domain.case import Finding, TaskResult
 from radtriage.imaging.series import load_series
 from radtriage.imaging.volume import Volume
 from radtriage.inference.model import load_model
-from radtriage.inference.ops import OPS, KeyView, OpContext
+from radtriage.inference.ops import KeyView, OpContext
+from radtriage.inference.tasks import OPS
 from radtriage.pipelines import PipelineSpec
 
 

@@ -8,6 +8,10 @@ tests use it. It is the same chain the reference
 ``pipelines/*.yaml`` declare (a test keeps the two in step), so it gives what
 the service gives. The prediction's keys are the task module's (see
 `radtriage.inference.ich`, `lvo`, `nodule`, `bone_age`).
+
+`OPS` here is the complete op registry: each task module registers its ops
+when imported, and this module imports all four, so whoever builds or checks
+a chain (the runner, start-up's pipeline check) takes `OPS` from here.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from radtriage.imaging.volume import Volume
+from radtriage.inference import bone_age, ich, lvo, nodule  # noqa: F401 - importing a task registers its ops
 from radtriage.inference.model import Model
 from radtriage.inference.ops import OPS
+
+__all__ = ["OPS", "REFERENCE_CHAINS", "Predictor", "predictor"]
 
 REFERENCE_CHAINS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ich": (("ct_hu_volume", "ich_windows"), ("ich_study_result", "ich_volume_ml")),

@@ -79,7 +79,7 @@ def parse_pipeline(data: Any, file: str | Path, *, ops: OpCatalog | Collection[s
                    alert_policies: Collection[str] | None = None) -> PipelineSpec:
     """Validate one pipeline document (already read from YAML) or raise `PipelineConfigError`.
 
-    ``ops``: the op registry (`radtriage.inference.ops.OPS`: names, parameters and their order are
+    ``ops``: the op registry (`radtriage.inference.tasks.OPS`: names, parameters and their order are
     checked), or just the names allowed, or None (ops unchecked here; the runner refuses unknown ones)."""
     if not isinstance(data, dict):
         raise PipelineConfigError(file, "", f"a pipeline file holds a mapping, not {type(data).__name__}")
