@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -66,8 +66,11 @@ def test_uvicorn_and_ray_lines_are_json_lines() -> None:
     tmp = tempfile.mkdtemp(prefix="rtlog-", dir="/tmp")  # short: Ray's socket paths live under it
     env = {**os.environ, "RAY_AUTH_TOKEN": secrets.token_hex(16), "PYTHONPATH": str(REPO / "src")}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-c", SERVICE, tmp], cwd=REPO, capture_output=True, text=True,
-                          timeout=180, env=env)
+    try:
+        done = subprocess.run([sys.executable, "-c", SERVICE, tmp], cwd=REPO, capture_output=True, text=True,
+                              timeout=180, env=env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     not_json = []
