@@ -130,6 +130,67 @@ def _erode(m: np.ndarray) -> np.ndarray:
     return out
 
 
+def _shown_slice(volume: Volume, slice_index: int | None, zrange: tuple[float, float] | None,
+                 mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image shown (the radiograph, or the picked slice) and the contour mask cut to it."""
+    if volume.is_2d:
+        img = volume.array
+        if mask is not None and mask.shape != img.shape:
+            raise ValueError(f"contour mask shape {mask.shape} differs from the image {img.shape}")
+        return img, mask
+    k = _pick_slice(volume, slice_index, zrange, mask)
+    img = volume.array[k]
+    if mask is not None:
+        if mask.shape == volume.array.shape:
+            mask = mask[k]
+        elif mask.shape != img.shape:
+            raise ValueError(f"contour mask shape {mask.shape} fits neither the volume nor a slice")
+    return img, mask
+
+
+def _canvas(img: np.ndarray, window: tuple[float, float] | None, width: int, height: int) -> Image.Image:
+    """The windowed image at ``width`` x ``height`` on a black canvas with room for the band below."""
+    rows, cols = img.shape
+    if width < cols or height < rows:  # a large image: averaged down first, so windowing and drawing stay cheap
+        img = _area(img, width, height)
+    grey = Image.fromarray(_window(img, window), mode="L")
+    if grey.size != (width, height):
+        grey = grey.resize((width, height), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (width, height + banner_height(width)), (0, 0, 0))
+    canvas.paste(grey.convert("RGB"), (0, 0))
+    return canvas
+
+
+def _draw_contour(canvas: Image.Image, mask: np.ndarray, width: int, height: int) -> Image.Image:
+    """The outline of ``mask``, scaled to the display size, drawn over the image."""
+    big = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255, mode="L").resize(
+        (width, height), Image.Resampling.NEAREST)) > 127
+    outline = big & ~_erode(_erode(big))
+    pixels = np.array(canvas)
+    pixels[:height][outline] = CONTOUR_COLOUR
+    return Image.fromarray(pixels, mode="RGB")
+
+
+def _draw_box(draw: ImageDraw.ImageDraw, yr: tuple[float, float], xr: tuple[float, float], sx: float,
+              sy: float) -> None:
+    x0, x1 = xr[0] * sx, xr[1] * sx - 1
+    y0, y1 = yr[0] * sy, yr[1] * sy - 1
+    line = max(2, int(sx) // 2)
+    draw.rectangle([x0 - line, y0 - line, x1 + line, y1 + line], outline=BOX_COLOUR, width=line)
+
+
+def _draw_band(draw: ImageDraw.ImageDraw, label: str, width: int, height: int) -> None:
+    """The disclaimer and the label (shortened with an ellipsis to fit) in the band below the image."""
+    size = _font_size(width)
+    font = ImageFont.load_default(size=size)
+    pad = 6
+    text = label.strip()
+    while text and draw.textlength(text, font=font) > width - 2 * pad:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    draw.text((pad, height + 4), DISCLAIMER, fill=(255, 255, 0), font=font)
+    draw.text((pad, height + 4 + size + 6), text, fill=(255, 255, 255), font=font)
+
+
 def render_key_image(
     volume: Volume,
     *,
@@ -157,55 +218,20 @@ def render_key_image(
         raise TypeError("label must be a string")
     zrange, yr, xr = _box_2d(volume, box) if box is not None else (None, None, None)
     mask = None if contour_mask is None else np.asarray(contour_mask).astype(bool)
-    if volume.is_2d:
-        img = volume.array
-        if mask is not None and mask.shape != img.shape:
-            raise ValueError(f"contour mask shape {mask.shape} differs from the image {img.shape}")
-    else:
-        k = _pick_slice(volume, slice_index, zrange, mask)
-        img = volume.array[k]
-        if mask is not None:
-            if mask.shape == volume.array.shape:
-                mask = mask[k]
-            elif mask.shape != img.shape:
-                raise ValueError(f"contour mask shape {mask.shape} fits neither the volume nor a slice")
+    img, mask = _shown_slice(volume, slice_index, zrange, mask)
     rows, cols = img.shape
     dy, dx = (float(v) for v in volume.spacing[-2:])
     aspect = dy / dx if dx > 0 and dy > 0 and abs(dy / dx - 1) > 0.01 else 1.0
     width, height = display_size(rows, cols, aspect, min_size, max_size)
     sx, sy = width / cols, height / rows  # display pixels per image pixel
 
-    if width < cols or height < rows:  # a large image: averaged down first, so windowing and drawing stay cheap
-        img = _area(img, width, height)
-    grey = Image.fromarray(_window(img, window), mode="L")
-    if grey.size != (width, height):
-        grey = grey.resize((width, height), Image.Resampling.BILINEAR)
-    canvas = Image.new("RGB", (width, height + banner_height(width)), (0, 0, 0))
-    canvas.paste(grey.convert("RGB"), (0, 0))
-    draw = ImageDraw.Draw(canvas)
-
+    canvas = _canvas(img, window, width, height)
     if mask is not None and mask.any():
-        big = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255, mode="L").resize(
-            (width, height), Image.Resampling.NEAREST)) > 127
-        outline = big & ~_erode(_erode(big))
-        pixels = np.array(canvas)
-        pixels[:height][outline] = CONTOUR_COLOUR
-        canvas = Image.fromarray(pixels, mode="RGB")
-        draw = ImageDraw.Draw(canvas)
+        canvas = _draw_contour(canvas, mask, width, height)
+    draw = ImageDraw.Draw(canvas)
     if yr is not None and xr is not None:
-        x0, x1 = xr[0] * sx, xr[1] * sx - 1
-        y0, y1 = yr[0] * sy, yr[1] * sy - 1
-        line = max(2, int(sx) // 2)
-        draw.rectangle([x0 - line, y0 - line, x1 + line, y1 + line], outline=BOX_COLOUR, width=line)
-
-    size = _font_size(width)
-    font = ImageFont.load_default(size=size)
-    pad = 6
-    text = label.strip()
-    while text and draw.textlength(text, font=font) > width - 2 * pad:
-        text = text[:-2] + "…" if len(text) > 2 else ""
-    draw.text((pad, height + 4), DISCLAIMER, fill=(255, 255, 0), font=font)
-    draw.text((pad, height + 4 + size + 6), text, fill=(255, 255, 255), font=font)
+        _draw_box(draw, yr, xr, sx, sy)
+    _draw_band(draw, label, width, height)
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
