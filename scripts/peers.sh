@@ -48,14 +48,15 @@ if [ -n "$need" ]; then
     done
 fi
 
-# PostgreSQL: start the first cluster if it is installed but stopped.
+# PostgreSQL: start the cluster on PG_PORT (else the newest one) if it is installed but stopped.
 if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then
-    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
-    [ -n "$version" ] || stop "no PostgreSQL cluster in /etc/postgresql" \
-        "sudo pg_createcluster --start $(ls /usr/lib/postgresql | sort -V | tail -1) main"
-    start="pg_ctlcluster --skip-systemctl-redirect $version main start"
+    cluster=$(pg_lsclusters -h 2>/dev/null | awk -v port="$PG_PORT" '$3 == port { print $1 " " $2; exit }')
+    [ -n "$cluster" ] || cluster=$(pg_lsclusters -h 2>/dev/null | sort -V | awk 'END { if (NR) print $1 " " $2 }')
+    [ -n "$cluster" ] || stop "no PostgreSQL cluster (pg_lsclusters lists none)" \
+        "sudo pg_createcluster --start --port $PG_PORT $(ls /usr/lib/postgresql | sort -V | tail -1) main"
+    start="pg_ctlcluster --skip-systemctl-redirect $cluster start"
     if [ "$(id -u)" = 0 ]; then
-        echo "make peers: starting PostgreSQL $version"
+        echo "make peers: starting PostgreSQL $cluster"
         $start
     else
         stop "PostgreSQL on $PG_HOST:$PG_PORT is not running" "sudo $start"
