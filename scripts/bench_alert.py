@@ -166,13 +166,13 @@ def _ts(value: Any) -> float:
 
 def stages(db_url: str, uid: str, received_at: float) -> dict[str, float]:
     """Seconds spent in each stage for one study, from the service's database."""
-    from radtriage.db import access, ledger, open_database
+    from radtriage.db import ledger, open_database
     from radtriage.db import alerts as alerts_db
 
     db = open_database(db_url, migrate=False)
     try:
         [res] = [r for r in ledger.result_rows(db, study_uid=uid) if r["pipeline_id"] == "stroke_ich"]
-        job = next(j for j in access.job_rows(db) if j["id"] == res["job_id"])
+        job = next(j for j in ledger.job_rows(db) if j["id"] == res["job_id"])
         alert = alerts_db.list_alerts(db, study_uid=uid, states=("open", "acknowledged", "resolved"))[-1]
     finally:
         db.dispose()

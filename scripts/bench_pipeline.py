@@ -62,7 +62,7 @@ def percentile(values: list[float], q: float) -> float:
 def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst: list[list[Path]], models: Path,
              work: Path) -> dict[str, float]:
     from radtriage.config.settings import load_settings
-    from radtriage.db import access, ledger
+    from radtriage.db import clock, ledger
     from radtriage.service import Runtime, build_services
 
     data = work / ("ray" if use_ray else "inproc")
@@ -86,7 +86,7 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
     def wait_results(count: int, timeout: float = 900) -> list[dict]:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            jobs = [j for j in access.job_rows(services.db) if j["state"] in ("done", "failed", "no_ai")]
+            jobs = [j for j in ledger.job_rows(services.db) if j["state"] in ("done", "failed", "no_ai")]
             if len(jobs) >= count:
                 return jobs
             time.sleep(0.05)
@@ -94,27 +94,27 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
 
     def latencies() -> list[float]:
         out = []
-        for job in access.job_rows(services.db):
+        for job in ledger.job_rows(services.db):
             rows = ledger.result_rows(services.db, job_id=job["id"])
             if rows:
-                out.append((access._aware(rows[0]["created_at"]) - access._aware(job["created_at"])).total_seconds())
+                out.append((clock.aware(rows[0]["created_at"]) - clock.aware(job["created_at"])).total_seconds())
         return out
 
     try:
         send(warmup)  # a study of its own: the first inference of each replica is slower
         wait_results(1)
-        base = len(access.job_rows(services.db))
+        base = len(ledger.job_rows(services.db))
         for i, files in enumerate(studies):
             send(files)
             wait_results(base + i + 1)
         lat = latencies()[1:]  # the warm-up study left out
-        failed = [j for j in access.job_rows(services.db) if j["state"] == "failed"]
+        failed = [j for j in ledger.job_rows(services.db) if j["state"] == "failed"]
         # throughput: everything at once, 4 in flight
         runtime.dispatcher.stop()
         settings.inference.in_flight = 4
         runtime.dispatcher._stop.clear()
         runtime.dispatcher.start()
-        before = len(access.job_rows(services.db))
+        before = len(ledger.job_rows(services.db))
         t0 = time.monotonic()
         procs = [subprocess.Popen(["storescu", "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, f)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for f in burst]

@@ -112,12 +112,12 @@ def serve_process(data_dir: Path, dicom_port: int, http_port: int, **env_extra: 
 
 def wait_jobs_final(db, count: int, timeout: float = 300) -> list[dict]:
     """The job ledger's rows once at least ``count`` jobs exist and all have ended (done, failed, no_ai)."""
-    from radtriage.db import access
+    from radtriage.db import ledger
 
     end = time.monotonic() + timeout
     jobs: list[dict] = []
     while time.monotonic() < end:
-        jobs = access.job_rows(db)
+        jobs = ledger.job_rows(db)
         if len(jobs) >= count and all(j["state"] in ("done", "failed", "no_ai") for j in jobs):
             return jobs
         time.sleep(0.2)

@@ -108,12 +108,13 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
-    from radtriage.db import access, open_database
+    from radtriage.db import open_database
+    from radtriage.db.studies import list_studies
 
     settings = load_settings(args.config)
     db = open_database(settings.db_url)
     try:
-        studies = access.list_studies(db)
+        studies = list_studies(db)
     finally:
         db.dispose()
     if args.json:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radtriage.db import access
+from radtriage.assembly.complete import close_ready_series
+from radtriage.db import associations, clock, instances, ledger
 from radtriage.ingest.store import Origin
 from radtriage.service import build_services
 from tests.helpers import make_ct_series, storescu
@@ -34,15 +35,15 @@ def _store_all(svc, files: list[Path], assoc_id: str | None) -> None:
 
 
 def _close(svc, after: timedelta):
-    last = max(r["received_at"] for r in access.instance_rows(svc.db))
-    last = access._aware(last)
-    return access.close_ready_series(
+    last = max(r["received_at"] for r in instances.instance_rows(svc.db))
+    last = clock.aware(last)
+    return close_ready_series(
         svc.db, QUIET, STABLE, lambda c: {"case_id": f"{c.series_uid}/v{c.version}"}, now=last + after
     )
 
 
 def test_open_association_holds_the_series_until_stable_age(svc, tmp_path):
-    access.open_association(svc.db, "a1", "CT1", "127.0.0.1")
+    associations.open_association(svc.db, "a1", "CT1", "127.0.0.1")
     _store_all(svc, make_ct_series(tmp_path / "s", 5), "a1")
     assert _close(svc, timedelta(seconds=5)) == []  # association still open
     closed = _close(svc, STABLE + timedelta(seconds=1))
@@ -51,14 +52,14 @@ def test_open_association_holds_the_series_until_stable_age(svc, tmp_path):
 
 
 def test_quiet_period_after_release(svc, tmp_path):
-    access.open_association(svc.db, "a2", "CT1", "127.0.0.1")
+    associations.open_association(svc.db, "a2", "CT1", "127.0.0.1")
     _store_all(svc, make_ct_series(tmp_path / "s", 4), "a2")
-    access.close_association(svc.db, "a2", "released")
+    associations.close_association(svc.db, "a2", "released")
     # within the quiet period: not yet (the close happened "now", so look from there)
-    assert access.close_ready_series(svc.db, QUIET, STABLE, lambda c: {"case_id": "x"}) == []
+    assert close_ready_series(svc.db, QUIET, STABLE, lambda c: {"case_id": "x"}) == []
     closed = _close(svc, QUIET + timedelta(seconds=2))
     assert len(closed) == 1 and closed[0].reason == "quiet"
-    jobs = access.job_rows(svc.db)
+    jobs = ledger.job_rows(svc.db)
     assert [(j["state"], j["series_version"]) for j in jobs] == [("ready", 1)]
     # closing again finds nothing: one job per series version
     assert _close(svc, QUIET + timedelta(seconds=3)) == []
@@ -71,9 +72,9 @@ def test_late_instance_reopens_as_new_version(svc, tmp_path):
     _store_all(svc, files[5:], None)
     closed = _close(svc, QUIET + timedelta(seconds=1))
     assert len(closed) == 1 and closed[0].version == 2 and closed[0].instance_count == 6
-    jobs = access.job_rows(svc.db)
+    jobs = ledger.job_rows(svc.db)
     assert [j["case_id"].rsplit("/", 1)[1] for j in jobs] == ["v1", "v2"]
-    assert len(access.instance_rows(svc.db)) == 6  # nothing dropped
+    assert len(instances.instance_rows(svc.db)) == 6  # nothing dropped
 
 
 def test_localizers_are_stored_and_marked(svc, tmp_path):
@@ -85,7 +86,7 @@ def test_localizers_are_stored_and_marked(svc, tmp_path):
         ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"],
     )
     _store_all(svc, scout + images, None)
-    rows = access.instance_rows(svc.db)
+    rows = instances.instance_rows(svc.db)
     assert sorted(r["is_localizer"] for r in rows) == [False, False, False, True]
     closed = _close(svc, QUIET + timedelta(seconds=1))
     assert closed[0].localizer_count == 1
@@ -99,9 +100,9 @@ def test_storescu_series_becomes_a_triage_case(runtime, services, tmp_path):
     r = storescu(runtime.scp.port, files, "CT_ED_1")
     assert r.returncode == 0, r.stderr
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not access.job_rows(services.db):
+    while time.monotonic() < deadline and not ledger.job_rows(services.db):
         time.sleep(0.05)
-    jobs = access.job_rows(services.db)
+    jobs = ledger.job_rows(services.db)
     assert len(jobs) == 1
     case = jobs[0]["case"]
     assert case["instance_count"] == 8 and case["calling_ae"] == "CT_ED_1"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radtriage.db import access, open_database
+from radtriage.db import instances, ledger, open_database, studies
 from radtriage.ingest.spool import TMP_SUFFIX
 from tests.helpers import free_port, make_ct_series, need_binary, serve_process, storescu, wait_port
 
@@ -114,7 +114,7 @@ def test_sigkill_mid_association_loses_no_acknowledged_instance(tmp_path: Path) 
         wait_port(dicom_port, timeout=60, proc=server)
         db = open_database(f"sqlite:///{(data_dir / 'radtriage.db').resolve()}", migrate=False)
 
-        rows = {r["sop_instance_uid"]: r for r in access.instance_rows(db)}
+        rows = {r["sop_instance_uid"]: r for r in instances.instance_rows(db)}
         missing = [uid_of[f] for f in acknowledged if uid_of[f] not in rows]
         assert not missing, f"{len(missing)} acknowledged instances are not indexed after the crash"
         for f in acknowledged:
@@ -144,14 +144,14 @@ def test_sigkill_mid_association_loses_no_acknowledged_instance(tmp_path: Path) 
         assert again.returncode == 0, again.stderr[-2000:]
         assert again.stderr.count(SUCCESS) == N_INSTANCES
 
-        rows = {r["sop_instance_uid"]: r for r in access.instance_rows(db, series_uid)}
+        rows = {r["sop_instance_uid"]: r for r in instances.instance_rows(db, series_uid)}
         assert set(rows) == set(uid_of.values())
 
         # 4. the series completes as one case with every instance
         deadline = time.monotonic() + 20
         case = None
         while time.monotonic() < deadline:
-            cases = [j["case"] for j in access.job_rows(db) if j["case"]["series_uid"] == series_uid]
+            cases = [j["case"] for j in ledger.job_rows(db) if j["case"]["series_uid"] == series_uid]
             full = [c for c in cases if c["instance_count"] == N_INSTANCES]
             if full:
                 case = full[-1]
@@ -160,7 +160,7 @@ def test_sigkill_mid_association_loses_no_acknowledged_instance(tmp_path: Path) 
         assert case is not None, f"no complete case for the series; jobs: {cases}\n{server_log(tmp_path)}"
         states = [
             s["state"]
-            for st in access.list_studies(db)
+            for st in studies.list_studies(db)
             for s in st["series"]
             if s["series_uid"] == series_uid
         ]

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from radtriage.db import access, open_database
+from radtriage.db import open_database
+from radtriage.db.studies import list_studies
 from radtriage.db.tables import studies
 from radtriage.service import Runtime, build_services
 from tests.integration.test_hostile_inputs import (  # noqa: F401 - fixtures
@@ -54,7 +55,7 @@ def test_odd_header_values_are_stored_not_refused(make_settings, db_url, tmp_pat
         with association(runtime.scp.port) as assoc:
             statuses = {name: status_of(assoc.send_c_store(path)) for name, (_ds, path) in sent.items()}
         assert statuses == {name: 0x0000 for name in sent}, statuses
-        studies_by_uid = {s["study_uid"]: s for s in access.list_studies(services.db)}
+        studies_by_uid = {s["study_uid"]: s for s in list_studies(services.db)}
         for name, (ds, _path) in sent.items():
             study = studies_by_uid[ds.StudyInstanceUID]
             series = study["series"][0]

@@ -35,7 +35,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 from sqlalchemy import select
 
-from radtriage.db import access
+from radtriage.db import instances
 from radtriage.db.tables import associations
 from radtriage.ingest.spool import TMP_SUFFIX
 
@@ -317,12 +317,12 @@ def rejections(services, reason: str) -> float:
 
 
 def indexed_uids(services) -> set[str]:
-    return {r["sop_instance_uid"] for r in access.instance_rows(services.db)}
+    return {r["sop_instance_uid"] for r in instances.instance_rows(services.db)}
 
 
 def assert_nothing_kept(services, uids: tuple[str, ...]) -> None:
     spool: Path = services.spool.root
-    rows = access.instance_rows(services.db)
+    rows = instances.instance_rows(services.db)
     assert not {r["sop_instance_uid"] for r in rows} & set(uids), "a refused instance was indexed"
     files = [p for p in spool.rglob("*") if p.is_file()]
     assert not [p for p in files if p.name.endswith(TMP_SUFFIX)], "partial files left in the spool"

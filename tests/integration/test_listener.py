@@ -55,9 +55,9 @@ def test_unknown_calling_ae_is_rejected_with_reason(allow_listed, tmp_path):
     files = make_ct_series(tmp_path / "s", 2)
     r = storescu(rt.scp.port, files, "INTRUDER")
     assert r.returncode != 0
-    from radtriage.db import access
+    from radtriage.db import instances
 
-    assert access.instance_rows(services.db) == []
+    assert instances.instance_rows(services.db) == []
     samples = {s.labels["outcome"]: s.value for m in services.metrics.registry.collect()
                for s in m.samples if s.name == "radtriage_associations_total"}
     assert samples.get("rejected", 0) >= 3

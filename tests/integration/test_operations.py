@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radtriage.api import create_app
-from radtriage.db import access
+from radtriage.db import instances
 from tests.helpers import make_ct_series
 
 
@@ -39,7 +39,7 @@ def test_send_cli_then_metrics(client, runtime, services, tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert "sent 3" in r.stdout and "junk.txt" in r.stdout
-    rows = access.instance_rows(services.db)
+    rows = instances.instance_rows(services.db)
     assert len(rows) == 3 and {row["calling_ae"] for row in rows} == {"CT_ED_1"}
     text = client.get("/metrics").text
     assert 'radtriage_instances_received_total{outcome="stored",source="dimse"} 3.0' in text

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from radtriage.db import access, ledger
+from radtriage.db import ledger
 from tests.helpers import make_ct_series, storescu
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_a_worker_node_dies_and_every_job_completes_once(make_settings, tmp_path
         killer.join(120)
         end = time.monotonic() + 600
         while time.monotonic() < end:
-            jobs = access.job_rows(services.db)
+            jobs = ledger.job_rows(services.db)
             if len(jobs) >= 18 and all(j["state"] in ("done", "no_ai", "failed") for j in jobs):
                 break
             time.sleep(0.5)
@@ -77,6 +77,6 @@ def test_a_worker_node_dies_and_every_job_completes_once(make_settings, tmp_path
 def _wait_running(db, timeout: float = 300) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if any(j["state"] == "running" for j in access.job_rows(db)):
+        if any(j["state"] == "running" for j in ledger.job_rows(db)):
             return
         time.sleep(0.05)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radtriage.db import access
+from radtriage.db import instances, studies
 from radtriage.ingest.parse import InstanceRejected, RejectReason
 from radtriage.ingest.store import Origin
 from radtriage.service import build_services
@@ -27,7 +27,7 @@ def test_same_bytes_twice_is_stored_once(svc, tmp_path):
     first = svc.store.store_instance([data], Origin("import"))
     second = svc.store.store_instance([data], Origin("dimse", "CT1"))
     assert (first.outcome, second.outcome) == ("stored", "duplicate")
-    rows = access.instance_rows(svc.db)
+    rows = instances.instance_rows(svc.db)
     assert len(rows) == 1 and rows[0]["source"] == "import"
     assert len(list(Path(svc.spool.root).rglob("*.dcm"))) == 1
 
@@ -42,10 +42,10 @@ def test_different_bytes_keep_the_newer_and_record_it(svc, tmp_path):
     svc.store.store_instance([old], Origin("dimse", "CT1"))
     result = svc.store.store_instance([new], Origin("dimse", "CT1"))
     assert result.outcome == "replaced"
-    rows = access.instance_rows(svc.db)
+    rows = instances.instance_rows(svc.db)
     assert len(rows) == 1
     assert Path(rows[0]["path"]).read_bytes() == new
-    (rep,) = access.replacements(svc.db, ds.SOPInstanceUID)
+    (rep,) = instances.replacements(svc.db, ds.SOPInstanceUID)
     assert Path(rep["old_path"]).read_bytes() == old  # nothing acknowledged is lost
     assert rep["old_sha256"] != rep["new_sha256"]
 
@@ -68,7 +68,7 @@ def test_concurrent_writers_of_one_instance(svc, tmp_path):
         t.join()
     assert not errors
     assert sorted(outcomes).count("stored") == 1 and len(outcomes) == 6
-    assert len(access.instance_rows(svc.db)) == 1
+    assert len(instances.instance_rows(svc.db)) == 1
 
 
 def test_many_series_in_parallel(svc, tmp_path):
@@ -88,8 +88,8 @@ def test_many_series_in_parallel(svc, tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    studies = access.list_studies(svc.db)
-    assert sorted(se["instances"] for st in studies for se in st["series"]) == [5, 5, 5, 5]
+    listed = studies.list_studies(svc.db)
+    assert sorted(se["instances"] for st in listed for se in st["series"]) == [5, 5, 5, 5]
 
 
 def test_rejections_are_counted_and_nothing_indexed(svc, tmp_path):
@@ -100,7 +100,7 @@ def test_rejections_are_counted_and_nothing_indexed(svc, tmp_path):
     with pytest.raises(InstanceRejected) as e:
         svc.store.store_instance([data], Origin("dimse"), expected_sop_class="1.2.840.10008.5.1.4.1.1.4")
     assert e.value.reason is RejectReason.SOP_MISMATCH
-    assert access.instance_rows(svc.db) == []
+    assert instances.instance_rows(svc.db) == []
     counts = {tuple(s.labels.values()): s.value for m in svc.metrics.registry.collect()
               for s in m.samples if s.name == "radtriage_rejections_total"}
     assert counts[("stow", "unparseable")] == 1 and counts[("dimse", "sop_mismatch")] == 1

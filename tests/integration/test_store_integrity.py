@@ -27,7 +27,7 @@ from pydicom.uid import (
 from sqlalchemy import select
 
 from radtriage.api import create_app
-from radtriage.db import access, accounts, audit, conflicts
+from radtriage.db import accounts, audit, conflicts, instances, ledger
 from radtriage.db.tables import series as series_table
 from radtriage.db.tables import studies as studies_table
 from tests.helpers import free_port, make_ct_series, need_peer, wait_jobs_final, wait_port
@@ -101,11 +101,11 @@ def study_row(services, study_uid: str) -> dict:
 def wait_jobs(services, n: int, timeout: float = 30) -> list[dict]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        jobs = access.job_rows(services.db)
+        jobs = ledger.job_rows(services.db)
         if len(jobs) >= n:
             return jobs
         time.sleep(0.05)
-    raise AssertionError(f"{n} jobs not written in {timeout} s: {access.job_rows(services.db)}")
+    raise AssertionError(f"{n} jobs not written in {timeout} s: {ledger.job_rows(services.db)}")
 
 
 def resaved(path: Path, out: Path, syntax: str, **changes) -> Path:
@@ -134,7 +134,7 @@ def test_resent_instances_in_other_encodings_are_duplicates_and_a_real_change_is
     assert cstore(live, files) == [0, 0, 0]
     (job,) = wait_jobs(services, 1)
     series_uid = job["case"]["series_uid"]
-    before = {r["sop_instance_uid"]: r["sha256"] for r in access.instance_rows(services.db)}
+    before = {r["sop_instance_uid"]: r["sha256"] for r in instances.instance_rows(services.db)}
 
     # the PACS sends one again by STOW-RS, RLE-compressed with its own file meta ...
     r = stow(live, [resaved(files[0], tmp_path / "again" / "0.dcm", RLELossless).read_bytes()])
@@ -145,8 +145,8 @@ def test_resent_instances_in_other_encodings_are_duplicates_and_a_real_change_is
 
     row = series_rows(services)[series_uid]
     assert (row["state"], row["version"]) == ("ready", 1)  # not reopened: no new version, so no new job
-    assert {r["sop_instance_uid"]: r["sha256"] for r in access.instance_rows(services.db)} == before
-    assert all(access.replacements(services.db, uid) == [] for uid in before)
+    assert {r["sop_instance_uid"]: r["sha256"] for r in instances.instance_rows(services.db)} == before
+    assert all(instances.replacements(services.db, uid) == [] for uid in before)
 
     # a real change (other pixel data under the same UIDs) still makes a new version and a new job
     ds = pydicom.dcmread(files[2])
@@ -253,7 +253,7 @@ def test_cstore_study_of_another_patient_is_refused_audited_listed_and_kept_refu
     assert beta_series not in series_rows(services)
     stored = study_row(services, study_uid)
     assert (stored["patient_id"], stored["patient_name"]) == ("P-ALPHA", "ALPHA^ANN")
-    assert {r["sop_instance_uid"] for r in access.instance_rows(services.db)} == {
+    assert {r["sop_instance_uid"] for r in instances.instance_rows(services.db)} == {
         str(pydicom.dcmread(p).SOPInstanceUID) for p in (*alpha, *other)}
 
     # audited, with identifiers only
@@ -299,7 +299,7 @@ def test_cstore_uids_stored_in_another_study_are_refused_never_moved(live, tmp_p
     head = make_ct_series(tmp_path / "head", 3, **ALPHA)
     assert cstore(live, head) == [0, 0, 0]
     head_series = str(pydicom.dcmread(head[0]).SeriesInstanceUID)
-    head_rows = {r["sop_instance_uid"]: r["path"] for r in access.instance_rows(services.db)}
+    head_rows = {r["sop_instance_uid"]: r["path"] for r in instances.instance_rows(services.db)}
 
     # another patient's study whose instances reuse the head's SOP Instance UIDs
     chest_study, chest_series = generate_uid(), generate_uid()
@@ -309,7 +309,7 @@ def test_cstore_uids_stored_in_another_study_are_refused_never_moved(live, tmp_p
     reuse = make_ct_series(tmp_path / "reuse", 1, SeriesInstanceUID=head_series, **ALPHA)
     assert cstore(live, [*chest, *reuse]) == [UID_CONFLICT] * 4
 
-    assert {r["sop_instance_uid"]: r["path"] for r in access.instance_rows(services.db)} == head_rows
+    assert {r["sop_instance_uid"]: r["path"] for r in instances.instance_rows(services.db)} == head_rows
     assert series_rows(services)[head_series]["version"] == 1
     assert chest_series not in series_rows(services)
     items = _conflicts(live).json()["items"]
@@ -319,7 +319,7 @@ def test_cstore_uids_stored_in_another_study_are_refused_never_moved(live, tmp_p
     assert sop["actions"] == ["refuse"]  # a UID collision is fixed at the sender, never by moving instances
     r = live["client"].post(f"/api/v1/conflicts/{sop['id']}/accept", headers=live["tokens"]["admin"])
     assert r.status_code == 409
-    assert {r["sop_instance_uid"]: r["path"] for r in access.instance_rows(services.db)} == head_rows
+    assert {r["sop_instance_uid"]: r["path"] for r in instances.instance_rows(services.db)} == head_rows
 
 
 def test_stow_conflict_accepted_as_a_correction_updates_the_patient_then_stores(live, tmp_path):
@@ -344,7 +344,7 @@ def test_stow_conflict_accepted_as_a_correction_updates_the_patient_then_stores(
     stored = study_row(services, study_uid)
     assert (stored["patient_name"], stored["patient_birth_date"]) == ("ALPHA^ANNE", "19500110")
     assert stored["patient_id_issuer"] == "HOSP-A"  # what the correcting instance lacks is kept
-    assert {r["sop_instance_uid"] for r in access.instance_rows(services.db)} >= {
+    assert {r["sop_instance_uid"] for r in instances.instance_rows(services.db)} >= {
         str(pydicom.dcmread(p).SOPInstanceUID) for p in fixed}
     assert {i["state"] for i in _conflicts(live, state="all").json()["items"]} == {"accepted"}
     (entry,) = audit.entries(services.db, study_uid=study_uid, action="patient_corrected")[1]
@@ -390,4 +390,4 @@ def test_patient_identity_rule(any_db_services, tmp_path):
     assert refused(PatientID="77", IssuerOfPatientID="HOSP-B", PatientName="Doe^John")  # another issuer's 77
     assert refused(PatientID="78", IssuerOfPatientID="HOSP-A", PatientName="Doe^John")
     assert refused(PatientID="77", IssuerOfPatientID="HOSP-A", PatientName="Roe^John")
-    assert len(conflicts.listing(services.db)) == 3 and len(access.instance_rows(services.db)) == 3
+    assert len(conflicts.listing(services.db)) == 3 and len(instances.instance_rows(services.db)) == 3

@@ -17,7 +17,7 @@ from pydicom.data import get_testdata_files
 from pydicom.uid import generate_uid
 from pynetdicom import AllStoragePresentationContexts
 
-from radtriage.db import access
+from radtriage.db import instances
 from radtriage.ingest.parse import InstanceRejected, parse_part10, valid_uid
 from tests.helpers import storescu
 
@@ -135,7 +135,7 @@ def test_storescu_sends_every_transfer_syntax(runtime, services, tmp_path, raw_s
     assert broken
     assert set(_raw_send(port, broken)) == {0xC000}
 
-    rows = {r["sop_instance_uid"]: r for r in access.instance_rows(services.db)}
+    rows = {r["sop_instance_uid"]: r for r in instances.instance_rows(services.db)}
     missing = {originals[u].name for u in set(originals) - set(rows)}
     assert not missing, f"not stored: {missing}"
     assert set(rows) == set(originals), "nothing else stored"
@@ -181,7 +181,7 @@ def test_raw_send_is_stored_byte_identical(runtime, services, tmp_path, raw_send
     by_ts, _lacking, _broken, _ = _usable_files(tmp_path / "testdata")
     files = [fs[0] for fs in by_ts.values()]
     assert _raw_send(runtime.scp.port, files) == [0x0000] * len(files)
-    rows = {r["sop_instance_uid"]: r for r in access.instance_rows(services.db)}
+    rows = {r["sop_instance_uid"]: r for r in instances.instance_rows(services.db)}
     for f in files:
         sop = str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
         stored = Path(rows[sop]["path"]).read_bytes()

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from pydicom.fileset import FileSet
 
 from radtriage.api import create_app
-from radtriage.db import access, accounts
+from radtriage.db import accounts, instances
 from radtriage.ingest.importer import import_folder
 from tests.helpers import make_ct_series
 
@@ -49,11 +49,11 @@ def test_stow_stores_and_answers_dicom_json(client, services, tmp_path):
     assert r.headers["content-type"].startswith("application/dicom+json")
     refs = r.json()["00081199"]["Value"]
     assert len(refs) == 3
-    stored = {row["sop_instance_uid"] for row in access.instance_rows(services.db)}
+    stored = {row["sop_instance_uid"] for row in instances.instance_rows(services.db)}
     assert {ref["00081155"]["Value"][0] for ref in refs} == stored
-    assert all(row["source"] == "stow" for row in access.instance_rows(services.db))
+    assert all(row["source"] == "stow" for row in instances.instance_rows(services.db))
     # the stored file is the part's bytes
-    row = access.instance_rows(services.db)[0]
+    row = instances.instance_rows(services.db)[0]
     assert Path(row["path"]).read_bytes() in {f.read_bytes() for f in files}
 
 
@@ -65,7 +65,7 @@ def test_stow_partial_failure_is_202_with_reasons(client, services, tmp_path):
     assert r.status_code == 202
     failed = r.json()["00081198"]["Value"]
     assert sorted(f["00081197"]["Value"][0] for f in failed) == [0xC000, 0xC000]
-    assert len(access.instance_rows(services.db)) == 1
+    assert len(instances.instance_rows(services.db)) == 1
 
 
 def test_stow_all_failed_is_409_and_wrong_study_refused(client, services, tmp_path):
@@ -74,7 +74,7 @@ def test_stow_all_failed_is_409_and_wrong_study_refused(client, services, tmp_pa
     r = client.post("/dicomweb/studies/1.2.3.4", content=body, headers={"content-type": ctype})
     assert r.status_code == 409
     assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xA900]
-    assert access.instance_rows(services.db) == []
+    assert instances.instance_rows(services.db) == []
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_stow_part_over_the_size_limit_is_refused(make_settings, tmp_path):
         r = stow_client(svc).post("/dicomweb/studies", content=body, headers={"content-type": ctype})
         assert r.status_code == 413
         assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xA701]
-        assert access.instance_rows(svc.db) == []
+        assert instances.instance_rows(svc.db) == []
     finally:
         svc.close()
 
@@ -122,7 +122,7 @@ def test_import_folder_and_dicomdir_media(services, tmp_path):
     report = import_folder(services.store, media)
     assert report.stored == 3 and report.duplicates == 1
     assert {Path(p).name for p, _ in report.skipped} == {"README.TXT", "DICOMDIR"}
-    assert len(access.instance_rows(services.db)) == 3
+    assert len(instances.instance_rows(services.db)) == 3
 
 
 def test_import_dicomdir_cannot_point_outside_its_medium(services, tmp_path):
@@ -172,7 +172,7 @@ def test_stow_needs_a_service_token_wherever_the_api_listens(make_settings, tmp_
         for auth in ({}, {"authorization": "Bearer wrong"}):
             r = c.post("/dicomweb/studies", content=body, headers={"content-type": ctype, **auth})
             assert r.status_code == 401
-        assert access.instance_rows(svc.db) == []
+        assert instances.instance_rows(svc.db) == []
         r = stow_client(svc).post("/dicomweb/studies", content=body, headers={"content-type": ctype})
         assert r.status_code == 200
     finally:

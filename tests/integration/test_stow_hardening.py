@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radtriage.api import create_app
-from radtriage.db import access, accounts, open_database
+from radtriage.db import accounts, instances, open_database
 from radtriage.ingest.spool import TMP_SUFFIX
 from tests.helpers import free_port, make_ct_series, serve_process, wait_port
 
@@ -88,18 +88,18 @@ def test_anonymous_stow_to_a_loopback_server_is_401(server, tmp_path):
     (a reverse proxy, a browser page, any local process) must not store anything."""
     boundary = uuid.uuid4().hex
     body = part(make_ct_series(tmp_path / "s", 1)[0].read_bytes(), boundary) + closing(boundary)
-    before = len(access.instance_rows(server["db"]))
+    before = len(instances.instance_rows(server["db"]))
     with httpx.Client(base_url=server["url"], timeout=30) as client:
         for headers in ({}, {"X-Forwarded-For": "10.1.2.3"}, {"Authorization": "Bearer not-a-token"}):
             r = client.post("/dicomweb/studies", content=body,
                             headers={"Content-Type": ctype_of(boundary), **headers})
             assert r.status_code == 401, f"{headers}: {r.status_code} {r.text[:200]}"
             assert r.headers["content-type"] == "application/problem+json"
-        assert len(access.instance_rows(server["db"])) == before
+        assert len(instances.instance_rows(server["db"])) == before
         r = client.post("/dicomweb/studies", content=body,
                         headers={"Content-Type": ctype_of(boundary), "Authorization": f"Bearer {server['token']}"})
         assert r.status_code == 200, r.text
-    assert len(access.instance_rows(server["db"])) == before + 1
+    assert len(instances.instance_rows(server["db"])) == before + 1
 
 
 def _rss_kib(pid: int, field: str) -> int:
@@ -170,7 +170,7 @@ def test_two_concurrent_100mib_parts_get_413_in_bounded_memory(server):
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             results[i] = exc
 
-    before = len(access.instance_rows(server["db"]))
+    before = len(instances.instance_rows(server["db"]))
     peak = PeakRss(server["pid"])
     threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
     for t in threads:
@@ -186,7 +186,7 @@ def test_two_concurrent_100mib_parts_get_413_in_bounded_memory(server):
     for r in results.values():
         failed = r.json()[FAILED_SEQ]["Value"]  # type: ignore[union-attr]
         assert [f[REASON]["Value"][0] for f in failed] == [0xA701]
-    assert len(access.instance_rows(server["db"])) == before
+    assert len(instances.instance_rows(server["db"])) == before
     assert incoming_leftovers(server["spool"]) == []
 
 
@@ -240,7 +240,7 @@ def test_only_service_and_admin_may_store(site, tmp_path):
     assert post(files[0].read_bytes()).status_code == 401
     for person in ("dr.chan", "stroke.1"):
         assert post(files[0].read_bytes(), Authorization=f"Bearer {tokens[person]}").status_code == 403
-    assert access.instance_rows(services.db) == []
+    assert instances.instance_rows(services.db) == []
     assert post(files[1].read_bytes(), Authorization=f"Bearer {tokens['pacs']}").status_code == 200
     assert post(files[2].read_bytes(), Authorization=f"Bearer {tokens['root']}").status_code == 200
 
@@ -250,7 +250,7 @@ def test_only_service_and_admin_may_store(site, tmp_path):
     assert post(files[3].read_bytes()).status_code == 403  # the cookie alone: no CSRF token
     csrf = client.get("/api/v1/me").json()["csrf_token"]
     assert post(files[3].read_bytes(), **{"X-CSRF-Token": csrf}).status_code == 200
-    assert len(access.instance_rows(services.db)) == 3
+    assert len(instances.instance_rows(services.db)) == 3
 
 
 def test_the_stow_token_setting_is_gone(make_settings, tmp_path):
@@ -276,7 +276,7 @@ def test_a_part_over_the_limit_beside_good_parts(make_settings, tmp_path):
         assert r.status_code == 202, r.text
         assert [f[REASON]["Value"][0] for f in r.json()[FAILED_SEQ]["Value"]] == [0xA701]
         assert len(r.json()[REFS_SEQ]["Value"]) == 2
-        assert len(access.instance_rows(svc.db)) == 2
+        assert len(instances.instance_rows(svc.db)) == 2
         assert incoming_leftovers(svc.settings.spool_dir) == []
     finally:
         svc.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radtriage.db import access
+from radtriage.db import instances, ledger
 
 
 @pytest.mark.slow
@@ -30,13 +30,13 @@ def test_synth_hand_studies_are_sent_and_assembled(runtime, services, tmp_path):
         truth = json.loads((d / "truth.json").read_text())
         assert truth["synthetic"] is True and truth["kind"] == "xr-hand" and truth["seed"] == 7
         assert "bone_age_months" in truth
-    rows = access.instance_rows(services.db)
+    rows = instances.instance_rows(services.db)
     assert {row["sop_instance_uid"] for row in rows} == {str(pydicom.dcmread(f).SOPInstanceUID) for f in sent}
     assert {row["calling_ae"] for row in rows} == {"CR_PAEDS"}
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(access.job_rows(services.db)) < len(sent):
+    while time.monotonic() < deadline and len(ledger.job_rows(services.db)) < len(sent):
         time.sleep(0.1)
-    cases = [j["case"] for j in access.job_rows(services.db)]
+    cases = [j["case"] for j in ledger.job_rows(services.db)]
     assert {c["header"]["Modality"] for c in cases} <= {"CR", "DX"}
     assert all(c["header"]["BodyPartExamined"] == "HAND" for c in cases)
 

@@ -37,7 +37,7 @@ from radtriage.alerts.views import AlertView, view
 from radtriage.alerts.worker import AlertWorker
 from radtriage.background import brief
 from radtriage.db import alerts as store
-from radtriage.db.access import utcnow
+from radtriage.db.clock import utcnow
 from radtriage.db.engine import Database
 from radtriage.domain.case import Finding, TaskResult, TriageCase
 from radtriage.pipelines import PipelineSpec

@@ -29,7 +29,7 @@ from radtriage.alerts.metrics import AlertMetrics
 from radtriage.alerts.signing import ack_token
 from radtriage.background import Background, brief
 from radtriage.db import alerts as store
-from radtriage.db.access import utcnow
+from radtriage.db.clock import utcnow
 from radtriage.db.alerts import CANCELLED, DELIVERED, FAILED, OPEN, PAGE, PENDING
 from radtriage.db.audit import record
 from radtriage.db.engine import Database

@@ -21,8 +21,9 @@ from radtriage.alerts.service import AlertService
 from radtriage.alerts.signing import LinkError
 from radtriage.alerts.views import AlertView
 from radtriage.api import audit as audit_api
-from radtriage.api.auth import User, authenticate, client_of, require_roles
+from radtriage.api.auth import authenticate, client_of
 from radtriage.api.problems import ProblemError
+from radtriage.api.deps import AlertReaders, Staff
 
 ALERTS_DIR = Path(__file__).resolve().parents[1] / "alerts"
 templates = Jinja2Templates(directory=ALERTS_DIR / "templates")
@@ -33,8 +34,6 @@ PAGE_ROLES = ("stroke", "admin")
 POLL_S = 3  # how often the stroke page asks for the active alerts
 
 router = APIRouter(tags=["alerts"])
-Staff = Annotated[User, Depends(require_roles("stroke", "admin"))]
-Reader = Annotated[User, Depends(require_roles("stroke", "admin", "radiologist"))]
 
 
 def maybe_alerts(request: Request) -> AlertService | None:
@@ -72,7 +71,7 @@ def _found(view: AlertView | None, alert_id: int) -> AlertView:
 
 
 @router.get("/api/v1/alerts", response_model=list[AlertView])
-def list_alerts(request: Request, alerts: Alerts, _user: Reader,
+def list_alerts(request: Request, alerts: Alerts, _user: AlertReaders,
                 study_uid: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9.]+$")] = None
                 ) -> list[AlertView]:
     """Active alerts (open or taken, recent), newest first; with ``study_uid``, every alert of that study."""
@@ -82,7 +81,7 @@ def list_alerts(request: Request, alerts: Alerts, _user: Reader,
 
 
 @router.get("/api/v1/alerts/{alert_id}", response_model=AlertView)
-def get_alert(request: Request, alert_id: int, alerts: Alerts, _user: Reader) -> AlertView:
+def get_alert(request: Request, alert_id: int, alerts: Alerts, _user: AlertReaders) -> AlertView:
     view = _found(alerts.get(alert_id), alert_id)
     audit_api.read(request, "alert_viewed", view.study_uid, alert_id=alert_id)
     return view
@@ -109,7 +108,7 @@ def resolve(alert_id: int, body: ResolveIn, alerts: Alerts, user: Staff) -> Aler
 
 
 @router.get("/api/v1/alerts/{alert_id}/key-image")
-def key_image(request: Request, alert_id: int, alerts: Alerts, _user: Reader) -> Response:
+def key_image(request: Request, alert_id: int, alerts: Alerts, _user: AlertReaders) -> Response:
     path = alerts.key_image(alert_id)  # only a PNG inside the results folder
     if path is None:
         raise ProblemError(404, "Not found", "this alert has no key image")

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from radtriage import __version__
-from radtriage.api import alerts, dicomweb, health, live, pages, session, worklist
+from radtriage.api import alerts, dicomweb, health, live, pages, session, studies, worklist
 from radtriage.api import audit as audit_api
 from radtriage.api import conflicts as conflicts_api
 from radtriage.api.auth import LoginLimiter
@@ -47,6 +47,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(dicomweb.router)
     app.include_router(session.router)
     app.include_router(worklist.router)
+    app.include_router(studies.router)
     app.include_router(audit_api.router)
     app.include_router(live.router)
     app.include_router(alerts.router)

@@ -1,4 +1,5 @@
-"""Reads of patient data over HTTP in the audit trail, and its export (``GET /api/v1/audit/export``).
+"""The audit trail over HTTP: reads of patient data recorded, and the trail listed (``GET /api/v1/audit``)
+and exported (``GET /api/v1/audit/export``) for admins.
 
 Every read of patient data by a person or a service is an audit entry (IHE
 ATNA's rule): who (user and role, from the request's authentication), what
@@ -20,16 +21,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from radtriage.api.auth import User, client_of, require_roles
+from radtriage.api.auth import User, client_of
+from radtriage.api.deps import Admin, Db, services_of
+from radtriage.api.schemas import AuditPage, UidPattern
 from radtriage.db import audit
 from radtriage.db.engine import Database
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
-Admin = Annotated[User, Depends(require_roles("admin"))]
 ANONYMOUS = "anonymous"
 FORMATS = {"csv": ("text/csv; charset=utf-8", "csv"), "syslog": ("text/plain; charset=utf-8", "log")}
 
@@ -43,7 +45,7 @@ def entry(request: Request, action: str, study_uid: str | None = None, **detail:
 
 def read(request: Request, action: str, study_uid: str | None = None, **detail: Any) -> None:
     """Record a read of one study by the caller (from a route that runs in the thread pool)."""
-    audit.log_many(request.app.state.services.db, [entry(request, action, study_uid, **detail)])
+    audit.log_many(services_of(request).db, [entry(request, action, study_uid, **detail)])
 
 
 def _listing(request: Request, action: str, studies: Iterable[str], detail: dict[str, Any]) -> dict[str, Any] | None:
@@ -54,7 +56,7 @@ def _listing(request: Request, action: str, studies: Iterable[str], detail: dict
 def listed(request: Request, action: str, studies: Iterable[str], **detail: Any) -> None:
     """Record a listing that showed ``studies`` (nothing when it showed none)."""
     if (item := _listing(request, action, studies, detail)) is not None:
-        audit.log_many(request.app.state.services.db, [item])
+        audit.log_many(services_of(request).db, [item])
 
 
 async def listed_together(request: Request, action: str, studies: Iterable[str], **detail: Any) -> None:
@@ -65,7 +67,7 @@ async def listed_together(request: Request, action: str, studies: Iterable[str],
 
 def link_view(request: Request, actor: str, study_uid: str, alert_id: int) -> None:
     """Record a view of the acknowledgement page opened by a signed link (its holder is not logged in)."""
-    audit.log_many(request.app.state.services.db, [{
+    audit.log_many(services_of(request).db, [{
         "action": "ack_page_viewed", "actor": actor, "study_uid": study_uid, "client": client_of(request),
         "detail": {"alert_id": alert_id, "via": "link", "method": request.method,
                    "user_agent": request.headers.get("user-agent", "")[:128]}}])
@@ -80,7 +82,7 @@ async def stow(request: Request, stored: Sequence[Any], failed: Sequence[Any]) -
                  for uid, n in per_study.items()]
     else:
         items = [entry(request, "stow_refused", failed=len(failed))]
-    await run_in_threadpool(audit.log_many, request.app.state.services.db, items)
+    await run_in_threadpool(audit.log_many, services_of(request).db, items)
 
 
 class GroupCommit:
@@ -127,11 +129,29 @@ class GroupCommit:
                         done.set_result(None)
 
 
+@router.get("", response_model=AuditPage)
+def get_audit(
+    user: Admin,
+    db: Db,
+    study_uid: Annotated[str | None, Query(pattern=UidPattern, max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=32)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AuditPage:
+    """The audit trail, newest first (admins only)."""
+    total, rows = audit.entries(db, study_uid, actor, action, since, until, limit, offset)
+    return AuditPage(total=total, items=rows)
+
+
 @router.get("/export", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "text/plain": {}}}})
 def export(
     request: Request,
     user: Admin,
+    db: Db,
     format: Literal["csv", "syslog"] = "csv",  # noqa: A002 - the query parameter's name
     since: Annotated[datetime | None, Query(description="from this time (ISO 8601; UTC when no offset)")] = None,
     until: Annotated[datetime | None, Query(description="before this time")] = None,
@@ -140,7 +160,6 @@ def export(
 
     The export is itself an entry of the trail ("audit_exported").
     """
-    db = request.app.state.services.db
     read(request, "audit_exported", format=format, since=since and since.isoformat(),
          until=until and until.isoformat())
     media_type, ext = FORMATS[format]

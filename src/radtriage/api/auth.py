@@ -43,7 +43,7 @@ def _user(account: accounts.Account, via: Literal["token", "session"]) -> User:
 
 def _credential(request: Request) -> tuple[User | None, str | None]:
     """Look up the bearer token or session cookie of ``request`` now: (the user, the session's CSRF token)."""
-    db = request.app.state.services.db
+    db = request.app.state.services.db  # auth runs before any dependency
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():

@@ -13,19 +13,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
-from radtriage.api.auth import User, authenticate, client_of, require_roles
+from radtriage.api.auth import authenticate, client_of
 from radtriage.api.pages import _page
 from radtriage.api.problems import ProblemError
+from radtriage.api.deps import Admin, services_of
 from radtriage.db import audit, conflicts
 from radtriage.ingest.parse import InstanceRejected
 from radtriage.ingest.store import Origin
 
 router = APIRouter(tags=["conflicts"])
-Admin = Annotated[User, Depends(require_roles("admin"))]
 
 
 class Patient(BaseModel):
@@ -76,7 +76,7 @@ class Resolution(Conflict):
 def list_conflicts(request: Request, user: Admin,
                    state: Annotated[Literal["open", "accepted", "refused", "all"], Query()] = "open") -> Any:
     """Refused instances that contradict what is stored, newest first (admins only; audited)."""
-    db = request.app.state.services.db
+    db = services_of(request).db
     items = conflicts.listing(db, None if state == "all" else state)
     audit.log(db, "conflicts_viewed", actor=user.username, role=user.role, client=client_of(request),
               detail={"state": state, "conflict_ids": [i["id"] for i in items]})
@@ -86,7 +86,7 @@ def list_conflicts(request: Request, user: Admin,
 @router.post("/api/v1/conflicts/{conflict_id}/refuse", response_model=Resolution)
 def keep_refused(request: Request, conflict_id: int, user: Admin) -> Any:
     """Keep the instance refused: the conflict is closed and its held copy removed."""
-    db = request.app.state.services.db
+    db = services_of(request).db
     conflicts.close(db, conflict_id, conflicts.REFUSED, user.username, user.role, client_of(request))
     return conflicts.get(db, conflict_id)
 
@@ -98,7 +98,7 @@ def accept_as_correction(request: Request, conflict_id: int, user: Admin) -> Any
     Every open conflict of the same study and incoming patient is stored with it (a series arrives as
     many instances); an instance refused again (another conflict) stays listed.
     """
-    services = request.app.state.services
+    services = services_of(request)
     client = client_of(request)
     held = conflicts.correct_patient(services.db, conflict_id, user.username, user.role, client)  # 404, 409
     stored, refused = 0, []

@@ -31,6 +31,7 @@ from python_multipart.multipart import MultipartParser
 from radtriage.api import audit as audit_api
 from radtriage.api.auth import require_roles
 from radtriage.api.problems import ProblemError
+from radtriage.api.deps import services_of
 from radtriage.ingest.parse import InstanceRejected, RejectReason, valid_uid
 from radtriage.ingest.spool import Spool, Staged, StagingFile
 from radtriage.ingest.store import Origin, StoreResult, _as_rejection
@@ -194,7 +195,7 @@ def _response(
 
 
 async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
-    services = request.app.state.services
+    services = services_of(request)
     ctype, params = _content_type(request.headers.get("content-type", ""))
     if ctype != "multipart/related":
         raise ProblemError(415, "Unsupported Media Type", 'expected multipart/related; type="application/dicom"')

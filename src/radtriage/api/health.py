@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from radtriage.api.problems import problem
+from radtriage.api.deps import services_of
 
 router = APIRouter(tags=["operations"])
 
@@ -23,7 +24,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(request: Request) -> Response:
     """Ready to accept studies: database reachable, spool writable with room, listener up."""
-    services = request.app.state.services
+    services = services_of(request)
     checks: dict[str, str] = {}
     try:
         with services.db.read() as conn:
@@ -44,5 +45,5 @@ def readyz(request: Request) -> Response:
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
     """Prometheus exposition of the ingest counters and histograms."""
-    registry = request.app.state.services.metrics.registry
+    registry = services_of(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

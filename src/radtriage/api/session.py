@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from radtriage.api.auth import SESSION_COOKIE, User, client_of, current_user, require_roles
+from radtriage.api.auth import SESSION_COOKIE, User, client_of, current_user
 from radtriage.api.problems import ProblemError
 from radtriage.api.schemas import Me, UserIn, UserOut
+from radtriage.api.deps import Admin, services_of
 from radtriage.db import accounts, audit
 from radtriage.security import verify_password
 
 router = APIRouter(tags=["session"])
-Admin = Annotated[User, Depends(require_roles("admin"))]
 
 
 def _same_origin(request: Request) -> bool:
@@ -30,7 +30,7 @@ def _same_origin(request: Request) -> bool:
 @router.post("/login", include_in_schema=False)
 def login(request: Request, username: Annotated[str, Form(max_length=64)],
           password: Annotated[str, Form(max_length=256)]) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     settings, limiter, client = services.settings, request.app.state.login_limiter, client_of(request)
     if not _same_origin(request):
         raise ProblemError(403, "Forbidden", "cross-site login refused")
@@ -58,7 +58,7 @@ def login(request: Request, username: Annotated[str, Form(max_length=64)],
 
 
 def _close_session(request: Request, user: User) -> None:
-    services = request.app.state.services
+    services = services_of(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         accounts.close_session(services.db, cookie)
@@ -83,12 +83,12 @@ def me(request: Request, user: Annotated[User, Depends(current_user)]) -> Me:
 
 @router.get("/api/v1/users", response_model=list[UserOut], tags=["users"])
 def list_users(request: Request, user: Admin) -> list[UserOut]:
-    return [UserOut(**u) for u in accounts.list_users(request.app.state.services.db)]
+    return [UserOut(**u) for u in accounts.list_users(services_of(request).db)]
 
 
 @router.post("/api/v1/users", response_model=UserOut, status_code=201, tags=["users"])
 def add_user(request: Request, body: UserIn, user: Admin) -> UserOut:
-    db = request.app.state.services.db
+    db = services_of(request).db
     try:
         accounts.add_user(db, body.username, body.role, body.password, body.display_name)
     except accounts.AccountError as exc:
@@ -99,7 +99,7 @@ def add_user(request: Request, body: UserIn, user: Admin) -> UserOut:
 
 
 def _disable(request: Request, username: str, user: User) -> None:
-    db = request.app.state.services.db
+    db = services_of(request).db
     try:
         accounts.set_disabled(db, username)
     except accounts.AccountError as exc:

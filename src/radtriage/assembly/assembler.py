@@ -1,11 +1,7 @@
-"""Series assembly: decide when a series is complete and emit its `TriageCase`.
+"""Series assembly: close each complete series (`radtriage.assembly.complete`) into its `TriageCase`.
 
-A series is ready when the association that last delivered to it has closed
-and nothing new has arrived for the quiet period, or (for series spread over
-several associations, or a sender that never closed) when nothing has
-arrived for the stable age. Each ready series becomes one job in the ledger
-with state ``ready``; a late instance reopens the series as a new version,
-which later closes as a new job.
+Each ready series becomes one job in the ledger with state ``ready``; a late
+instance reopens the series as a new version, which later closes as a new job.
 """
 
 from __future__ import annotations
@@ -17,14 +13,15 @@ from typing import Any
 
 from radtriage.background import Background
 from radtriage.config import Settings
-from radtriage.db import Database, access
+from radtriage.assembly.complete import ClosedSeries, close_ready_series
+from radtriage.db import Database
 from radtriage.domain import StageTimes, TriageCase
 from radtriage.ingest.metrics import IngestMetrics
 
 log = logging.getLogger("radtriage.assembly")
 
 
-def case_for(closed: access.ClosedSeries) -> TriageCase:
+def case_for(closed: ClosedSeries) -> TriageCase:
     """The `TriageCase` of a closed series (header only, no pixels)."""
     header = dict(closed.header)
     header["LocalizerCount"] = closed.localizer_count
@@ -47,7 +44,7 @@ def case_for(closed: access.ClosedSeries) -> TriageCase:
     )
 
 
-def _case_document(closed: access.ClosedSeries) -> dict[str, Any]:
+def _case_document(closed: ClosedSeries) -> dict[str, Any]:
     return case_for(closed).model_dump(mode="json")
 
 
@@ -61,8 +58,8 @@ class Assembler(Background):
         self.quiet = timedelta(seconds=settings.quiet_period_s)
         self.stable_age = timedelta(seconds=settings.stable_age_s)
 
-    def run_once(self) -> list[access.ClosedSeries]:
-        closed = access.close_ready_series(self.db, self.quiet, self.stable_age, _case_document)
+    def run_once(self) -> list[ClosedSeries]:
+        closed = close_ready_series(self.db, self.quiet, self.stable_age, _case_document)
         for c in closed:
             self.metrics.series_completed.labels(c.reason).inc()
             log.info(

@@ -1,7 +1,7 @@
 """The database: tables, engine, migrations and the data-access functions.
 
 Everything outside this package reaches the tables only through the
-functions in `radtriage.db.access`.
+functions in `radtriage.db` (one module per resource).
 """
 
 from radtriage.db.engine import Database, open_database

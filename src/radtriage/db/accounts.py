@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from radtriage.db.access import _aware, utcnow
+from radtriage.db.clock import aware, utcnow
 from radtriage.db.changes import changes
 from radtriage.db.engine import Database
 from radtriage.db.tables import api_tokens, login_attempts, users, web_sessions
@@ -134,7 +134,7 @@ def _token_owner(db: Database, digest: str) -> tuple[Account, datetime | None] |
         row = conn.execute(q).first()
     if row is None or row.disabled or row.revoked_at is not None:
         return None
-    return _account(row), _aware(row.expires_at)
+    return _account(row), aware(row.expires_at)
 
 
 def user_for_token(db: Database, token: str, now: datetime | None = None) -> Account | None:
@@ -176,7 +176,7 @@ def session_user(db: Database, cookie: str, now: datetime | None = None) -> tupl
          .where(web_sessions.c.id == token_digest(cookie)))
     with db.read() as conn:
         row = conn.execute(q).first()
-    if row is None or row.disabled or _aware(row.expires_at) <= now:
+    if row is None or row.disabled or aware(row.expires_at) <= now:
         return None
     return _account(row), row.csrf_token
 
@@ -220,7 +220,7 @@ def login_wait(db: Database, username: str, client: str | None, per_user: int, p
             recent = conn.execute(select(login_attempts.c.at).where(column == key, login_attempts.c.at > cutoff)
                                   .order_by(login_attempts.c.at.desc()).limit(limit)).scalars().all()
             if len(recent) >= limit:
-                held = (_aware(recent[-1]) + timedelta(seconds=window_s) - now).total_seconds()
+                held = (aware(recent[-1]) + timedelta(seconds=window_s) - now).total_seconds()
                 if held > wait:
                     wait, which = held, kind
     return wait, which

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select, update
 
-from radtriage.db.access import _aware
+from radtriage.db.clock import aware
 from radtriage.db.engine import Database
 from radtriage.db.tables import alert_decisions, alert_deliveries, alerts, jobs, results, studies
 
@@ -33,7 +33,7 @@ def _row(r: Any) -> dict[str, Any]:
     out = dict(r._mapping if hasattr(r, "_mapping") else r)
     for k in _TIMES:
         if k in out:
-            out[k] = _aware(out[k])
+            out[k] = aware(out[k])
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Text, cast, func, or_, select
 
-from radtriage.db.access import _aware, utcnow
+from radtriage.db.clock import aware, utcnow
 from radtriage.db.engine import Database
 from radtriage.db.tables import audit_log
 
@@ -73,7 +73,7 @@ def entries(db: Database, study_uid: str | None = None, actor: str | None = None
     with db.read() as conn:
         total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
         rows = conn.execute(q.order_by(audit_log.c.id.desc()).limit(limit).offset(offset)).mappings().all()
-    return total, [{**dict(r), "at": _aware(r["at"])} for r in rows]
+    return total, [{**dict(r), "at": aware(r["at"])} for r in rows]
 
 
 def stream(db: Database, since: datetime | None = None, until: datetime | None = None, chunk: int = 1000
@@ -97,7 +97,7 @@ def stream(db: Database, since: datetime | None = None, until: datetime | None =
         if not rows:
             return
         for r in rows:
-            yield {**dict(r), "at": _aware(r["at"])}
+            yield {**dict(r), "at": aware(r["at"])}
         after = rows[-1]["id"]
 
 

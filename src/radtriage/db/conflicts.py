@@ -1,7 +1,7 @@
 """Refused instances that contradict the index (a PACS's "patient mismatch"), for an administrator.
 
 An instance whose Study Instance UID is stored under another patient, or whose SOP Instance or Series
-Instance UID is stored in another series or study, is refused (`radtriage.db.access.StoreConflict`),
+Instance UID is stored in another series or study, is refused (`radtriage.db.instances.StoreConflict`),
 held, audited and listed here. An administrator either accepts it as a correction of the patient's
 demographics (the study's patient fields are updated, then the held instances are stored as if they had
 just arrived) or keeps it refused (the held copy is removed). A UID collision can only be kept refused:
@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from radtriage.db import audit
-from radtriage.db.access import PATIENT_FIELDS, StoreConflict, _aware, utcnow
+from radtriage.db.clock import aware, utcnow
+from radtriage.db.instances import PATIENT_FIELDS, StoreConflict
 from radtriage.db.engine import Database
 from radtriage.db.errors import ActionRefused, Refusal
 from radtriage.db.tables import store_conflicts, studies
@@ -109,7 +110,7 @@ def _stored_patient(conn: Connection, study_uid: str | None) -> dict[str, Any] |
 def _public(conn: Connection, row: Any) -> dict[str, Any]:
     d = dict(row._mapping)
     for k in ("created_at", "last_seen_at", "resolved_at"):
-        d[k] = _aware(d[k])
+        d[k] = aware(d[k])
     held = d.pop("path")
     d["held"] = bool(held) and Path(held).is_file()
     d["stored"] = _stored_patient(conn, d["existing_study_uid"] or d["study_uid"])

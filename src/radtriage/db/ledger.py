@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from radtriage.db.access import _aware
+from radtriage.db.clock import aware
 from radtriage.db.engine import Database
 from radtriage.db.tables import jobs, results, series, studies
 
@@ -119,7 +119,7 @@ def job_state(db: Database, job_id: int) -> dict[str, Any]:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
     out = dict(row)
     for k in ("lease_until", "next_attempt_at", "created_at", "updated_at"):
-        out[k] = _aware(out[k]) if out[k] is not None else None
+        out[k] = aware(out[k]) if out[k] is not None else None
     return out
 
 
@@ -129,5 +129,13 @@ def result_rows(db: Database, study_uid: str | None = None, job_id: int | None =
         q = q.where(results.c.study_uid == study_uid)
     if job_id is not None:
         q = q.where(results.c.job_id == job_id)
+    with db.read() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def job_rows(db: Database, state: str | None = None) -> list[dict[str, Any]]:
+    q = select(jobs).order_by(jobs.c.id)
+    if state is not None:
+        q = q.where(jobs.c.state == state)
     with db.read() as conn:
         return [dict(r) for r in conn.execute(q).mappings()]

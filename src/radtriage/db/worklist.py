@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, and_, func, or_, select, true, update
 
 from radtriage.db import audit
-from radtriage.db.access import _aware, utcnow
+from radtriage.db.clock import aware, utcnow
 from radtriage.db.changes import changes
 from radtriage.db.engine import Database
 from radtriage.db.errors import ActionRefused, Refusal
@@ -42,7 +42,7 @@ def touched_studies(db: Database, since: datetime | None) -> dict[int, datetime]
         q = q.where(jobs.c.updated_at >= since)
     with db.read() as conn:
         rows = conn.execute(q.group_by(series.c.study_id)).all()
-    return {r[0]: _aware(r[1]) for r in rows}
+    return {r[0]: aware(r[1]) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def priority_history(db: Database, study_uid: str) -> list[dict[str, Any]]:
     with db.read() as conn:
         rows = conn.execute(select(priority_changes).where(priority_changes.c.study_uid == study_uid)
                             .order_by(priority_changes.c.id)).mappings().all()
-    return [{**dict(r), "changed_at": _aware(r["changed_at"])} for r in rows]
+    return [{**dict(r), "changed_at": aware(r["changed_at"])} for r in rows]
 
 
 # --- listing ----------------------------------------------------------------------------
@@ -143,7 +143,7 @@ _TIMES = ("claimed_at", "reported_at", "received_at", "updated_at")
 def _row(r: Any) -> dict[str, Any]:
     out = dict(r)
     for k in _TIMES:
-        out[k] = _aware(out[k])
+        out[k] = aware(out[k])
     out["tasks"] = [t for t in (out["tasks"] or "").split(",") if t]
     out["modalities"] = [m for m in (out["modalities"] or "").split(",") if m]
     return out
@@ -220,7 +220,7 @@ def study_results(db: Database, study_uid: str) -> list[dict[str, Any]]:
                 results.c.priority, results.c.result, results.c.created_at, results.c.job_id)
          .where(results.c.study_uid == study_uid).order_by(results.c.id))
     with db.read() as conn:
-        return [{**dict(r), "created_at": _aware(r.created_at)} for r in conn.execute(q).mappings()]
+        return [{**dict(r), "created_at": aware(r.created_at)} for r in conn.execute(q).mappings()]
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -306,11 +306,11 @@ def feedback_rows(db: Database, study_uid: str | None = None) -> list[dict[str, 
     if study_uid is not None:
         q = q.where(feedback.c.study_uid == study_uid)
     with db.read() as conn:
-        return [{**dict(r), "created_at": _aware(r.created_at)} for r in conn.execute(q).mappings()]
+        return [{**dict(r), "created_at": aware(r.created_at)} for r in conn.execute(q).mappings()]
 
 
 def last_change(db: Database) -> tuple[datetime | None, int]:
     """The newest worklist change and the row count: what the live page polls."""
     with db.read() as conn:
         newest, n = conn.execute(select(func.max(worklist.c.updated_at), func.count()).select_from(worklist)).one()
-    return _aware(newest), int(n)
+    return aware(newest), int(n)

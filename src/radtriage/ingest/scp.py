@@ -23,7 +23,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from radtriage.config import Peer, Settings
-from radtriage.db import access
+from radtriage.db import associations
 from radtriage.ingest.connections import ConnectionGuard, ConnectionLimits, GuardedAssociationServer
 from radtriage.ingest.meta import part10_header
 from radtriage.ingest.parse import InstanceRejected, RejectReason
@@ -206,7 +206,7 @@ class StorageSCP:
         assoc_id = str(uuid.uuid4())
         calling = assoc.requestor.ae_title.strip()
         try:
-            access.open_association(self.store.db, assoc_id, calling, assoc.requestor.address)
+            associations.open_association(self.store.db, assoc_id, calling, assoc.requestor.address)
         except Exception:  # noqa: BLE001 - the store will fail and say so
             log.exception("could not record association")
         assoc.radtriage_id = assoc_id  # type: ignore[attr-defined]
@@ -224,7 +224,7 @@ class StorageSCP:
         # pynetdicom may report the closed connection before the abort event
         how = "released" if getattr(event.assoc, "radtriage_how", "") == "released" else "aborted"
         try:
-            access.close_association(self.store.db, assoc_id, how)
+            associations.close_association(self.store.db, assoc_id, how)
         except Exception:  # noqa: BLE001
             log.exception("could not record association close")
         log.info("association closed: id=%s how=%s", assoc_id, how)

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from radtriage.db import Database
-from radtriage.db import access, conflicts
+from radtriage.db import conflicts, instances
 from radtriage.ingest.metrics import IngestMetrics
 from radtriage.ingest.parse import InstanceHeader, InstanceRejected, RejectReason, parse_part10
 from radtriage.ingest.sameness import same_dataset
@@ -172,7 +172,7 @@ class InstanceStore:
         same_as: str | None = None  # the stored copy's hash, when it holds this data set in other bytes
         compared = False
 
-        def prepare(existing: access.StoredInstance | None) -> access.NewInstance | None:
+        def prepare(existing: instances.StoredInstance | None) -> instances.NewInstance | None:
             if existing is not None and Path(existing.path).exists():
                 if existing.sha256 in (staged.sha256, same_as):
                     return None  # the same instance again (these bytes, or another encoding of it): stored once
@@ -181,7 +181,7 @@ class InstanceStore:
             primary = self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
             path, created = self.spool.place(staged, primary)
             placed.append((path, created))
-            return access.NewInstance(
+            return instances.NewInstance(
                 study_uid=hdr.study_uid,
                 series_uid=hdr.series_uid,
                 sop_instance_uid=hdr.sop_instance_uid,
@@ -200,17 +200,17 @@ class InstanceStore:
                 storage_dir=str(path.parent),
             )
 
-        key = access.InstanceKey(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.study_fields)
+        key = instances.InstanceKey(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.study_fields)
         try:
             try:
-                written, existing = access.index_instance(self.db, key, prepare)
+                written, existing = instances.index_instance(self.db, key, prepare)
             except _CompareFirst as other:  # the UID again with other bytes: the same data set?
                 compared = True
                 if same_dataset(Path(other.stored.path), staged.path):
                     same_as = other.stored.sha256
                     log.info("duplicate instance in another encoding: sop_instance_uid=%s", hdr.sop_instance_uid)
-                written, existing = access.index_instance(self.db, key, prepare)
-        except access.StoreConflict as conflict:
+                written, existing = instances.index_instance(self.db, key, prepare)
+        except instances.StoreConflict as conflict:
             raise self._refuse(conflict, staged, placed, hdr, origin) from None
         except BaseException:
             for path, created in placed:
@@ -238,7 +238,7 @@ class InstanceStore:
         return result("replaced", written.path)
 
 
-    def _refuse(self, conflict: access.StoreConflict, staged: Staged, placed: list[tuple[Path, bool]],
+    def _refuse(self, conflict: instances.StoreConflict, staged: Staged, placed: list[tuple[Path, bool]],
                 hdr: InstanceHeader, origin: Origin) -> InstanceRejected:
         """Hold a conflicting instance for an administrator, list and audit it; the rejection to raise."""
         held = self.spool.root / ".conflicts" / f"{uuid.uuid4().hex}.dcm"
@@ -255,7 +255,7 @@ class InstanceStore:
             source=origin.source, calling_ae=origin.calling_ae))
         if not new:
             held.unlink(missing_ok=True)  # the same bytes are held for that conflict already
-        reason = (RejectReason.PATIENT_MISMATCH if conflict.kind == access.StoreConflict.PATIENT_MISMATCH
+        reason = (RejectReason.PATIENT_MISMATCH if conflict.kind == instances.StoreConflict.PATIENT_MISMATCH
                   else RejectReason.UID_CONFLICT)
         return InstanceRejected(reason, f"conflict {conflict_id}: {conflict}")
 
@@ -263,7 +263,7 @@ class InstanceStore:
 class _CompareFirst(Exception):
     """Raised by `prepare` (nothing written yet) so that two encodings are compared outside the transaction."""
 
-    def __init__(self, stored: access.StoredInstance) -> None:
+    def __init__(self, stored: instances.StoredInstance) -> None:
         super().__init__(stored.sop_instance_uid)
         self.stored = stored
 

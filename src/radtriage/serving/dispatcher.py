@@ -9,7 +9,7 @@ that matches no pipeline ends ``no_ai`` ("no AI applicable", with each pipeline
 it missed by one rule only and that rule, e.g. a lossy compression ratio).
 
 Best series of a study: before a matched pipeline runs on a series, the
-other assembled series of the same study (`db.study_series`) are ranked by
+other assembled series of the same study (`db.series.assembled_series`) are ranked by
 the pipeline's ``prefer`` rules (`routing.best_series`); when one of them is
 better, the pipeline is skipped on this series with a note on the job (not
 an error): the better series' result is the study's. A series whose job
@@ -30,9 +30,9 @@ from typing import Any
 
 from radtriage.background import Background
 from radtriage.config.settings import Settings
-from radtriage.db import access, ledger
+from radtriage.db import instances, ledger
 from radtriage.db.engine import Database
-from radtriage.db.study_series import assembled_series
+from radtriage.db.series import assembled_series
 from radtriage.domain.case import TaskResult, TriageCase
 from radtriage.domain import Priority
 from radtriage.pipelines import PipelineSpec
@@ -143,7 +143,7 @@ class Dispatcher(Background):
             ledger.record_results(self.db, job.id, [], note=note)
             log.info("job %s: %s", job.id, note)
             return
-        paths = [r["path"] for r in access.instance_rows(self.db, case.series_uid) if not r["is_localizer"]]
+        paths = [r["path"] for r in instances.instance_rows(self.db, case.series_uid) if not r["is_localizer"]]
         outcomes = self._run_pipelines(matched, paths, str(key_dir_for(self.settings, job.id)))
         errors = {p: o["error"] for p, o in outcomes.items() if not o["ok"]}
         if errors:  # the whole job is tried again; results already recorded are kept once

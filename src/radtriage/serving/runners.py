@@ -64,6 +64,9 @@ class RayRunner:
         import ray
         from ray import serve
 
+        from radtriage.logs import adopt_ray_logging
+
+        adopt_ray_logging()  # after Ray's import (it installs its own handlers), before ray.init
         self.started_ray = False
         address = settings.inference.ray_address or os.environ.get("RAY_ADDRESS")
         if not ray.is_initialized():

@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from radtriage.db.access import utcnow
+from radtriage.db.clock import utcnow
 from radtriage.db.engine import Database
 from radtriage.db.tables import jobs, results, series, studies, worklist
 from radtriage.triage.priority import triage_study

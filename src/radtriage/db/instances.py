@@ -1,58 +1,23 @@
-"""Data-access functions: the only path from the code to the tables."""
+"""Received instances: indexing one (with its study and series) in one transaction, and reading them back.
+
+`index_instance` is the only way an instance enters the index: it checks the
+instance against what is stored (`StoreConflict`: another patient's study, a
+UID stored elsewhere), creates or reopens its series, and records a
+replacement when the same SOP Instance UID comes with other bytes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, select, update
 
+from radtriage.db.clock import utcnow
 from radtriage.db.engine import Database
-from radtriage.db.tables import (
-    associations,
-    instance_replacements,
-    instances,
-    jobs,
-    series,
-    studies,
-)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
-
-
-# --- associations -----------------------------------------------------------
-
-
-def open_association(db: Database, assoc_id: str, calling_ae: str, peer: str | None) -> None:
-    with db.write() as conn:
-        conn.execute(
-            associations.insert().values(
-                id=assoc_id, calling_ae=calling_ae, peer_address=peer, started_at=utcnow()
-            )
-        )
-
-
-def close_association(db: Database, assoc_id: str, how: str) -> None:
-    with db.write() as conn:
-        conn.execute(
-            update(associations)
-            .where(associations.c.id == assoc_id, associations.c.closed_at.is_(None))
-            .values(closed_at=utcnow(), how_closed=how)
-        )
-
-
-# --- instances ----------------------------------------------------------------
+from radtriage.db.tables import instance_replacements, instances, series, studies
 
 
 @dataclass(frozen=True)
@@ -307,172 +272,3 @@ def instance_rows(db: Database, series_uid: str | None = None) -> list[dict[str,
         q = q.where(series.c.series_uid == series_uid)
     with db.read() as conn:
         return [dict(r) for r in conn.execute(q.order_by(instances.c.id)).mappings()]
-
-
-# --- assembly -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClosedSeries:
-    series_id: int
-    series_uid: str
-    study_uid: str
-    version: int
-    header: dict[str, Any]
-    accession: str | None
-    calling_ae: str | None
-    storage_dir: str
-    first_received_at: datetime
-    last_received_at: datetime
-    instance_count: int
-    localizer_count: int
-    closed_at: datetime
-    reason: str
-
-
-def close_ready_series(
-    db: Database,
-    quiet: timedelta,
-    stable_age: timedelta,
-    build_case: Any,
-    now: datetime | None = None,
-) -> list[ClosedSeries]:
-    """Close every series that is complete and write a ``ready`` job for each.
-
-    A series is complete when the association that last delivered to it has
-    closed (or it came without one: STOW-RS, import) and nothing new arrived
-    for ``quiet``, or when nothing new arrived for ``stable_age``.
-    ``build_case(ClosedSeries) -> dict`` gives the job's case document.
-    """
-    now = now or utcnow()
-    a = associations
-    released = or_(
-        series.c.last_association_id.is_(None),
-        and_(a.c.closed_at.is_not(None), a.c.closed_at <= now - quiet),
-    )
-    q = (
-        select(
-            series.c.id,
-            series.c.series_uid,
-            series.c.version,
-            series.c.header,
-            series.c.storage_dir,
-            series.c.first_received_at,
-            series.c.last_received_at,
-            studies.c.study_uid,
-            studies.c.accession_number,
-            a.c.calling_ae,
-        )
-        .join(studies, studies.c.id == series.c.study_id)
-        .outerjoin(a, a.c.id == series.c.last_association_id)
-        .where(series.c.state == "receiving")
-        .where(
-            or_(
-                and_(released, series.c.last_received_at <= now - quiet),
-                series.c.last_received_at <= now - stable_age,
-            )
-        )
-    )
-    closed: list[ClosedSeries] = []
-    with db.write() as conn:
-        for r in conn.execute(q).all():
-            counts = conn.execute(
-                select(
-                    func.count(),
-                    func.count().filter(instances.c.is_localizer.is_(True)),
-                ).where(instances.c.series_id == r.id)
-            ).one()
-            last = _aware(r.last_received_at)
-            item = ClosedSeries(
-                series_id=r.id,
-                series_uid=r.series_uid,
-                study_uid=r.study_uid,
-                version=r.version,
-                header=dict(r.header or {}),
-                accession=r.accession_number,
-                calling_ae=r.calling_ae,
-                storage_dir=r.storage_dir,
-                first_received_at=_aware(r.first_received_at),
-                last_received_at=last,
-                instance_count=counts[0],
-                localizer_count=counts[1],
-                closed_at=now,
-                reason="quiet" if last > now - stable_age else "stable_age",
-            )
-            conn.execute(
-                update(series).where(series.c.id == r.id).values(state="ready", closed_at=now)
-            )
-            case = build_case(item)
-            conn.execute(
-                jobs.insert().values(
-                    case_id=case["case_id"],
-                    series_id=r.id,
-                    series_version=r.version,
-                    state="ready",
-                    attempts=0,
-                    case=case,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            closed.append(item)
-    return closed
-
-
-def job_rows(db: Database, state: str | None = None) -> list[dict[str, Any]]:
-    q = select(jobs).order_by(jobs.c.id)
-    if state is not None:
-        q = q.where(jobs.c.state == state)
-    with db.read() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
-
-
-# --- listing -------------------------------------------------------------------
-
-
-def list_studies(db: Database) -> list[dict[str, Any]]:
-    """Studies with their series, instance counts and state."""
-    q = (
-        select(
-            studies.c.study_uid,
-            studies.c.study_date,
-            studies.c.study_description,
-            series.c.series_uid,
-            series.c.modality,
-            series.c.series_description,
-            series.c.state,
-            series.c.version,
-            series.c.last_received_at,
-            func.count(instances.c.id).label("instances"),
-            func.coalesce(func.sum(instances.c.size_bytes), 0).label("bytes"),
-        )
-        .join(series, series.c.study_id == studies.c.id)
-        .outerjoin(instances, instances.c.series_id == series.c.id)
-        .group_by(studies.c.id, series.c.id)
-        .order_by(studies.c.id, series.c.id)
-    )
-    out: dict[str, dict[str, Any]] = {}
-    with db.read() as conn:
-        for r in conn.execute(q).all():
-            st = out.setdefault(
-                r.study_uid,
-                {
-                    "study_uid": r.study_uid,
-                    "study_date": r.study_date,
-                    "study_description": r.study_description,
-                    "series": [],
-                },
-            )
-            st["series"].append(
-                {
-                    "series_uid": r.series_uid,
-                    "modality": r.modality,
-                    "series_description": r.series_description,
-                    "state": r.state,
-                    "version": r.version,
-                    "instances": r.instances,
-                    "bytes": int(r.bytes),
-                    "last_received_at": _aware(r.last_received_at).isoformat(),
-                }
-            )
-    return list(out.values())
