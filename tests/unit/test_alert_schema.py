@@ -1,4 +1,4 @@
-"""Migration 0004 creates exactly the alert tables that `radtriage.db.alerts` describes."""
+"""Migrations 0004-0006 create exactly the alert tables and the outbox that `radtriage.db.tables` describes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from radtriage.db import alerts, open_database
-from radtriage.db.tables import metadata
+from radtriage.db.tables import metadata, outbox
 
 
 def test_migration_matches_the_table_definitions(tmp_path):
@@ -16,6 +16,6 @@ def test_migration_matches_the_table_definitions(tmp_path):
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
     finally:
         db.dispose()
-    ours = {alerts.alerts.name, alerts.alert_deliveries.name}
+    ours = {alerts.alerts.name, alerts.alert_decisions.name, outbox.name}
     mine = [d for d in diff if any(name in repr(d) for name in ours)]
     assert mine == []

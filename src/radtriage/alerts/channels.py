@@ -1,8 +1,8 @@
 """The channels an alert goes out on: a signed webhook, e-mail over SMTP, and Apprise URLs.
 
 Each sender's ``send(member, outgoing)`` returns on success and raises
-`SendError` otherwise; ``permanent`` says that trying again cannot help (a
-refused recipient, a 4xx from the webhook), so the outbox stops retrying.
+`radtriage.outbox.SendError` otherwise; ``permanent`` says that trying again cannot
+help (a refused recipient, a 4xx from the webhook), so the outbox stops retrying.
 Secrets (webhook key, SMTP password, Apprise URLs with tokens) are read from
 the environment once, when the senders are built.
 """
@@ -21,14 +21,9 @@ import httpx
 from radtriage.alerts.config import ENV_PREFIX, AlertingConfig, EmailChannel, Member
 from radtriage.alerts.message import Outgoing
 from radtriage.alerts.signing import webhook_headers
+from radtriage.outbox import SendError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
-
-
-class SendError(Exception):
-    def __init__(self, message: str, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 class WebhookSender:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from radtriage.alerts import outbox
+from radtriage.alerts import states
 from radtriage.alerts.config import AlertingConfig, Upgrade
 from radtriage.alerts.message import build_content
 from radtriage.db import alerts as store
@@ -91,10 +91,10 @@ def decide(conn: Connection, config: AlertingConfig, policy_name: str, case: Tri
     alert_id = store.insert_alert(conn, **values)
     alert = {"id": alert_id, **values}
     if same and same[0]["state"] != RESOLVED:
-        outbox.resolve(conn, same[0]["id"], now, actor="system", reason=f"superseded by alert {alert_id}")
+        states.resolve(conn, same[0]["id"], now, actor="system", reason=f"superseded by alert {alert_id}")
     record(conn, "alert_created", study_uid=case.study_uid, detail={
         "alert_id": alert_id, **detail, "text": finding.text, "probability": finding.probability,
         "priority": priority, "reason": reason, "supersedes": values["supersedes"],
         **({"late": True, "late_route": late_route, "study_age_s": round(study_age_s)} if late else {})})
-    outbox.start_level(conn, config, alert, 0, now)
+    states.start_level(conn, config, alert, 0, now)
     return Decision("created", alert_id, finding.code)

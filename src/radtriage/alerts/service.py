@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from radtriage.alerts import outbox
+from radtriage.alerts import states
 from radtriage.alerts.channels import Channels
 from radtriage.alerts.config import AlertingConfig
 from radtriage.alerts.decide import RECOVERED, Decision, decide
@@ -159,12 +159,12 @@ class AlertService:
     # -- people ---------------------------------------------------------------------------------
     def acknowledge(self, alert_id: int, *, actor: str, display_name: str | None = None, via: str = "api",
                     role: str | None = None, member: str | None = None, link_level: int | None = None,
-                    client: str | None = None, user_agent: str | None = None) -> outbox.Outcome:
+                    client: str | None = None, user_agent: str | None = None) -> states.Outcome:
         """``actor`` (a username) takes the alert. `LookupError` when there is no such alert."""
         member = member or self.config.member_for_username(actor)
         now = utcnow()
         with self.db.write() as conn:
-            out = outbox.acknowledge(conn, self.config, alert_id, now, actor=actor, display_name=display_name or actor,
+            out = states.acknowledge(conn, self.config, alert_id, now, actor=actor, display_name=display_name or actor,
                                      via=via, member=member, role=role, link_level=link_level, client=client,
                                      user_agent=user_agent)
         if out.event:
@@ -179,7 +179,7 @@ class AlertService:
         return read_ack_token(self.key, token)
 
     def acknowledge_link(self, token: str, client: str | None = None, user_agent: str | None = None
-                         ) -> outbox.Outcome:
+                         ) -> states.Outcome:
         """Take the alert by a signed link, recording the address and user agent that used it; refused
         (``refused``) when the alert has escalated past the level the link was sent at."""
         grant = self.link_grant(token)
@@ -189,9 +189,9 @@ class AlertService:
         return self.acknowledge(grant.alert_id, actor=actor, display_name=name, via="link", member=grant.member,
                                 link_level=grant.level, client=client, user_agent=user_agent)
 
-    def resolve(self, alert_id: int, *, actor: str, reason: str, role: str | None = None) -> outbox.Outcome:
+    def resolve(self, alert_id: int, *, actor: str, reason: str, role: str | None = None) -> states.Outcome:
         with self.db.write() as conn:
-            out = outbox.resolve(conn, alert_id, utcnow(), actor=actor, reason=reason, role=role)
+            out = states.resolve(conn, alert_id, utcnow(), actor=actor, reason=reason, role=role)
         if out.event:
             self.metrics.alerts.labels(out.alert["finding_code"], "resolved").inc()
         return out

@@ -1,12 +1,13 @@
-"""The alert outbox: one row per alert and one per delivery (the only path to those tables).
+"""The alert rows (the only path to those tables): one per alert, its deliveries as outbox rows.
 
 An alert is ``open`` (paging, escalating on timeout), ``acknowledged`` (someone
-is taking it) or ``resolved``. A delivery is ``pending`` -> ``sending`` (with a
-lease) -> ``delivered`` | ``failed``, or ``cancelled`` when an acknowledgement
-made it moot; a ``sending`` row whose lease ran out (its sender died) is sent
-again with the same idempotency key. ``alert_decisions`` marks each positive result whose alert decision
-was made, so that the recovery sweep finds those that never were. The tables are in `tables.py`;
-migrations 0004 and 0005 create them.
+is taking it) or ``resolved``. Each page or "taken" notice is an outbox row of
+kind ``alert`` (`radtriage.db.outbox`: pending -> sending -> delivered | failed,
+or cancelled when an acknowledgement made it moot), about the alert's id, to a
+member on a channel; `as_delivery` reads one as the alert code does.
+``alert_decisions`` marks each positive result whose alert decision was made,
+so that the recovery sweep finds those that never were. The tables are in
+`tables.py`; migrations 0004, 0005 and 0006 create them.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, select, update
 
+from radtriage.db import outbox
 from radtriage.db.clock import aware
 from radtriage.db.engine import Database
-from radtriage.db.tables import alert_decisions, alert_deliveries, alerts, jobs, results, studies
+from radtriage.db.outbox import CANCELLED, DELIVERED, FAILED, PENDING, SENDING  # noqa: F401 - the states alerts use
+from radtriage.db.tables import alert_decisions, alerts, jobs, results, studies
 
 _TIMES = ("next_escalation_at", "received_at", "created_at", "updated_at", "first_delivered_at", "acked_at",
-          "resolved_at", "next_attempt_at", "lease_until", "first_attempt_at", "delivered_at", "finished_at")
+          "resolved_at")
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
-PENDING, SENDING, DELIVERED, FAILED, CANCELLED = "pending", "sending", "delivered", "failed", "cancelled"
 PAGE, TAKEN = "page", "taken"  # delivery kinds: the alert itself; "X is taking it" to those already paged
-
+ALERT = "alert"  # the alerts' kind of outbox row
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -103,73 +105,48 @@ def study_fields(conn: Connection, study_uid: str) -> dict[str, Any]:
     return dict(r._mapping) if r else {}
 
 
-# --- deliveries ---------------------------------------------------------------------------
+# --- deliveries (outbox rows of kind "alert", about the alert's id) -----------------------------------
+
+
+def as_delivery(row: dict[str, Any]) -> dict[str, Any]:
+    """An alert's outbox row as the alert code reads it: with ``alert_id``, ``kind`` (page | taken),
+    ``level`` and ``member``."""
+    return {**row, "alert_id": int(row["subject"]), "kind": row["payload"]["kind"], "level": row["payload"]["level"],
+            "member": row["target"]}
 
 
 def add_deliveries(conn: Connection, rows: list[dict[str, Any]], now: dt.datetime) -> None:
     for r in rows:
-        conn.execute(alert_deliveries.insert().values(
-            idempotency_key=delivery_key(r["alert_id"], r["kind"], r["level"], r["member"], r["channel"]),
-            state=PENDING, attempts=0, next_attempt_at=now, created_at=now, **r))
+        outbox.add(conn, ALERT, delivery_key(r["alert_id"], r["kind"], r["level"], r["member"], r["channel"]),
+                   subject=str(r["alert_id"]), target=r["member"], channel=r["channel"],
+                   payload={"kind": r["kind"], "level": r["level"]}, now=now)
 
 
 def deliveries_of(conn: Connection, alert_id: int) -> list[dict[str, Any]]:
-    q = select(alert_deliveries).where(alert_deliveries.c.alert_id == alert_id).order_by(alert_deliveries.c.id)
-    return [_row(r) for r in conn.execute(q)]
+    return [as_delivery(r) for r in outbox.of_subjects(conn, ALERT, [str(alert_id)])]
 
 
 def deliveries_for(db: Database, alert_ids: list[int]) -> list[dict[str, Any]]:
-    if not alert_ids:
-        return []
-    q = select(alert_deliveries).where(alert_deliveries.c.alert_id.in_(alert_ids)).order_by(alert_deliveries.c.id)
     with db.read() as conn:
-        return [_row(r) for r in conn.execute(q)]
-
-
-def _due_delivery(now: dt.datetime) -> Any:
-    d = alert_deliveries
-    return or_(and_(d.c.state == PENDING, d.c.next_attempt_at <= now), and_(d.c.state == SENDING, d.c.lease_until < now))
-
-
-def work_due(db: Database, now: dt.datetime) -> tuple[bool, bool]:
-    """(a delivery is due, an escalation is due): a read that spares idle workers a write transaction."""
-    with db.read() as conn:
-        delivery = conn.execute(select(alert_deliveries.c.id).where(_due_delivery(now)).limit(1)).first()
-        escalation = conn.execute(select(alerts.c.id).where(alerts.c.state == OPEN,
-                                                            alerts.c.next_escalation_at <= now).limit(1)).first()
-    return delivery is not None, escalation is not None
+        return [as_delivery(r) for r in outbox.of_subjects(conn, ALERT, [str(i) for i in alert_ids])]
 
 
 def claim_delivery(conn: Connection, now: dt.datetime, lease_s: float) -> dict[str, Any] | None:
-    """Take the next due delivery (pending and due, or sending with its lease run out) with a lease."""
-    d = alert_deliveries
-    q = select(d).where(_due_delivery(now)).order_by(d.c.next_attempt_at, d.c.id).limit(1)
-    if conn.dialect.name != "sqlite":
-        q = q.with_for_update(skip_locked=True)
-    r = conn.execute(q).first()
-    if r is None:
-        return None
-    row = _row(r)
-    row["attempts"] += 1
-    values: dict[str, Any] = {"state": SENDING, "attempts": row["attempts"],
-                              "lease_until": now + dt.timedelta(seconds=lease_s)}
-    if row["first_attempt_at"] is None:
-        values["first_attempt_at"] = now
-    conn.execute(update(d).where(d.c.id == row["id"]).values(**values))
-    return {**row, **values}
-
-
-def finish_delivery(conn: Connection, delivery_id: int, attempts: int, **values: Any) -> bool:
-    """Record a send's outcome if the delivery is still this sender's (state sending, same attempt)."""
-    d = alert_deliveries
-    q = update(d).where(d.c.id == delivery_id, d.c.state == SENDING, d.c.attempts == attempts)
-    return conn.execute(q.values(lease_until=None, **values)).rowcount == 1
+    """Take the next due alert delivery with a lease (as the outbox worker does)."""
+    row = outbox.claim(conn, now, {ALERT: lease_s})
+    return as_delivery(row) if row else None
 
 
 def cancel_pending(conn: Connection, alert_id: int, now: dt.datetime, kind: str = PAGE) -> int:
-    d = alert_deliveries
-    q = update(d).where(d.c.alert_id == alert_id, d.c.kind == kind, d.c.state == PENDING)
-    return conn.execute(q.values(state=CANCELLED, finished_at=now)).rowcount
+    ids = [d["id"] for d in deliveries_of(conn, alert_id) if d["kind"] == kind and d["state"] == PENDING]
+    return outbox.cancel(conn, ids, now)
+
+
+def escalation_due(db: Database, now: dt.datetime) -> bool:
+    """Whether an open alert's deadline passed: a read that spares idle workers a write transaction."""
+    with db.read() as conn:
+        q = select(alerts.c.id).where(alerts.c.state == OPEN, alerts.c.next_escalation_at <= now).limit(1)
+        return conn.execute(q).first() is not None
 
 
 # --- alert decisions on the results the dispatcher recorded (recovery after a crash) -------------

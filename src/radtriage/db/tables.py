@@ -305,7 +305,7 @@ audit_log = Table(
     Column("client", String(64)),
 )
 
-# The alert outbox (radtriage.db.alerts is the path to them): one row per alert, one per delivery.
+# The alerts (radtriage.db.alerts is the path to them): one row per alert; its deliveries are outbox rows.
 alerts = Table(
     "alerts",
     metadata,
@@ -347,16 +347,19 @@ alerts = Table(
 )
 Index("ix_alerts_state_escalation", alerts.c.state, alerts.c.next_escalation_at)
 
-alert_deliveries = Table(
-    "alert_deliveries",
+# The outbox (radtriage.db.outbox is the path to it; radtriage.outbox sends it): one row per message that
+# leaves, written in the transaction that decided it. ``kind`` says whose it is (alert today; export,
+# forward, share later), ``subject`` what it is about (an alert id), ``target`` and ``channel`` where it goes.
+outbox = Table(
+    "outbox",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False, index=True),
     Column("kind", String(16), nullable=False),
-    Column("level", Integer, nullable=False),
-    Column("member", String(32), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("target", String(64), nullable=False),  # an alert's member id
     Column("channel", String(16), nullable=False),
     Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("payload", JSON, nullable=False),  # what the kind's sender needs besides (an alert page's level)
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
@@ -367,7 +370,8 @@ alert_deliveries = Table(
     Column("delivered_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
 )
-Index("ix_alert_deliveries_due", alert_deliveries.c.state, alert_deliveries.c.next_attempt_at)
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)
+Index("ix_outbox_subject", outbox.c.kind, outbox.c.subject)
 
 # One row per positive result of a pipeline with an alert policy once its alert decision is made (in
 # the transaction that writes the alert), so the recovery sweep finds every result never decided.
