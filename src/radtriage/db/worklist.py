@@ -237,49 +237,68 @@ def _locked_entry(conn: Connection, db: Database, study_uid: str) -> Any:
     return row
 
 
-def claim(db: Database, study_uid: str, username: str, role: str, client: str | None = None) -> None:
-    """Claim a study for reading: one reader at a time (409 naming the holder otherwise)."""
+def _reading_step(db: Database, study_uid: str, username: str, role: str, client: str | None, action: str,
+                  allowed: Callable[[Any], bool], values: Callable[[datetime], dict[str, Any]],
+                  detail: Callable[[Any], dict[str, Any]] | None = None) -> None:
+    """One step of a study's reading state, under its row lock: ``allowed(row)`` raises `ActionRefused`
+    when the step is refused and returns False when it is already done; then the row moves and the step
+    is audited in the same transaction."""
     now = utcnow()
     with db.write() as conn:
         row = _locked_entry(conn, db, study_uid)
+        if not allowed(row):
+            return
+        conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
+            updated_at=now, revision=row.revision + 1, **values(now)))
+        audit.record(conn, action, username, role, study_uid, client=client, at=now,
+                     detail=detail(row) if detail else None)
+
+
+def _refuse(refusal: Refusal, message: str, row: Any) -> bool:
+    raise ActionRefused(refusal, message, claimed_by=row.claimed_by)
+
+
+def claim(db: Database, study_uid: str, username: str, role: str, client: str | None = None) -> None:
+    """Claim a study for reading: one reader at a time (409 naming the holder otherwise)."""
+
+    def allowed(row: Any) -> bool:
         if row.status == "reported":
             raise ActionRefused(Refusal.CONFLICT, "the study is already reported")
         if row.status == "claimed" and row.claimed_by != username:
-            raise ActionRefused(Refusal.CONFLICT, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
-        if row.status == "claimed":
-            return
-        conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
-            status="claimed", claimed_by=username, claimed_at=now, updated_at=now, revision=row.revision + 1))
-        audit.record(conn, "claimed", username, role, study_uid, client=client, at=now)
+            _refuse(Refusal.CONFLICT, f"claimed by {row.claimed_by}", row)
+        return row.status != "claimed"  # claimed by this reader already: nothing to do
+
+    _reading_step(db, study_uid, username, role, client, "claimed", allowed,
+                  lambda now: {"status": "claimed", "claimed_by": username, "claimed_at": now})
 
 
 def release(db: Database, study_uid: str, username: str, role: str, client: str | None = None) -> None:
     """Give a claimed study back; only its holder, or an admin, can."""
-    now = utcnow()
-    with db.write() as conn:
-        row = _locked_entry(conn, db, study_uid)
+
+    def allowed(row: Any) -> bool:
         if row.status != "claimed":
             raise ActionRefused(Refusal.CONFLICT, "the study is not claimed")
         if row.claimed_by != username and role != "admin":
-            raise ActionRefused(Refusal.NOT_YOURS, f"claimed by {row.claimed_by}", claimed_by=row.claimed_by)
-        conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
-            status="unread", claimed_by=None, claimed_at=None, updated_at=now, revision=row.revision + 1))
-        audit.record(conn, "released", username, role, study_uid, client=client, at=now,
-                     detail={"holder": row.claimed_by})
+            _refuse(Refusal.NOT_YOURS, f"claimed by {row.claimed_by}", row)
+        return True
+
+    _reading_step(db, study_uid, username, role, client, "released", allowed,
+                  lambda now: {"status": "unread", "claimed_by": None, "claimed_at": None},
+                  lambda row: {"holder": row.claimed_by})
 
 
 def mark_reported(db: Database, study_uid: str, username: str, role: str, client: str | None = None) -> None:
     """Mark a study reported; the reader must hold the claim."""
-    now = utcnow()
-    with db.write() as conn:
-        row = _locked_entry(conn, db, study_uid)
+
+    def allowed(row: Any) -> bool:
         if row.status == "reported":
             raise ActionRefused(Refusal.CONFLICT, "the study is already reported")
         if row.status != "claimed" or row.claimed_by != username:
-            raise ActionRefused(Refusal.CONFLICT, "claim the study before reporting it", claimed_by=row.claimed_by)
-        conn.execute(update(worklist).where(worklist.c.study_id == row.study_id).values(
-            status="reported", reported_by=username, reported_at=now, updated_at=now, revision=row.revision + 1))
-        audit.record(conn, "reported", username, role, study_uid, client=client, at=now)
+            _refuse(Refusal.CONFLICT, "claim the study before reporting it", row)
+        return True
+
+    _reading_step(db, study_uid, username, role, client, "reported", allowed,
+                  lambda now: {"status": "reported", "reported_by": username, "reported_at": now})
 
 
 def add_feedback(db: Database, study_uid: str, result_id: int, finding_code: str, user_id: int, username: str,
