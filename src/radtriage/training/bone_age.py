@@ -119,34 +119,32 @@ def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
 
 
-def train(out: Path, seed: int = 1, n_train: int = 6000, n_val: int = 300, n_test: int = 300, minutes: float = 14.0,
-          smoke: bool = False, steps: int | None = None, log=print, dataset: Iterable | None = None) -> dict:
-    torch.manual_seed(seed)
-    torch.set_num_threads(2)
-    size = 64 if smoke else SIZE
-    if smoke:
-        n_train, n_val, n_test = 8, 4, 4
-    t0 = time.perf_counter()
+def _hands(dataset: Iterable | None, seed: int, size: int, n_train: int, n_val: int, n_test: int) -> tuple[tuple, dict]:
+    """((images, sex, age) of training, validation and test), and the card's ``training_data``."""
     if dataset is not None:
         ax, asex, aage = from_examples(dataset, size)
         tr, va, te = _split(len(ax), seed)
-        (x, sex, age), (vx, vsex, vage), (tx, tsex, tage) = ((ax[i], asex[i], aage[i]) for i in (tr, va, te))
-        data_card = {"synthetic": False, "source": "site dataset (RSNA bone age layout)", "hands": int(len(ax))}
-    else:
-        x, sex, age = build(seed * 1000 + 1, n_train, size)
-        vx, vsex, vage = build(seed * 1000 + 2, n_val, size)
-        tx, tsex, tage = build(seed * 1000 + 3, n_test, size)
-        data_card = {"synthetic": True, "generator": "radtriage.synth.xr_hand",
-                     "seeds": {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
-                               "test": [seed * 1000 + 3, n_test]}}
-    log(f"bone_age: {len(x)} training hands in {time.perf_counter() - t0:.0f} s")
-    net = BoneAgeNet()
+        parts = tuple((ax[i], asex[i], aage[i]) for i in (tr, va, te))
+        return parts, {"synthetic": False, "source": "site dataset (RSNA bone age layout)", "hands": int(len(ax))}
+    parts = (build(seed * 1000 + 1, n_train, size), build(seed * 1000 + 2, n_val, size),
+             build(seed * 1000 + 3, n_test, size))
+    return parts, {"synthetic": True, "generator": "radtriage.synth.xr_hand",
+                   "seeds": {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
+                             "test": [seed * 1000 + 3, n_test]}}
+
+
+def _fit(net: BoneAgeNet, train_set: tuple, val_set: tuple, seed: int, minutes: float, max_steps: int,
+         log) -> tuple[int, int, tuple]:
+    """Train within ``minutes`` or ``max_steps``; keep the weights of best validation MAE.
+
+    Returns (steps, batch, (best validation MAE, its weights, its step)).
+    """
+    (x, sex, age), (vx, vsex, vage) = train_set, val_set
     base_lr = 2e-3
     opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     t_train, budget = time.perf_counter(), minutes * 60
     step, batch = 0, 32
-    max_steps = 2 if smoke else (steps or 10**9)
     best = (float("inf"), None, 0)
     while (elapsed := time.perf_counter() - t_train) < budget and step < max_steps:
         for group in opt.param_groups:  # cosine decay over the time budget
@@ -173,38 +171,54 @@ def train(out: Path, seed: int = 1, n_train: int = 6000, n_val: int = 300, n_tes
                 f"(before BatchNorm recalibration {raw_mae:.2f}) ({elapsed:.0f} s)")
     if best[1] is not None:
         net.load_state_dict(best[1])
+    return step, batch, best
+
+
+def _card(size: int, metrics: dict, data_card: dict, training: dict) -> dict:
+    return {
+        "id": MODEL_ID,
+        "version": MODEL_VERSION,
+        "task": "bone_age",
+        "architecture": "MONAI ResNet 2D (7x7/2 stem, basic blocks 1-1-1-1, widths 32-256) features + sex, MLP head",
+        "inputs": [
+            TensorSpec(name="image", shape=["batch", 1, size, size],
+                       description="PA hand radiograph, bone bright (MONOCHROME1 inverted), percentiles 0.5-99.5 to [0,1], square crop around the hand, resized"),
+            TensorSpec(name="sex", shape=["batch", 1], description="1 male, 0 female"),
+        ],
+        "outputs": [TensorSpec(name="bone_age_months", shape=["batch", 1], description="bone age in months")],
+        "preprocessing": {"size": size, "photometric": "MONOCHROME2 (invert MONOCHROME1)",
+                          "intensity": "0.5th-99.5th percentile to [0, 1]",
+                          "crop": "square around the largest bright object (hand and forearm), shutters trimmed, 10% margin"},
+        "metrics": metrics,
+        "training_data": data_card,
+        "training": training,
+        "not_for": ["clinical use", "real radiographs (never trained or validated on them)",
+                    "skeletal dysplasias, fractures or casts"],
+        "limitations": ["trained on synthetic hands only; Greulich-Pyle timing as modelled by the generator"],
+    }
+
+
+def train(out: Path, seed: int = 1, n_train: int = 6000, n_val: int = 300, n_test: int = 300, minutes: float = 14.0,
+          smoke: bool = False, steps: int | None = None, log=print, dataset: Iterable | None = None) -> dict:
+    """Draw (or read) the hands, train, keep the best validation step, measure on the test hands, export."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    size = 64 if smoke else SIZE
+    if smoke:
+        n_train, n_val, n_test = 8, 4, 4
+    t0 = time.perf_counter()
+    (train_set, val_set, (tx, tsex, tage)), data_card = _hands(dataset, seed, size, n_train, n_val, n_test)
+    log(f"bone_age: {len(train_set[0])} training hands in {time.perf_counter() - t0:.0f} s")
+    net = BoneAgeNet()
+    max_steps = 2 if smoke else (steps or 10**9)
+    step, batch, best = _fit(net, train_set, val_set, seed, minutes, max_steps, log)
     log(f"bone_age: trained {step} step in {time.perf_counter() - t0:.0f} s; kept step {best[2]}")
     pred = predict(net, tx, tsex)
     metrics = {"bone_age_months": regression_report(tage, pred, 200 if smoke else 1000),
                "validation_mae_months": round(best[0], 2)}
     log(f"bone_age: test MAE {metrics['bone_age_months']['mae']['value']:.2f} months")
-    card = export_model(
-        out / MODEL_ID,
-        net,
-        (torch.zeros(1, 1, size, size), torch.zeros(1, 1)),
-        ["image", "sex"],
-        ["bone_age_months"],
-        {
-            "id": MODEL_ID,
-            "version": MODEL_VERSION,
-            "task": "bone_age",
-            "architecture": "MONAI ResNet 2D (7x7/2 stem, basic blocks 1-1-1-1, widths 32-256) features + sex, MLP head",
-            "inputs": [
-                TensorSpec(name="image", shape=["batch", 1, size, size],
-                           description="PA hand radiograph, bone bright (MONOCHROME1 inverted), percentiles 0.5-99.5 to [0,1], square crop around the hand, resized"),
-                TensorSpec(name="sex", shape=["batch", 1], description="1 male, 0 female"),
-            ],
-            "outputs": [TensorSpec(name="bone_age_months", shape=["batch", 1], description="bone age in months")],
-            "preprocessing": {"size": size, "photometric": "MONOCHROME2 (invert MONOCHROME1)",
-                              "intensity": "0.5th-99.5th percentile to [0, 1]",
-                              "crop": "square around the largest bright object (hand and forearm), shutters trimmed, 10% margin"},
-            "metrics": metrics,
-            "training_data": data_card,
-            "training": {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3 cosine, L1 loss", "kept_step": best[2], "seed": seed,
-                         "minutes": round((time.perf_counter() - t0) / 60, 1)},
-            "not_for": ["clinical use", "real radiographs (never trained or validated on them)",
-                        "skeletal dysplasias, fractures or casts"],
-            "limitations": ["trained on synthetic hands only; Greulich-Pyle timing as modelled by the generator"],
-        },
-    )
+    training = {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3 cosine, L1 loss", "kept_step": best[2],
+                "seed": seed, "minutes": round((time.perf_counter() - t0) / 60, 1)}
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, 1, size, size), torch.zeros(1, 1)), ["image", "sex"],
+                        ["bone_age_months"], _card(size, metrics, data_card, training))
     return {"card": card, "metrics": metrics}

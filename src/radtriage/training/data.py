@@ -45,3 +45,15 @@ def cached(task: str, key: Sequence[Any], make: Callable[[], dict[str, np.ndarra
     np.savez(tmp, **arrays)
     tmp.replace(path)
     return arrays
+
+
+def site_parts(whole: Any, n_studies: int, smoke: bool, split: Callable[[Any], tuple]) -> tuple:
+    """A site's labelled studies as (training, validation, test).
+
+    ``split(whole)``; in a smoke run the whole set three times. Fewer than 10 studies is a `ValueError`.
+    """
+    if smoke:  # two steps to show the path works: every part is the whole set
+        return whole, whole, whole
+    if n_studies < 10:
+        raise ValueError("a site dataset needs at least 10 labelled studies to split train/validation/test")
+    return split(whole)

@@ -26,7 +26,7 @@ from monai.networks.nets import DenseNet
 from radtriage.inference.card import TensorSpec
 from radtriage.inference.ich import CHANNELS, OUTPUTS, SIZE, SUBTYPES, neighbours, windows, with_context
 from radtriage.inference.preprocess import HEAD_WINDOWS
-from radtriage.training.data import cached, draw
+from radtriage.training.data import cached, draw, site_parts
 from radtriage.training.export import export_model
 from radtriage.training.metrics import auc, binary_report, threshold_for_sensitivity
 
@@ -179,63 +179,42 @@ def study_scores(probs: np.ndarray, study: np.ndarray, n_studies: int) -> np.nda
     return scores
 
 
-def train(
-    out: Path,
-    seed: int = 1,
-    n_train: int = 600,
-    n_val: int = 200,
-    n_test: int = 200,
-    minutes: float = 12.0,
-    smoke: bool = False,
-    steps: int | None = None,
-    sample_kwargs: dict | None = None,
-    log=print,
-    dataset: Iterable | None = None,
-) -> dict:
-    """Train, choose the threshold on validation, measure on a fresh test set, export."""
-    torch.manual_seed(seed)
-    torch.set_num_threads(2)
-    kw = dict(DEFAULT_SAMPLE if sample_kwargs is None else sample_kwargs)
-    if smoke:
-        n_train, n_val, n_test, kw = 2, 2, 2, {**kw, **_SMOKE_SAMPLE}
-    t0 = time.perf_counter()
-    workers = 1 if smoke else 2
-    if dataset is not None:
-        whole = from_examples(dataset, 4 if smoke else None)
-        if smoke:  # two steps to show the path works: every part is the whole set
-            data = val = test = whole
-        elif len(whole.study_positive) < 10:
-            raise ValueError("a site dataset needs at least 10 labelled studies to split train/validation/test")
-        else:
-            data, val, test = split(whole, seed)
-        n_val, n_test = len(val.study_positive), len(test.study_positive)
-        data_card = {"synthetic": False, "source": "site dataset (RSNA ICH layout)", "studies": len(whole.study_positive)}
-    else:
+def _slice_sets(dataset: Iterable | None, seed: int, n_train: int, n_val: int, kw: dict, smoke: bool,
+                workers: int) -> tuple[SliceSet, SliceSet, SliceSet | None, dict]:
+    """(training, validation, test or None: drawn after training, the card's ``training_data``)."""
+    if dataset is None:
         data = build(seed * 1000 + 1, n_train, kw, workers)
         val = build(seed * 1000 + 2, n_val, kw, workers)
-        test = None
-        data_card = {"synthetic": True, "generator": "radtriage.synth.ct_head", "options": kw,
-                     "seeds": {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
-                               "test": [seed * 1000 + 3, n_test]}}
-    log(f"ich: {len(data.win)} training slices from {n_train} studies in {time.perf_counter() - t0:.0f} s")
+        return data, val, None, {"synthetic": True, "generator": "radtriage.synth.ct_head", "options": kw}
+    whole = from_examples(dataset, 4 if smoke else None)
+    data, val, test = site_parts(whole, len(whole.study_positive), smoke, lambda w: split(w, seed))
+    return data, val, test, {"synthetic": False, "source": "site dataset (RSNA ICH layout)",
+                             "studies": len(whole.study_positive)}
 
-    net = make_net()
-    base_lr = 2e-3
-    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
-    # Half of each batch is a slice with haemorrhage (below), so "any" needs no
-    # extra weight: weighting it as well made normal slices score high, and a
-    # study's score is its highest slice. Each subtype is weighted to its rate
-    # among those sampled slices.
+
+def _loss(data: SliceSet) -> torch.nn.Module:
+    """Binary cross-entropy of the six outputs, each subtype weighted to its rate among positive slices.
+
+    Half of each batch is a slice with haemorrhage (`_fit`), so "any" needs no
+    extra weight: weighting it as well made normal slices score high, and a
+    study's score is its highest slice.
+    """
     pos = data.y[data.y[:, -1] == 1]
     sub_rate = (pos.mean(axis=0) / 2 if len(pos) else np.full(len(OUTPUTS), 0.5)).clip(1e-3, 0.5)
     weight = ((1 - sub_rate) / sub_rate).clip(max=5.0)
     weight[-1] = 1.0
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.as_tensor(weight, dtype=torch.float32))
+    return torch.nn.BCEWithLogitsLoss(pos_weight=torch.as_tensor(weight, dtype=torch.float32))
+
+
+def _fit(net: torch.nn.Module, data: SliceSet, seed: int, minutes: float, max_steps: int, log) -> tuple[int, int]:
+    """Train within ``minutes`` or ``max_steps``, half of each batch slices with haemorrhage; (steps, batch)."""
+    base_lr = 2e-3
+    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
+    loss_fn = _loss(data)
     rng = np.random.default_rng(seed)
     t_train = time.perf_counter()
     budget = minutes * 60
     step, batch = 0, 32
-    max_steps = 2 if smoke else (steps or 10**9)
     pos_idx, neg_idx = np.flatnonzero(data.y[:, -1]), np.flatnonzero(data.y[:, -1] == 0)
     while (elapsed := time.perf_counter() - t_train) < budget and step < max_steps:
         for group in opt.param_groups:  # cosine decay over the time budget
@@ -260,6 +239,77 @@ def train(
         step += 1
         if step % 100 == 0:
             log(f"ich: step {step} loss {loss.item():.4f} ({elapsed:.0f} s)")
+    return step, batch
+
+
+def _test_metrics(test: SliceSet, test_scores: np.ndarray, threshold: float, smoke: bool) -> dict:
+    """Study-level report at ``threshold``, and each subtype's AUC against the negatives."""
+    metrics = {"study_level": binary_report(test.study_positive, test_scores, threshold, 200 if smoke else 1000)}
+    for name in SUBTYPES:  # each subtype's studies against the negatives
+        keep = np.array([sub in (name, None) for sub in test.study_subtype])
+        if 0 < test.study_positive[keep].sum() < keep.sum():
+            metrics.setdefault("auc_by_subtype", {})[name] = round(auc(test.study_positive[keep], test_scores[keep]), 4)
+    return metrics
+
+
+def _card(threshold: float, metrics: dict, training_data: dict, training: dict) -> dict:
+    return {
+        "id": MODEL_ID,
+        "version": MODEL_VERSION,
+        "task": "ich",
+        "architecture": "MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), 2.5D input, mirror-averaged",
+        "inputs": [TensorSpec(name="slices", shape=["batch", len(CHANNELS), SIZE, SIZE],
+                              description="per axial slice: " + ", ".join(CHANNELS) + " (CT windows brain 40/80, "
+                              "subdural 80/200, bone 600/2800, scaled to [0,1]), resized to 160x160")],
+        "outputs": [TensorSpec(name="logits", shape=["batch", 6],
+                               description="logits of " + ", ".join(OUTPUTS) + ", averaged over the slice and its "
+                               "left-right mirror (sigmoid for probabilities)")],
+        "preprocessing": {"windows_hu": [list(w) for w in HEAD_WINDOWS], "size": SIZE,
+                          "orientation": "axial, DICOM LPS rows/columns as stored",
+                          "channels": list(CHANNELS), "aggregation": "study score = max slice P(any)"},
+        "thresholds": {"any": round(threshold, 4)},
+        "metrics": metrics,
+        "training_data": training_data,
+        "training": training,
+        "not_for": ["clinical use", "real patient CT (never trained or validated on it)", "paediatric heads",
+                    "contrast-enhanced CT"],
+        "limitations": ["trained on synthetic phantoms only", "threshold chosen for 95% sensitivity on synthetic validation data",
+                        LOSSY_LIMITATION],
+    }
+
+
+def train(
+    out: Path,
+    seed: int = 1,
+    n_train: int = 600,
+    n_val: int = 200,
+    n_test: int = 200,
+    minutes: float = 12.0,
+    smoke: bool = False,
+    steps: int | None = None,
+    sample_kwargs: dict | None = None,
+    log=print,
+    dataset: Iterable | None = None,
+) -> dict:
+    """Train, choose the threshold on validation, measure on a fresh test set, export."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    kw = dict(DEFAULT_SAMPLE if sample_kwargs is None else sample_kwargs)
+    if smoke:
+        n_train, n_val, n_test, kw = 2, 2, 2, {**kw, **_SMOKE_SAMPLE}
+    t0 = time.perf_counter()
+    workers = 1 if smoke else 2
+    data, val, test, data_card = _slice_sets(dataset, seed, n_train, n_val, kw, smoke, workers)
+    if dataset is not None:
+        n_val, n_test = len(val.study_positive), len(test.study_positive)
+    else:
+        data_card["seeds"] = {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
+                              "test": [seed * 1000 + 3, n_test]}
+    log(f"ich: {len(data.win)} training slices from {n_train} studies in {time.perf_counter() - t0:.0f} s")
+
+    net = make_net()
+    t_train = time.perf_counter()
+    step, batch = _fit(net, data, seed, minutes, 2 if smoke else (steps or 10**9), log)
     train_s = time.perf_counter() - t_train
     log(f"ich: trained {step} steps in {train_s:.0f} s ({time.perf_counter() - t0:.0f} s with drawing the data)")
 
@@ -267,47 +317,15 @@ def train(
     val_scores = study_scores(predict(net, val), val.study, n_val)
     threshold = threshold_for_sensitivity(val.study_positive, val_scores, 0.95)
     test = test or build(seed * 1000 + 3, n_test, kw, workers)
-    test_probs = predict(net, test)
-    test_scores = study_scores(test_probs, test.study, n_test)
-    metrics = {"study_level": binary_report(test.study_positive, test_scores, threshold, 200 if smoke else 1000)}
-    for name in SUBTYPES:  # each subtype's studies against the negatives
-        keep = np.array([sub in (name, None) for sub in test.study_subtype])
-        if 0 < test.study_positive[keep].sum() < keep.sum():
-            metrics.setdefault("auc_by_subtype", {})[name] = round(auc(test.study_positive[keep], test_scores[keep]), 4)
+    test_scores = study_scores(predict(net, test), test.study, n_test)
+    metrics = _test_metrics(test, test_scores, threshold, smoke)
     log(f"ich: test AUC {metrics['study_level']['auc']['value']:.3f} at threshold {threshold:.3f}; "
         f"by subtype {metrics.get('auc_by_subtype')}")
-    card = export_model(
-        out / MODEL_ID,
-        net,
-        (torch.zeros(1, len(CHANNELS), SIZE, SIZE),),
-        ["slices"],
-        ["logits"],
-        {
-            "id": MODEL_ID,
-            "version": MODEL_VERSION,
-            "task": "ich",
-            "architecture": "MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), 2.5D input, mirror-averaged",
-            "inputs": [TensorSpec(name="slices", shape=["batch", len(CHANNELS), SIZE, SIZE],
-                                  description="per axial slice: " + ", ".join(CHANNELS) + " (CT windows brain 40/80, "
-                                  "subdural 80/200, bone 600/2800, scaled to [0,1]), resized to 160x160")],
-            "outputs": [TensorSpec(name="logits", shape=["batch", 6],
-                                   description="logits of " + ", ".join(OUTPUTS) + ", averaged over the slice and its "
-                                   "left-right mirror (sigmoid for probabilities)")],
-            "preprocessing": {"windows_hu": [list(w) for w in HEAD_WINDOWS], "size": SIZE,
-                              "orientation": "axial, DICOM LPS rows/columns as stored",
-                              "channels": list(CHANNELS), "aggregation": "study score = max slice P(any)"},
-            "thresholds": {"any": round(threshold, 4)},
-            "metrics": metrics,
-            "training_data": {**data_card, "training_slices": int(len(data.win))},
-            "training": {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3", "seed": seed,
-                         "sampling": "half of each batch slices with haemorrhage", "test_time": "mirror average in the graph",
-                         "train_minutes": round(train_s / 60, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)},
-            "not_for": ["clinical use", "real patient CT (never trained or validated on it)", "paediatric heads",
-                        "contrast-enhanced CT"],
-            "limitations": ["trained on synthetic phantoms only", "threshold chosen for 95% sensitivity on synthetic validation data",
-                            LOSSY_LIMITATION],
-        },
-    )
+    training = {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3", "seed": seed,
+                "sampling": "half of each batch slices with haemorrhage", "test_time": "mirror average in the graph",
+                "train_minutes": round(train_s / 60, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)}
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, len(CHANNELS), SIZE, SIZE),), ["slices"], ["logits"],
+                        _card(threshold, metrics, {**data_card, "training_slices": int(len(data.win))}, training))
     return {"card": card, "metrics": metrics}
 
 

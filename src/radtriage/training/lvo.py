@@ -36,7 +36,7 @@ from monai.networks.nets import DenseNet
 
 from radtriage.inference import lvo as pre
 from radtriage.inference.card import TensorSpec
-from radtriage.training.data import cached, draw
+from radtriage.training.data import cached, draw, site_parts
 from radtriage.training.export import export_model
 from radtriage.training.metrics import auc, binary_report, bootstrap_ci, threshold_for_sensitivity
 
@@ -47,6 +47,8 @@ DEFAULT_SAMPLE: dict = {"matrix": 256}
 FULL_SAMPLE: dict = {"matrix": 512}
 _SMOKE_SAMPLE: dict = {"matrix": 64, "slice_thickness": 2.0, "coverage_mm": 40.0}
 TARGET_SENSITIVITY = 0.95
+BASE_LR = 2e-3
+BATCH = 32  # studies per step
 
 
 def make_net() -> torch.nn.Module:
@@ -215,6 +217,119 @@ def _summary(name: str, m: dict) -> str:
             f"(true positives, n {m['side_accuracy']['n']}); by segment AUC {m['auc_by_segment']}")
 
 
+def _view_sets(dataset: Iterable | None, seed: int, n_pairs: int, n_val: int, n_test: int, n_full: int, kw: dict,
+               smoke: bool, workers: int, log) -> tuple[ViewSet, ViewSet, ViewSet, ViewSet | None, dict]:
+    """(training, validation, test, test at matrix 512 or None, the card's ``training_data``)."""
+    if dataset is not None:
+        whole = from_examples(dataset, 4 if smoke else None)
+        data, val, test = site_parts(whole, len(whole.x), smoke, lambda w: split(w, seed))
+        return data, val, test, None, {
+            "synthetic": False, "source": "site dataset (radtriage.datasets Examples, task lvo)",
+            "studies": int(len(whole.x)), "split": "60/20/20 stratified, seed " + str(seed),
+            "train": int(len(data.x)), "validation": int(len(val.x)), "test": int(len(test.x))}
+    seeds = {"train": seed * 1000 + 11, "validation": seed * 1000 + 12, "test": seed * 1000 + 13,
+             "test_matrix512": seed * 1000 + 14}
+    data = build(seeds["train"], n_pairs, kw, True, workers, log)
+    val = build(seeds["validation"], n_val, kw, False, workers, log)
+    test = build(seeds["test"], n_test, kw, False, workers, log)
+    full = build(seeds["test_matrix512"], n_full, dict(FULL_SAMPLE), False, workers, log) if n_full else None
+    return data, val, test, full, {
+        "synthetic": True, "generator": "radtriage.synth.cta_head.sample",
+        "sample_options": kw, "seeds": {
+            "train": [seeds["train"], n_pairs, "pairs: the same seed with and without an occlusion"],
+            "validation": [seeds["validation"], n_val, "alternating positive/negative"],
+            "test": [seeds["test"], n_test, "alternating positive/negative"],
+            **({"test_matrix512": [seeds["test_matrix512"], n_full, "alternating, matrix 512"]}
+               if n_full else {}),
+        },
+        "studies": int(len(data.x)),
+    }
+
+
+def _fit(net: torch.nn.Module, data: ViewSet, seed: int, minutes: float, max_steps: int, log) -> int:
+    """Train within ``minutes`` or ``max_steps`` (short warm-up, then cosine decay); the steps taken."""
+    base_lr, batch = BASE_LR, BATCH
+    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    t_train = time.perf_counter()
+    budget = minutes * 60
+    steps_done = 0
+    while (elapsed := time.perf_counter() - t_train) < budget and steps_done < max_steps:
+        for group in opt.param_groups:  # short warm-up, then cosine decay over the time budget
+            frac = min(max(elapsed / budget, steps_done / max_steps), 1.0)
+            group["lr"] = base_lr * min(1.0, (steps_done + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
+        idx = rng.choice(len(data.x), min(batch, len(data.x)), replace=False)
+        x = torch.as_tensor(data.x[idx], dtype=torch.float32)
+        side = torch.as_tensor(data.side[idx], dtype=torch.int64)
+        x, side = augment(x, side, rng)
+        net.train()
+        opt.zero_grad()
+        loss = loss_fn(net(x), torch.as_tensor(data.positive[idx]), side,
+                       torch.as_tensor(data.segment[idx], dtype=torch.int64))
+        loss.backward()
+        opt.step()
+        steps_done += 1
+        if steps_done % 50 == 0:
+            log(f"lvo: step {steps_done} loss {loss.item():.4f} ({elapsed:.0f} s)")
+    return steps_done
+
+
+def _evaluate(net: torch.nn.Module, val: ViewSet, test: ViewSet, full: ViewSet | None, rounds: int,
+              test_name: str, log) -> tuple[float, dict]:
+    """The threshold chosen on validation, and the test sets' reports at it."""
+    val_logits = infer(net, val.x)
+    val_score = 1.0 / (1.0 + np.exp(-val_logits[:, 0].astype(np.float64)))
+    threshold = float(threshold_for_sensitivity(val.positive, val_score, TARGET_SENSITIVITY))
+    metrics: dict = {"test": report(test.positive, test.side, test.segment, infer(net, test.x), threshold, rounds)}
+    log("lvo: " + _summary(test_name, metrics["test"]))
+    if full is not None:
+        metrics["test_matrix512"] = report(full.positive, full.side, full.segment, infer(net, full.x), threshold,
+                                           rounds)
+        log("lvo: " + _summary("test (matrix 512)", metrics["test_matrix512"]))
+    return threshold, metrics
+
+
+def _card(n_params: int, threshold: float, metrics: dict, data_card: dict, training: dict) -> dict:
+    return {
+        "id": MODEL_ID,
+        "version": MODEL_VERSION,
+        "task": "lvo",
+        "architecture": f"MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), {n_params / 1e6:.2f} M parameters, "
+                        "one image of two MIPs per study, heads for presence, side and segment",
+        "inputs": [TensorSpec(name="views", shape=["batch", *pre.SHAPE],
+                              description=f"per study: bone-free axial MIP ({pre.AXIAL}x{pre.AXIAL} mm) above "
+                              f"bone-free coronal MIP ({pre.CORONAL_Z}x{pre.AXIAL} mm), {pre.MM * pre.POOL:g} mm "
+                              "pixels (max-pooled), "
+                              f"HU window {pre.WINDOW_HU[0]:g}-{pre.WINDOW_HU[1]:g} scaled to [0,1], patient left "
+                              "on the image's right (radiological convention); radtriage.inference.lvo.views")],
+        "outputs": [TensorSpec(name="logits", shape=["batch", len(pre.OUTPUTS)],
+                               description="logits of " + ", ".join(pre.OUTPUTS) + ": sigmoid of lvo; softmax "
+                               "over side_*; softmax over segment_*")],
+        "preprocessing": {"function": "radtriage.inference.lvo.views", "version": pre.VERSION,
+                          "mm_per_pixel": pre.MM * pre.POOL, "mip_grid_mm": pre.MM, "pool": pre.POOL, "bone_hu": pre.BONE_HU, "bone_dilate_mm": pre.BONE_DILATE * pre.MM,
+                          "window_hu": list(pre.WINDOW_HU), "axial": pre.AXIAL, "coronal_rows": pre.CORONAL_Z,
+                          "orientation": "reoriented from the direction cosines to superior/posterior/patient-left; "
+                                         "columns toward the patient's left",
+                          "resampling": "trilinear to 1 mm isotropic; MIPs max-pooled 2x2"},
+        "thresholds": {"lvo": round(threshold, 4)},
+        "metrics": metrics,
+        "training_data": data_card,
+        "training": training,
+        "not_for": ["clinical use", "real patient CTA (never trained or validated on it)",
+                    "non-contrast CT, CT perfusion or venous-phase CTA", "paediatric heads",
+                    "posterior-circulation (basilar, vertebral, PCA) or distal (M3 and beyond, ACA) occlusions",
+                    "aneurysm, stenosis or dissection detection"],
+        "limitations": [
+            "trained and tested on synthetic phantoms only (radtriage.synth.cta_head); real anatomy, "
+            "artefacts and collateral patterns are richer",
+            f"threshold chosen for {TARGET_SENSITIVITY:.0%} sensitivity on synthetic validation data",
+            "side and segment are the most probable ones even when the score is below the threshold",
+            "bone is removed by a threshold: arteries touching bone (petrous/cavernous ICA) are removed too",
+            "oblique volumes are turned to the nearest axis-aligned orientation, not resampled",
+        ],
+    }
+
+
 def train(
     out: Path,
     seed: int = 1,
@@ -238,130 +353,30 @@ def train(
     torch.manual_seed(seed)
     torch.set_num_threads(2)
     kw = dict(DEFAULT_SAMPLE if sample_kwargs is None else sample_kwargs)
-    full_kw = dict(FULL_SAMPLE)
     rounds = 1000
     if smoke:
         n_pairs, n_val, n_test, n_full, rounds = 2, 4, 4, 0, 50
         kw = {**kw, **_SMOKE_SAMPLE}
     workers = 1 if smoke else 2
-    seeds = {"train": seed * 1000 + 11, "validation": seed * 1000 + 12, "test": seed * 1000 + 13,
-             "test_matrix512": seed * 1000 + 14}
     t0 = time.perf_counter()
-    full = None
-    if dataset is not None:
-        whole = from_examples(dataset, 4 if smoke else None)
-        if smoke:  # two steps to show the path works: every part is the whole set
-            data = val = test = whole
-        elif len(whole.x) < 10:
-            raise ValueError("a site dataset needs at least 10 labelled studies to split train/validation/test")
-        else:
-            data, val, test = split(whole, seed)
-        data_card = {"synthetic": False, "source": "site dataset (radtriage.datasets Examples, task lvo)",
-                     "studies": int(len(whole.x)), "split": "60/20/20 stratified, seed " + str(seed),
-                     "train": int(len(data.x)), "validation": int(len(val.x)), "test": int(len(test.x))}
-    else:
-        data = build(seeds["train"], n_pairs, kw, True, workers, log)
-        val = build(seeds["validation"], n_val, kw, False, workers, log)
-        test = build(seeds["test"], n_test, kw, False, workers, log)
-        full = build(seeds["test_matrix512"], n_full, full_kw, False, workers, log) if n_full else None
-        data_card = {
-            "synthetic": True, "generator": "radtriage.synth.cta_head.sample",
-            "sample_options": kw, "seeds": {
-                "train": [seeds["train"], n_pairs, "pairs: the same seed with and without an occlusion"],
-                "validation": [seeds["validation"], n_val, "alternating positive/negative"],
-                "test": [seeds["test"], n_test, "alternating positive/negative"],
-                **({"test_matrix512": [seeds["test_matrix512"], n_full, "alternating, matrix 512"]}
-                   if n_full else {}),
-            },
-            "studies": int(len(data.x)),
-        }
+    data, val, test, full, data_card = _view_sets(dataset, seed, n_pairs, n_val, n_test, n_full, kw, smoke,
+                                                  workers, log)
     log(f"lvo: {len(data.x)} training studies, data ready in {time.perf_counter() - t0:.0f} s")
 
     net = make_net()
-    base_lr = 2e-3
-    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
-    rng = np.random.default_rng(seed)
     t_train = time.perf_counter()
-    budget = minutes * 60
-    steps_done, batch = 0, 32
-    max_steps = 2 if smoke else (steps or 10**9)
-    while (elapsed := time.perf_counter() - t_train) < budget and steps_done < max_steps:
-        for group in opt.param_groups:  # short warm-up, then cosine decay over the time budget
-            frac = min(max(elapsed / budget, steps_done / max_steps), 1.0)
-            group["lr"] = base_lr * min(1.0, (steps_done + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
-        idx = rng.choice(len(data.x), min(batch, len(data.x)), replace=False)
-        x = torch.as_tensor(data.x[idx], dtype=torch.float32)
-        side = torch.as_tensor(data.side[idx], dtype=torch.int64)
-        x, side = augment(x, side, rng)
-        net.train()
-        opt.zero_grad()
-        loss = loss_fn(net(x), torch.as_tensor(data.positive[idx]), side,
-                       torch.as_tensor(data.segment[idx], dtype=torch.int64))
-        loss.backward()
-        opt.step()
-        steps_done += 1
-        if steps_done % 50 == 0:
-            log(f"lvo: step {steps_done} loss {loss.item():.4f} ({elapsed:.0f} s)")
+    steps_done = _fit(net, data, seed, minutes, 2 if smoke else (steps or 10**9), log)
     train_s = time.perf_counter() - t_train
     log(f"lvo: trained {steps_done} steps in {train_s:.0f} s")
 
-    val_logits = infer(net, val.x)
-    val_score = 1.0 / (1.0 + np.exp(-val_logits[:, 0].astype(np.float64)))
-    threshold = float(threshold_for_sensitivity(val.positive, val_score, TARGET_SENSITIVITY))
-    metrics: dict = {"test": report(test.positive, test.side, test.segment, infer(net, test.x), threshold, rounds)}
-    log("lvo: " + _summary("test" if dataset is not None else "test (matrix 256)", metrics["test"]))
-    if full is not None:
-        metrics["test_matrix512"] = report(full.positive, full.side, full.segment, infer(net, full.x), threshold,
-                                           rounds)
-        log("lvo: " + _summary("test (matrix 512)", metrics["test_matrix512"]))
+    threshold, metrics = _evaluate(net, val, test, full, rounds,
+                                   "test" if dataset is not None else "test (matrix 256)", log)
     n_params = sum(p.numel() for p in net.parameters())
-    card = export_model(
-        out / MODEL_ID,
-        net,
-        (torch.zeros(1, *pre.SHAPE),),
-        ["views"],
-        ["logits"],
-        {
-            "id": MODEL_ID,
-            "version": MODEL_VERSION,
-            "task": "lvo",
-            "architecture": f"MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), {n_params / 1e6:.2f} M parameters, "
-                            "one image of two MIPs per study, heads for presence, side and segment",
-            "inputs": [TensorSpec(name="views", shape=["batch", *pre.SHAPE],
-                                  description=f"per study: bone-free axial MIP ({pre.AXIAL}x{pre.AXIAL} mm) above "
-                                  f"bone-free coronal MIP ({pre.CORONAL_Z}x{pre.AXIAL} mm), {pre.MM * pre.POOL:g} mm "
-                                  "pixels (max-pooled), "
-                                  f"HU window {pre.WINDOW_HU[0]:g}-{pre.WINDOW_HU[1]:g} scaled to [0,1], patient left "
-                                  "on the image's right (radiological convention); radtriage.inference.lvo.views")],
-            "outputs": [TensorSpec(name="logits", shape=["batch", len(pre.OUTPUTS)],
-                                   description="logits of " + ", ".join(pre.OUTPUTS) + ": sigmoid of lvo; softmax "
-                                   "over side_*; softmax over segment_*")],
-            "preprocessing": {"function": "radtriage.inference.lvo.views", "version": pre.VERSION,
-                              "mm_per_pixel": pre.MM * pre.POOL, "mip_grid_mm": pre.MM, "pool": pre.POOL, "bone_hu": pre.BONE_HU, "bone_dilate_mm": pre.BONE_DILATE * pre.MM,
-                              "window_hu": list(pre.WINDOW_HU), "axial": pre.AXIAL, "coronal_rows": pre.CORONAL_Z,
-                              "orientation": "reoriented from the direction cosines to superior/posterior/patient-left; "
-                                             "columns toward the patient's left",
-                              "resampling": "trilinear to 1 mm isotropic; MIPs max-pooled 2x2"},
-            "thresholds": {"lvo": round(threshold, 4)},
-            "metrics": metrics,
-            "training_data": data_card,
-            "training": {"steps": steps_done, "batch": batch, "optimizer": f"AdamW lr {base_lr:g}, cosine over the time budget",
-                         "augmentation": "left-right flip with side swap, shifts, intensity scale/offset, noise",
-                         "seed": seed, "threshold": f"highest with sensitivity >= {TARGET_SENSITIVITY} on validation",
-                         "train_minutes": round(train_s / 60, 1),
-                         "minutes": round((time.perf_counter() - t0) / 60, 1)},
-            "not_for": ["clinical use", "real patient CTA (never trained or validated on it)",
-                        "non-contrast CT, CT perfusion or venous-phase CTA", "paediatric heads",
-                        "posterior-circulation (basilar, vertebral, PCA) or distal (M3 and beyond, ACA) occlusions",
-                        "aneurysm, stenosis or dissection detection"],
-            "limitations": [
-                "trained and tested on synthetic phantoms only (radtriage.synth.cta_head); real anatomy, "
-                "artefacts and collateral patterns are richer",
-                f"threshold chosen for {TARGET_SENSITIVITY:.0%} sensitivity on synthetic validation data",
-                "side and segment are the most probable ones even when the score is below the threshold",
-                "bone is removed by a threshold: arteries touching bone (petrous/cavernous ICA) are removed too",
-                "oblique volumes are turned to the nearest axis-aligned orientation, not resampled",
-            ],
-        },
-    )
+    training = {"steps": steps_done, "batch": BATCH, "optimizer": f"AdamW lr {BASE_LR:g}, cosine over the time budget",
+                "augmentation": "left-right flip with side swap, shifts, intensity scale/offset, noise",
+                "seed": seed, "threshold": f"highest with sensitivity >= {TARGET_SENSITIVITY} on validation",
+                "train_minutes": round(train_s / 60, 1),
+                "minutes": round((time.perf_counter() - t0) / 60, 1)}
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, *pre.SHAPE),), ["views"], ["logits"],
+                        _card(n_params, threshold, metrics, data_card, training))
     return {"card": card, "metrics": metrics}

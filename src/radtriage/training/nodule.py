@@ -243,6 +243,149 @@ def _split_examples(dataset, seed: int) -> tuple[list, list, list]:
     return parts
 
 
+def _scan_records(dataset, seed: int, n_train: int, n_val: int, n_test: int, smoke: bool, workers: int,
+                  log) -> tuple[list[dict], list[dict], list[dict], dict]:
+    """Per-scan records of training, validation and test, and the card's ``training_data``."""
+    if dataset is not None:
+        tr, va, te = _split_examples(dataset, seed)
+        if not (tr and va and te):
+            raise ValueError(f"nodule: the dataset split 80/10/10 left a split empty "
+                             f"(train {len(tr)}, validation {len(va)}, test {len(te)}): give more examples")
+        data = dataset_records(tr, describe=False, jitter=JITTER_PER_NODULE, seed=seed)
+        val = dataset_records(va, describe=True)
+        test = dataset_records(te, describe=True)
+        return data, val, test, {"synthetic": False, "source": "labelled examples (radtriage.datasets)",
+                                 "split": "80/10/10 by sha256(seed:id)",
+                                 "scans": {"train": len(tr), "validation": len(va), "test": len(te)}}
+    seeds = {"train": seed * 1000 + 41, "validation": seed * 1000 + 42, "test": seed * 1000 + 43}
+    train_opts, eval_opts = dict(TRAIN_SAMPLE), dict(EVAL_SAMPLE)
+    if smoke:
+        train_opts = {**_SMOKE_SAMPLE, "n_nodules": 2}
+        eval_opts = {**_SMOKE_SAMPLE, "n_nodules": 1}
+    kw = dict(workers=workers, use_cache=not smoke, log=log)
+    data = synthetic_records("train", seeds["train"], n_train, train_opts, describe=False,
+                             jitter=JITTER_PER_NODULE, **kw)
+    val = synthetic_records("validation", seeds["validation"], n_val, eval_opts, describe=True, **kw)
+    test = synthetic_records("test", seeds["test"], n_test, eval_opts, describe=True, **kw)
+    return data, val, test, {
+        "synthetic": True, "generator": "radtriage.synth.ct_chest",
+        "seeds": {k: [v, n] for k, v, n in (("train", seeds["train"], n_train),
+                                            ("validation", seeds["validation"], n_val),
+                                            ("test", seeds["test"], n_test))},
+        "sampling": {"train": train_opts, "evaluation": eval_opts or "generator defaults (512 matrix)"}}
+
+
+BATCH = 32  # patches per step, half of them nodules
+
+
+def _fit(net: torch.nn.Module, pos: np.ndarray, neg: np.ndarray, seed: int, budget: float, max_steps: int,
+         log) -> int:
+    """Train for ``budget`` seconds or ``max_steps``, half of each batch nodule patches; the steps taken."""
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    batch = BATCH
+    t_train = time.perf_counter()
+    steps = 0
+    losses: list[float] = []
+    while steps < max_steps and (time.perf_counter() - t_train) < budget:
+        frac = (time.perf_counter() - t_train) / budget
+        for group in opt.param_groups:  # cosine decay over the time budget
+            group["lr"] = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+        half = batch // 2
+        xb = np.concatenate([pos[rng.integers(0, len(pos), half)] if len(pos) else neg[rng.integers(0, len(neg), half)],
+                             neg[rng.integers(0, len(neg), batch - half)]])
+        yb = np.concatenate([np.ones(half) if len(pos) else np.zeros(half), np.zeros(batch - half)])
+        x = _augment(torch.as_tensor(xb, dtype=torch.float32)[:, None] / 255.0, gen)
+        net.train()
+        opt.zero_grad()
+        loss = loss_fn(net(x).reshape(-1), torch.as_tensor(yb, dtype=torch.float32))
+        loss.backward()
+        opt.step()
+        steps += 1
+        losses.append(loss.item())
+        if steps % 100 == 0:
+            log(f"nodule: step {steps} loss {np.mean(losses[-100:]):.4f} ({time.perf_counter() - t_train:.0f} s)")
+    log(f"nodule: trained {steps} steps in {time.perf_counter() - t_train:.0f} s")
+    return steps
+
+
+def _froc_brief(rep: dict) -> dict:
+    return {k: rep[k] for k in ("cpm", "sensitivity", "n_scans", "n_nodules", "n_nodules_hit",
+                                "min_diameter_mm") if k in rep} | (
+        {"cpm_ci95": rep["cpm_ci95"]} if "cpm_ci95" in rep else {})
+
+
+def _evaluate(net: torch.nn.Module, val: list[dict], test: list[dict], smoke: bool, log) -> tuple[float, dict]:
+    """The threshold at 1 false positive per scan on validation, and the FROC metrics on test."""
+    val_report, _ = evaluate(net, val)
+    threshold = threshold_at_fp_rate(val_report, 1.0)
+    test_report, test_cases = evaluate(net, test, rounds=0 if smoke else 200)
+    all_sizes, _ = evaluate(net, test, min_diameter_mm=0.0, cases=test_cases)
+    ceiling = candidate_recall(test)
+    sens = {k: round(v, 4) for k, v in test_report["sensitivity"].items()}
+    log(f"nodule: test CPM (>= {MIN_DIAMETER_MM:g} mm) {test_report['cpm']:.3f} "
+        f"CI95 {test_report.get('cpm_ci95')}; sensitivity at FP/scan {sens}; "
+        f"{test_report['n_nodules_hit']}/{test_report['n_nodules']} nodules found (score >= {pre.MIN_SCORE}); "
+        f"candidate recall {ceiling['recall']:.3f}")
+    log(f"nodule: validation CPM {val_report['cpm']:.3f}; threshold at 1 FP/scan {threshold:.3f}; "
+        f"test CPM all sizes {all_sizes['cpm']:.3f}")
+    return threshold, {
+        "froc_test": _froc_brief(test_report),
+        "froc_test_all_sizes": _froc_brief(all_sizes),
+        "froc_validation": _froc_brief(val_report),
+        "candidate_recall_test": ceiling,
+        "definition": "LUNA16 FROC: hit within nodule radius, each nodule once; sensitivity at "
+                      + ", ".join(f"{r:g}" for r in FROC_FP_RATES) + " FP/scan; CPM = mean",
+    }
+
+
+def _card(n_params: int, threshold: float, metrics: dict, source: dict, training: dict) -> dict:
+    return {
+        "id": MODEL_ID,
+        "version": MODEL_VERSION,
+        "task": "nodule",
+        "architecture": "candidate generation (classical: lung mask + multi-scale DoG blobs with a Hessian "
+                        "blobness rank) + MONAI Classifier 3D (residual units, channels 8-16-32-64, "
+                        f"strides 2) on {pre.PATCH}^3 patches, "
+                        f"{n_params / 1e6:.2f} M parameters",
+        "inputs": [TensorSpec(name="patches", shape=["batch", 1, pre.PATCH, pre.PATCH, pre.PATCH],
+                              description=f"{pre.PATCH}^3 patches at {pre.GRID_MM} mm isotropic centred on "
+                                          f"candidates, HU {pre.PATCH_WINDOW_HU} scaled to [0,1]")],
+        "outputs": [TensorSpec(name="logits", shape=["batch", 1],
+                               description="logit that the candidate is a nodule (sigmoid for the score)")],
+        "preprocessing": {
+            "version": pre.PREPROCESSING_VERSION,
+            "module": "radtriage.inference.nodule",
+            "grid_mm": pre.GRID_MM, "patch": pre.PATCH, "patch_window_hu": list(pre.PATCH_WINDOW_HU),
+            "candidates": "lung mask (air < -400 HU not touching the in-plane border, >= 50 mL, holes "
+                          "filled per slice, 15 mm closing, plus a 5 mm band outside); HU clipped to "
+                          f"{list(pre.CLIP_HU)}, outside the lung {pre.LUNG_FILL_HU} HU; DoG maxima at "
+                          "3 pyramid levels ranked by response x blobness, quotas "
+                          f"{[lv[2] for lv in pre.LEVELS]}",
+            "postprocessing": f"score >= {pre.MIN_SCORE}, non-maximum suppression within the radius of a "
+                              f"higher-scored finding, at most {pre.MAX_FINDINGS}; size by threshold "
+                              "segmentation half way between lung and core",
+        },
+        "thresholds": {"nodule": round(threshold, 4)},
+        "metrics": metrics,
+        "training_data": source,
+        "training": training,
+        "not_for": ["clinical use", "real patient CT (never trained or validated on it)",
+                    "nodules < 4 mm or masses > 30 mm", "lung cancer risk or Lung-RADS category",
+                    "contrast-enhanced or paediatric CT"],
+        "limitations": [
+            "trained and tested on synthetic phantoms only (radtriage.synth.ct_chest): no fissures, "
+            "emphysema, fibrosis, effusion, atelectasis or motion",
+            "candidate generation caps sensitivity (see n_nodules_hit); juxtapleural nodules at the lung "
+            "bases and small ground-glass nodules are missed most often",
+            "sizes come from a simple threshold segmentation, not a validated volumetry tool",
+            "threshold chosen at 1 false positive per scan on synthetic validation data",
+        ],
+    }
+
+
 def train(
     out: Path,
     seed: int = 1,
@@ -265,34 +408,9 @@ def train(
     torch.manual_seed(seed)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    seeds = {"train": seed * 1000 + 41, "validation": seed * 1000 + 42, "test": seed * 1000 + 43}
-    train_opts, eval_opts = dict(TRAIN_SAMPLE), dict(EVAL_SAMPLE)
     if smoke:
         n_train, n_val, n_test, workers = 2, 1, 1, 1
-        train_opts = {**_SMOKE_SAMPLE, "n_nodules": 2}
-        eval_opts = {**_SMOKE_SAMPLE, "n_nodules": 1}
-    if dataset is not None:
-        tr, va, te = _split_examples(dataset, seed)
-        if not (tr and va and te):
-            raise ValueError(f"nodule: the dataset split 80/10/10 left a split empty "
-                             f"(train {len(tr)}, validation {len(va)}, test {len(te)}): give more examples")
-        data = dataset_records(tr, describe=False, jitter=JITTER_PER_NODULE, seed=seed)
-        val = dataset_records(va, describe=True)
-        test = dataset_records(te, describe=True)
-        source = {"synthetic": False, "source": "labelled examples (radtriage.datasets)",
-                  "split": "80/10/10 by sha256(seed:id)", "scans": {"train": len(tr), "validation": len(va),
-                                                                     "test": len(te)}}
-    else:
-        kw = dict(workers=workers, use_cache=not smoke, log=log)
-        data = synthetic_records("train", seeds["train"], n_train, train_opts, describe=False,
-                                 jitter=JITTER_PER_NODULE, **kw)
-        val = synthetic_records("validation", seeds["validation"], n_val, eval_opts, describe=True, **kw)
-        test = synthetic_records("test", seeds["test"], n_test, eval_opts, describe=True, **kw)
-        source = {"synthetic": True, "generator": "radtriage.synth.ct_chest",
-                  "seeds": {k: [v, n] for k, v, n in (("train", seeds["train"], n_train),
-                                                      ("validation", seeds["validation"], n_val),
-                                                      ("test", seeds["test"], n_test))},
-                  "sampling": {"train": train_opts, "evaluation": eval_opts or "generator defaults (512 matrix)"}}
+    data, val, test, source = _scan_records(dataset, seed, n_train, n_val, n_test, smoke, workers, log)
     pos = np.concatenate([r["patches"][r["label"] == 1] for r in data] + [r["extra"] for r in data])
     neg = np.concatenate([r["patches"][r["label"] == 0] for r in data])
     log(f"nodule: {len(pos)} positive and {len(neg)} negative training patches "
@@ -300,113 +418,15 @@ def train(
     source["patches"] = {"positive": int(len(pos)), "negative": int(len(neg))}
 
     net = make_net()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    batch = 32
-    t_train = time.perf_counter()
     # ``minutes`` bounds the whole run: building (or loading) candidates, training, evaluation, export
-    budget = max(30.0, minutes * 60 - (t_train - t0) - 90.0)
-    max_steps = 2 if smoke else (int(steps) if steps else 10**9)
-    steps = 0
-    losses: list[float] = []
-    while steps < max_steps and (time.perf_counter() - t_train) < budget:
-        frac = (time.perf_counter() - t_train) / budget
-        for group in opt.param_groups:  # cosine decay over the time budget
-            group["lr"] = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
-        half = batch // 2
-        xb = np.concatenate([pos[rng.integers(0, len(pos), half)] if len(pos) else neg[rng.integers(0, len(neg), half)],
-                             neg[rng.integers(0, len(neg), batch - half)]])
-        yb = np.concatenate([np.ones(half) if len(pos) else np.zeros(half), np.zeros(batch - half)])
-        x = _augment(torch.as_tensor(xb, dtype=torch.float32)[:, None] / 255.0, gen)
-        net.train()
-        opt.zero_grad()
-        loss = loss_fn(net(x).reshape(-1), torch.as_tensor(yb, dtype=torch.float32))
-        loss.backward()
-        opt.step()
-        steps += 1
-        losses.append(loss.item())
-        if steps % 100 == 0:
-            log(f"nodule: step {steps} loss {np.mean(losses[-100:]):.4f} ({time.perf_counter() - t_train:.0f} s)")
-    log(f"nodule: trained {steps} steps in {time.perf_counter() - t_train:.0f} s")
-
-    val_report, _ = evaluate(net, val)
-    threshold = threshold_at_fp_rate(val_report, 1.0)
-    test_report, test_cases = evaluate(net, test, rounds=0 if smoke else 200)
-    all_sizes, _ = evaluate(net, test, min_diameter_mm=0.0, cases=test_cases)
-    ceiling = candidate_recall(test)
-    sens = {k: round(v, 4) for k, v in test_report["sensitivity"].items()}
-    log(f"nodule: test CPM (>= {MIN_DIAMETER_MM:g} mm) {test_report['cpm']:.3f} "
-        f"CI95 {test_report.get('cpm_ci95')}; sensitivity at FP/scan {sens}; "
-        f"{test_report['n_nodules_hit']}/{test_report['n_nodules']} nodules found (score >= {pre.MIN_SCORE}); "
-        f"candidate recall {ceiling['recall']:.3f}")
-    log(f"nodule: validation CPM {val_report['cpm']:.3f}; threshold at 1 FP/scan {threshold:.3f}; "
-        f"test CPM all sizes {all_sizes['cpm']:.3f}")
-
-    def brief(rep: dict) -> dict:
-        return {k: rep[k] for k in ("cpm", "sensitivity", "n_scans", "n_nodules", "n_nodules_hit",
-                                    "min_diameter_mm") if k in rep} | (
-            {"cpm_ci95": rep["cpm_ci95"]} if "cpm_ci95" in rep else {})
-
-    metrics = {
-        "froc_test": brief(test_report),
-        "froc_test_all_sizes": brief(all_sizes),
-        "froc_validation": brief(val_report),
-        "candidate_recall_test": ceiling,
-        "definition": "LUNA16 FROC: hit within nodule radius, each nodule once; sensitivity at "
-                      + ", ".join(f"{r:g}" for r in FROC_FP_RATES) + " FP/scan; CPM = mean",
-    }
-    card = export_model(
-        out / MODEL_ID,
-        net,
-        (torch.zeros(1, 1, pre.PATCH, pre.PATCH, pre.PATCH),),
-        ["patches"],
-        ["logits"],
-        {
-            "id": MODEL_ID,
-            "version": MODEL_VERSION,
-            "task": "nodule",
-            "architecture": "candidate generation (classical: lung mask + multi-scale DoG blobs with a Hessian "
-                            "blobness rank) + MONAI Classifier 3D (residual units, channels 8-16-32-64, "
-                            f"strides 2) on {pre.PATCH}^3 patches, "
-                            f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters",
-            "inputs": [TensorSpec(name="patches", shape=["batch", 1, pre.PATCH, pre.PATCH, pre.PATCH],
-                                  description=f"{pre.PATCH}^3 patches at {pre.GRID_MM} mm isotropic centred on "
-                                              f"candidates, HU {pre.PATCH_WINDOW_HU} scaled to [0,1]")],
-            "outputs": [TensorSpec(name="logits", shape=["batch", 1],
-                                   description="logit that the candidate is a nodule (sigmoid for the score)")],
-            "preprocessing": {
-                "version": pre.PREPROCESSING_VERSION,
-                "module": "radtriage.inference.nodule",
-                "grid_mm": pre.GRID_MM, "patch": pre.PATCH, "patch_window_hu": list(pre.PATCH_WINDOW_HU),
-                "candidates": "lung mask (air < -400 HU not touching the in-plane border, >= 50 mL, holes "
-                              "filled per slice, 15 mm closing, plus a 5 mm band outside); HU clipped to "
-                              f"{list(pre.CLIP_HU)}, outside the lung {pre.LUNG_FILL_HU} HU; DoG maxima at "
-                              "3 pyramid levels ranked by response x blobness, quotas "
-                              f"{[lv[2] for lv in pre.LEVELS]}",
-                "postprocessing": f"score >= {pre.MIN_SCORE}, non-maximum suppression within the radius of a "
-                                  f"higher-scored finding, at most {pre.MAX_FINDINGS}; size by threshold "
-                                  "segmentation half way between lung and core",
-            },
-            "thresholds": {"nodule": round(threshold, 4)},
-            "metrics": metrics,
-            "training_data": source,
-            "training": {"steps": steps, "batch": batch, "optimizer": "AdamW lr 1e-3, cosine", "seed": seed,
-                         "augmentation": "flips (3 axes), 90-degree rotations, intensity scale/shift, noise; "
-                                         f"{JITTER_PER_NODULE} patches per nodule around its centre",
-                         "minutes": round((time.perf_counter() - t0) / 60, 1)},
-            "not_for": ["clinical use", "real patient CT (never trained or validated on it)",
-                        "nodules < 4 mm or masses > 30 mm", "lung cancer risk or Lung-RADS category",
-                        "contrast-enhanced or paediatric CT"],
-            "limitations": [
-                "trained and tested on synthetic phantoms only (radtriage.synth.ct_chest): no fissures, "
-                "emphysema, fibrosis, effusion, atelectasis or motion",
-                "candidate generation caps sensitivity (see n_nodules_hit); juxtapleural nodules at the lung "
-                "bases and small ground-glass nodules are missed most often",
-                "sizes come from a simple threshold segmentation, not a validated volumetry tool",
-                "threshold chosen at 1 false positive per scan on synthetic validation data",
-            ],
-        },
-    )
+    budget = max(30.0, minutes * 60 - (time.perf_counter() - t0) - 90.0)
+    steps = _fit(net, pos, neg, seed, budget, 2 if smoke else (int(steps) if steps else 10**9), log)
+    threshold, metrics = _evaluate(net, val, test, smoke, log)
+    training = {"steps": steps, "batch": BATCH, "optimizer": "AdamW lr 1e-3, cosine", "seed": seed,
+                "augmentation": "flips (3 axes), 90-degree rotations, intensity scale/shift, noise; "
+                                f"{JITTER_PER_NODULE} patches per nodule around its centre",
+                "minutes": round((time.perf_counter() - t0) / 60, 1)}
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, 1, pre.PATCH, pre.PATCH, pre.PATCH),), ["patches"],
+                        ["logits"], _card(sum(p.numel() for p in net.parameters()), threshold, metrics, source,
+                                          training))
     return {"card": card, "metrics": metrics}
