@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("users", help="manage accounts: add, list, disable, token")
     s.add_argument("action", choices=["add", "list", "disable", "token"])
     s.add_argument("username", nargs="?")
-    s.add_argument("--role", choices=["radiologist", "stroke", "admin", "service"], default="radiologist")
+    s.add_argument("--role", choices=["radiologist", "stroke", "admin", "service", "commissioning"], default="radiologist")
     s.add_argument("--name", help="display name")
     s.add_argument("--generate", action="store_true", help="generate the password and print it once")
     s.add_argument("--token-name", default="api", help="label of the token (token)")

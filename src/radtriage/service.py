@@ -147,6 +147,7 @@ class Runtime:
         self.assembler = Assembler(services.settings, services.db, services.metrics)
         self.dispatcher = None
         self.runner = None
+        self.states = None  # a `radtriage.governance.StateBook` once inference starts
         settings = services.settings
         self.triage = Triage(services.db, settings.inference.enabled, settings.worklist.poll_s)
         self.started = False
@@ -161,6 +162,7 @@ class Runtime:
 
     def _start_inference(self) -> None:
         """Load and check the pipelines (a bad file stops start-up), start Ray Serve and the dispatcher."""
+        from radtriage.governance import StateBook
         from radtriage.inference.tasks import OPS
         from radtriage.pipelines import load_pipelines
         from radtriage.serving.dispatcher import Dispatcher
@@ -171,12 +173,15 @@ class Runtime:
         specs = load_pipelines(settings.inference.pipelines_dir, ops=OPS,
                                alert_policies=alerts.config.policies if alerts is not None else None)
         self.runner = make_runner(specs, settings)
+        self.states = StateBook(self.services.db, specs, settings.inference.models_dir, settings.environment)
         self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, result_priority,
-                                     on_result=alerts.for_pipelines(specs) if alerts is not None else None)
+                                     on_result=alerts.for_pipelines(specs) if alerts is not None else None,
+                                     states=self.states.state)
         self.dispatcher.start()
         if alerts is not None:
             alerts.start()
-        log.info("inference: %d pipelines (%s) on %s", len(specs), ", ".join(s.id for s in specs),
+        log.info("inference: %d pipelines (%s) on %s", len(specs),
+                 ", ".join(f"{s.id} {self.states.state(s.id).state}" for s in specs),
                  "Ray Serve" if settings.inference.use_ray else "this process")
 
     def stop(self) -> None:

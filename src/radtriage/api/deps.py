@@ -46,3 +46,5 @@ RadiologistOrAdmin = Annotated[User, Depends(require_roles("radiologist", "admin
 Admin = Annotated[User, Depends(require_roles("admin"))]
 Staff = Annotated[User, Depends(require_roles("stroke", "admin"))]  # the stroke team acts on alerts
 AlertReaders = Annotated[User, Depends(require_roles("stroke", "admin", "radiologist"))]
+# shadow results (pipelines not yet live): admins and the silent trial's readers, nobody else
+ShadowReaders = Annotated[User, Depends(require_roles("admin", "commissioning"))]

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from radtriage.api.auth import authenticate
 from radtriage.api.schemas import UidPattern
+from radtriage.governance.state import DEMONSTRATION
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -33,6 +34,15 @@ def _page(request: Request, name: str, **context: object) -> Response:
     return response
 
 
+def demonstration(request: Request) -> str | None:
+    """The notice that AI results come from demonstration models not commissioned here, or None: asked of the
+    running pipelines' states where this process runs them, else from the environment (development)."""
+    states = getattr(getattr(request.app.state, "runtime", None), "states", None)
+    if states is not None:
+        return DEMONSTRATION if states.demonstration() else None
+    return DEMONSTRATION if request.app.state.services.settings.environment == "development" else None
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, error: Annotated[str | None, Query(max_length=8)] = None) -> Response:
     return _page(request, "login.html", error=LOGIN_ERRORS.get(error or ""))
@@ -43,7 +53,8 @@ def worklist_page(request: Request) -> Response:
     user = authenticate(request)
     if user is None:
         return RedirectResponse("/login", status_code=303)
-    return _page(request, "worklist.html", user=user, csrf=getattr(request.state, "csrf", ""))
+    return _page(request, "worklist.html", user=user, csrf=getattr(request.state, "csrf", ""),
+                 demonstration=demonstration(request))
 
 
 @router.get("/studies/{study_uid}", response_class=HTMLResponse)
@@ -54,4 +65,4 @@ def study_page(request: Request, study_uid: str) -> Response:
     if not re.fullmatch(UidPattern, study_uid) or len(study_uid) > 64:
         return _page(request, "study.html", user=user, csrf="", study_uid="", error="not a study UID")
     return _page(request, "study.html", user=user, csrf=getattr(request.state, "csrf", ""), study_uid=study_uid,
-                 error=None)
+                 error=None, demonstration=demonstration(request))

@@ -182,7 +182,7 @@ def undecided_positive_results(db: Database, pipeline_ids: list[str], until: dt.
          .join(jobs, jobs.c.id == results.c.job_id)
          .outerjoin(d, d.c.result_id == results.c.id)
          .where(d.c.id.is_(None), results.c.positive.is_(True), results.c.pipeline_id.in_(pipeline_ids),
-                results.c.created_at < until)
+                results.c.state == "live", results.c.created_at < until)  # a shadow result pages nobody
          .order_by(results.c.id).limit(limit))
     with db.read() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]

@@ -184,6 +184,8 @@ results = Table(
     Column("priority", String(16), nullable=False),
     Column("result", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # the pipeline's state when the result was recorded (radtriage.governance): only live results count
+    Column("state", String(16), nullable=False, server_default="live"),
     UniqueConstraint("job_id", "pipeline_id", name="uq_results_job_pipeline"),
 )
 
@@ -383,4 +385,25 @@ alert_decisions = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("via", String(16), nullable=False),  # dispatcher | recovery | migration
     Column("outcome", String(32), nullable=False),  # created | duplicate | not paged | before 0005
+)
+
+# Decisions on a pipeline at this site (radtriage.governance): promote (live), demote (shadow), suspend.
+# Never updated or deleted; a pipeline's state is the newest decision for its fingerprint (pipeline id, model
+# id, version and sha256, thresholds), so a new model version or a changed threshold starts again in shadow.
+model_decisions = Table(
+    "model_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pipeline_id", String(64), nullable=False, index=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of the identity below
+    Column("model_id", String(128), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("model_sha256", String(64), nullable=False),
+    Column("thresholds", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # live | shadow | suspended
+    Column("action", String(16), nullable=False),  # promote | demote | suspend
+    Column("reason", Text, nullable=False),
+    Column("evidence", JSON),  # promote: the metrics checked and the floors they met
+    Column("decided_by", String(64), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
 )

@@ -8,7 +8,7 @@ Every reader action is written to the audit trail in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -64,8 +64,9 @@ class Entry(Protocol):
     tasks: tuple[str, ...]
 
 
-Decide = Callable[[Sequence[tuple[str, str | None]], Sequence[Mapping[str, Any]]], Entry]
-"""Triage's rule: ``(state, last_error)`` of a study's jobs and its result rows -> its `Entry`."""
+Decide = Callable[..., Entry]
+"""Triage's rule: ``(state, last_error)`` of a study's jobs and its result rows (with ``status=`` the study's
+reading status) -> its `Entry`."""
 
 
 def refresh_study(db: Database, study_id: int, decide: Decide, now: datetime | None = None) -> Change | None:
@@ -84,16 +85,16 @@ def refresh_study(db: Database, study_id: int, decide: Decide, now: datetime | N
             return None
         result_rows = [dict(r) for r in conn.execute(
             select(results.c.id, results.c.pipeline_id, results.c.task, results.c.priority, results.c.positive,
-                   results.c.result).where(results.c.study_uid == study.study_uid)).mappings()]
-        t = decide([(r.state, r.last_error) for r in job_rows], result_rows)
+                   results.c.result, results.c.state).where(results.c.study_uid == study.study_uid)).mappings()]
+        old = conn.execute(select(worklist.c.priority, worklist.c.priority_reason, worklist.c.ai_state,
+                                  worklist.c.flags, worklist.c.revision, worklist.c.status)
+                           .where(worklist.c.study_id == study_id)).first()
+        t = decide([(r.state, r.last_error) for r in job_rows], result_rows, status=old.status if old else "unread")
         modalities = ",".join(sorted({r.modality for r in job_rows if r.modality}))[:64]
         calling_ae = next((r.case.get("calling_ae") for r in job_rows if r.case.get("calling_ae")), None)
         values = dict(priority=t.priority, priority_rank=t.rank, priority_reason=t.reason, ai_state=t.ai_state,
                       modalities=modalities, tasks="," + ",".join(t.tasks) + "," if t.tasks else "",
                       calling_ae=calling_ae, flags=t.flags)
-        old = conn.execute(select(worklist.c.priority, worklist.c.priority_reason, worklist.c.ai_state,
-                                  worklist.c.flags, worklist.c.revision)
-                           .where(worklist.c.study_id == study_id)).first()
         if old is None:
             conn.execute(worklist.insert().values(
                 study_id=study_id, study_uid=study.study_uid, status="unread", received_at=study.created_at,
@@ -218,7 +219,8 @@ def study_results(db: Database, study_uid: str) -> list[dict[str, Any]]:
     q = (select(results.c.id, results.c.pipeline_id, results.c.pipeline_version, results.c.series_uid,
                 results.c.task, results.c.model_id, results.c.model_version, results.c.positive,
                 results.c.priority, results.c.result, results.c.created_at, results.c.job_id)
-         .where(results.c.study_uid == study_uid).order_by(results.c.id))
+         .where(results.c.study_uid == study_uid, results.c.state != "shadow")  # shadow: GET /api/v1/shadow only
+         .order_by(results.c.id))
     with db.read() as conn:
         return [{**dict(r), "created_at": aware(r.created_at)} for r in conn.execute(q).mappings()]
 

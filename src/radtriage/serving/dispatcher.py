@@ -18,6 +18,10 @@ were skipped for it, those jobs run again (the next best series then runs
 the pipeline). When the worse series came first and was
 already processed, the better one still runs when it comes: both results
 stay, and the newer (the better series') is the one triage counts.
+
+Pipeline states (`radtriage.governance`): a suspended pipeline is not run (the job's note says "AI
+suspended: <reason>"); every result is recorded with its pipeline's state at that time, and only a live
+result is handed to ``on_result`` (alerts). Triage counts only live results.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from radtriage.db.engine import Database
 from radtriage.db.series import assembled_series
 from radtriage.domain.case import TaskResult, TriageCase
 from radtriage.domain import Priority
+from radtriage.governance.state import LIVE, PipelineState
 from radtriage.pipelines import PipelineSpec
 from radtriage.routing import Candidate, best_series, near_misses, route
 from radtriage.serving.runners import Runner, key_dir_for
@@ -52,12 +57,15 @@ def _skip_marker(series_uid: str) -> str:
 class Dispatcher(Background):
     def __init__(self, settings: Settings, db: Database, specs: list[PipelineSpec], runner: Runner,
                  priority: Callable[[PipelineSpec, TaskResult], tuple[Priority, str | None]],
-                 on_result: Callable[[TriageCase, str, TaskResult, str], None] | None = None) -> None:
-        """``priority`` is triage's rule for one result (`radtriage.triage.result_priority`)."""
+                 on_result: Callable[[TriageCase, str, TaskResult, str], None] | None = None,
+                 states: Callable[[str], PipelineState] | None = None) -> None:
+        """``priority`` is triage's rule for one result (`radtriage.triage.result_priority`); ``states`` gives a
+        pipeline's state now (`radtriage.governance.StateBook.state`; None: every pipeline is live)."""
         super().__init__("dispatcher", settings.inference.poll_s, threads=settings.inference.in_flight, log=log)
         self.settings, self.db, self.runner = settings, db, runner
         self.specs = {s.id: s for s in specs}
         self.priority, self.on_result = priority, on_result
+        self.states = states or (lambda _pid: LIVE)
         self.worker = f"dispatcher-{uuid.uuid4().hex[:8]}"
 
     # -- one job ----------------------------------------------------------------
@@ -138,6 +146,9 @@ class Dispatcher(Background):
             log.info("job %s: %s", job.id, note)
             return
         matched, skipped = self._on_best_series(case, matched)
+        states = {pid: self.states(pid) for pid in matched}
+        skipped += [f"{pid}: AI suspended: {states[pid].reason}" for pid in matched if states[pid].state == "suspended"]
+        matched = [pid for pid in matched if states[pid].state != "suspended"]
         note = "; ".join(skipped) or None
         if not matched:
             ledger.record_results(self.db, job.id, [], note=note)
@@ -156,13 +167,14 @@ class Dispatcher(Background):
             rows.append({"pipeline_id": pid, "pipeline_version": spec.version, "study_uid": case.study_uid,
                          "series_uid": case.series_uid, "task": result.task, "model_id": result.model_id,
                          "model_version": result.model_version, "positive": result.positive, "priority": prio,
-                         "result": result.model_dump(mode="json")})
+                         "result": result.model_dump(mode="json"), "state": states[pid].state})
         new = ledger.record_results(self.db, job.id, rows, note=note)
-        log.info("job %s: %s%s", job.id, ", ".join(f"{p} {results[p][1]}" for p in outcomes),
-                 f" ({note})" if note else "")
+        said = [f"{p} {results[p][1]}" + ("" if states[p].live else f" ({states[p].state})") for p in outcomes]
+        log.info("job %s: %s%s", job.id, ", ".join(said), f" ({note})" if note else "")
         if self.on_result is not None:
-            for pid in new:  # only results recorded for the first time: a retry never alerts twice
-                self.on_result(case, pid, *results[pid])
+            for pid in new:  # only live results recorded for the first time: a retry never alerts twice
+                if states[pid].live:
+                    self.on_result(case, pid, *results[pid])
 
     def _on_best_series(self, case: TriageCase, matched: list[str]) -> tuple[list[str], list[str]]:
         """The matched pipelines this series is the study's best series for, and a note for each other one."""

@@ -4,7 +4,8 @@ It watches the job ledger (``jobs.updated_at``), so it needs no hook in the
 assembler or the dispatcher and works when they run in other processes. Each
 pass looks a little behind its last mark, because transactions of other
 threads may commit a change stamped slightly earlier; `refresh_study` is
-idempotent, so looking twice costs only a read.
+idempotent, so looking twice costs only a read. Each pass reads which pipelines are withdrawn
+(demoted or suspended, `radtriage.governance`) so their results stop counting on unread studies.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import timedelta
 from functools import partial
 
 from radtriage.background import Background
-from radtriage.db import worklist
+from radtriage.db import governance, worklist
 from radtriage.db.engine import Database
 from radtriage.triage.priority import triage_study
 
@@ -43,8 +44,9 @@ class Triage(Background):
         since = self._mark
         touched = worklist.touched_studies(self.db, since)
         ids = [s for s, t in touched.items() if self._seen.get(s) != t]
+        decide = partial(self.decide, withdrawn=governance.withdrawn(self.db)) if ids else self.decide
         for study_id in ids:
-            change = worklist.refresh_study(self.db, study_id, self.decide)
+            change = worklist.refresh_study(self.db, study_id, decide)
             if change is not None:
                 log.info("study priority %s -> %s", change.old, change.new)
                 if self.on_change is not None:

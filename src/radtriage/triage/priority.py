@@ -11,7 +11,11 @@ pipelines, by these rules in order:
    finding shows at once, even while other pipelines of the study still run.
 2. Otherwise ``PENDING_AI`` while any job of the study is waiting or running.
 3. Otherwise the most urgent result (``ROUTINE``), or ``ROUTINE`` with the
-   reason "no AI applicable" / "AI failed: ..." / "AI off".
+   reason "no AI applicable" / "AI failed: ..." / "AI off" / "AI suspended: ..." / "AI in silent trial".
+
+Only live results count (`radtriage.governance`): a result recorded while its pipeline was in shadow
+never does, and on a study not yet read, neither does a result of a pipeline since demoted or
+suspended (``withdrawn``): its flag goes, and the study says "AI under review".
 """
 
 from __future__ import annotations
@@ -59,10 +63,25 @@ class StudyTriage:
         return RANK[self.priority]
 
 
+UNDER_REVIEW = "AI under review"
+SILENT_TRIAL = "AI in silent trial"
+SUSPENDED = "AI suspended:"
+
+
+def counted(results: Iterable[Mapping[str, Any]], withdrawn: Mapping[str, str] | None = None,
+            status: str = "unread") -> list[Mapping[str, Any]]:
+    """The results that count: live ones (a row without a state is live), and on an unread study none of a
+    ``withdrawn`` pipeline's (demoted or suspended since)."""
+    out = [r for r in results if r.get("state", "live") == "live"]
+    if withdrawn and status == "unread":
+        out = [r for r in out if r["pipeline_id"] not in withdrawn]
+    return out
+
+
 def latest_per_pipeline(results: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The newest result row (highest id) of each pipeline."""
+    """The newest live result row (highest id) of each pipeline."""
     latest: dict[str, Mapping[str, Any]] = {}
-    for r in results:
+    for r in counted(results):
         if r["pipeline_id"] not in latest or r["id"] > latest[r["pipeline_id"]]["id"]:
             latest[r["pipeline_id"]] = r
     return sorted(latest.values(), key=lambda r: (RANK.get(r["priority"], 9), r["pipeline_id"]))
@@ -75,11 +94,30 @@ def _flags(row: Mapping[str, Any]) -> list[dict[str, Any]]:
              "priority": row["priority"]} for f in found]
 
 
+def _quiet_reason(jobs: list[tuple[str, str | None]], results: list[Mapping[str, Any]],
+                  withdrawn: Mapping[str, str] | None, status: str) -> str | None:
+    """Why a study that ran AI shows no result: under review, suspended, or in a silent trial."""
+    if withdrawn and status == "unread" and any(r["pipeline_id"] in withdrawn for r in counted(results)):
+        return UNDER_REVIEW
+    for _, note in jobs:
+        at = (note or "").find(SUSPENDED)
+        if at >= 0:
+            return note[at:].split("; ")[0]
+    if any(r.get("state") == "shadow" for r in results):
+        return SILENT_TRIAL
+    return None
+
+
 def triage_study(job_states: Iterable[tuple[str, str | None]], results: Iterable[Mapping[str, Any]],
-                 inference_enabled: bool = True) -> StudyTriage:
-    """The triage of one study from ``(state, last_error)`` of its jobs and its result rows."""
-    jobs = list(job_states)
-    latest = latest_per_pipeline(results)
+                 inference_enabled: bool = True, withdrawn: Mapping[str, str] | None = None,
+                 status: str = "unread") -> StudyTriage:
+    """The triage of one study from ``(state, last_error)`` of its jobs and its result rows.
+
+    ``withdrawn``: pipelines demoted or suspended since (id -> reason), whose results no longer count on a
+    study whose reading ``status`` is still unread."""
+    jobs, results = list(job_states), list(results)
+    latest = latest_per_pipeline(counted(results, withdrawn, status))
+    quiet = _quiet_reason(jobs, results, withdrawn, status)
     flags = [f for r in latest for f in _flags(r)]
     tasks = tuple(sorted({r["task"] for r in latest}))
     waiting = inference_enabled and any(state in WAITING for state, _ in jobs)
@@ -96,9 +134,10 @@ def triage_study(job_states: Iterable[tuple[str, str | None]], results: Iterable
     if waiting:
         return StudyTriage(Priority.PENDING_AI.value, "AI running", ai_state, flags, tasks)
     if latest:
-        return StudyTriage(latest[0]["priority"], because(latest[0]["priority"]), ai_state, flags, tasks)
+        top = latest[0]["priority"]
+        return StudyTriage(top, because(top) or (quiet if quiet == UNDER_REVIEW else None), ai_state, flags, tasks)
     if ai_state == "failed":
         error = next((e for s, e in jobs if s == "failed" and e), "unknown error")
         return StudyTriage(Priority.ROUTINE.value, f"AI failed: {error}"[:256], ai_state, flags, tasks)
-    return StudyTriage(Priority.ROUTINE.value, "AI off" if ai_state == "off" else "no AI applicable",
+    return StudyTriage(Priority.ROUTINE.value, "AI off" if ai_state == "off" else quiet or "no AI applicable",
                        ai_state, flags, tasks)
