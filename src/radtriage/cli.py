@@ -1,4 +1,4 @@
-"""The ``radtriage`` command: serve, import, send, studies, synth, validate."""
+"""The ``radtriage`` command: serve, import, send, studies, synth, validate, users, audit, models."""
 
 from __future__ import annotations
 
@@ -245,6 +245,42 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """``radtriage models list | promote | demote | suspend``: each pipeline's state at this site, and decisions."""
+    from radtriage.db import open_database
+    from radtriage.governance.decide import DecisionRefused, decide, overview
+
+    settings = load_settings(args.config)
+    db = open_database(settings.db_url)
+    try:
+        if args.action == "list":
+            for p in overview(db, settings):
+                print(f"{p['pipeline_id']:<14} {p['state']:<9} {p['model_id']} {p['model_version']}  {p['reason']}")
+            return 0
+        if not args.pipeline or not args.reason or not args.by:
+            print(f"radtriage models {args.action}: PIPELINE, --reason and --by are needed", file=sys.stderr)
+            return 2
+        evidence = None
+        if args.action == "promote":
+            if not args.evidence:
+                print("radtriage models promote: --evidence metrics.json is needed", file=sys.stderr)
+                return 2
+            evidence = json.loads(Path(args.evidence).read_text(encoding="utf-8"))
+        d = decide(db, settings, args.pipeline, args.action, args.reason, args.by, client="cli",
+                   evidence=evidence, carry_over=args.carry_over)
+        print(f"{d['pipeline_id']}: {d['state']} ({d['action']} by {d['decided_by']}, decision {d['id']})")
+        return 0
+    except DecisionRefused as exc:
+        print(f"refused: {args.action} {exc.pipeline_id}:", *(f"  - {p}" for p in exc.problems), sep="\n",
+              file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"radtriage models {args.action}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+
+
 def _positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError("expected a positive whole number")
@@ -307,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token-name", default="api", help="label of the token (token)")
     s.add_argument("--days", type=float, help="token lifetime in days (token; default: until revoked)")
     s.set_defaults(func=cmd_users)
+
+    s = sub.add_parser("models", help="pipelines' states at this site: list, promote (on evidence), demote, suspend")
+    s.add_argument("action", choices=["list", "promote", "demote", "suspend"])
+    s.add_argument("pipeline", nargs="?", help="pipeline id (pipelines/*.yaml)")
+    s.add_argument("--evidence", metavar="METRICS_JSON", help="promote: the metrics.json of radtriage validate")
+    s.add_argument("--reason", help="why (kept with the decision and in the audit trail)")
+    s.add_argument("--by", metavar="ADMIN", help="the admin account taking the decision")
+    s.add_argument("--carry-over", action="store_true",
+                   help="promote: accept evidence of another version of the model or another threshold")
+    s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("studies", help="list stored studies and series")
     s.add_argument("--json", action="store_true")

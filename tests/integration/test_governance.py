@@ -137,3 +137,30 @@ def test_a_shadow_pipelines_positive_result_changes_no_priority_pages_nobody_and
         [item] = shown.json()["items"]
         assert item["study_uid"] == study and item["positive"] is True and item["pipeline_id"] == "stroke_ich"
         assert item["findings"][0]["code"] == "ich"
+
+
+def test_a_suspended_pipeline_is_not_run_and_its_study_says_why(make_settings, tmp_path):
+    """`radtriage serve`'s own runtime (development): an admin suspends stroke_ich; a head CT then gets no ICH
+    result, its job's note and its worklist entry say "AI suspended: <reason>"."""
+    from radtriage.governance.decide import decide
+    from radtriage.service import Runtime, build_services
+    from tests.integration.test_dispatcher import _settings as ich_only  # stroke_ich alone, in-process
+
+    settings = ich_only(make_settings, tmp_path)
+    services = build_services(settings)
+    accounts.add_user(services.db, "chief", "admin", PASSWORD)
+    decide(services.db, settings, "stroke_ich", "suspend", "scanner upgrade", "chief")
+    head = synthesize("ct-head", 1, 23, tmp_path / "neg", {"positive": False, "matrix": 128})[0]
+    runtime = Runtime(services)
+    runtime.start()
+    try:
+        assert runtime.states.state("stroke_ich").state == "suspended"
+        study = send({"runtime": runtime}, head)
+        jobs = wait_jobs_final(services.db, len(json.loads((head / "truth.json").read_text())["series"]), timeout=120)
+        entry = wait_entry(services.db, study)
+    finally:
+        runtime.stop()
+        services.close()
+    assert ledger.result_rows(services.db, study_uid=study) == []
+    assert any((j["last_error"] or "").startswith("stroke_ich: AI suspended: scanner upgrade") for j in jobs)
+    assert entry["priority"] == "ROUTINE" and entry["priority_reason"] == "AI suspended: scanner upgrade"

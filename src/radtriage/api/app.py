@@ -12,6 +12,7 @@ from radtriage import __version__
 from radtriage.api import alerts, dicomweb, health, live, pages, session, studies, worklist
 from radtriage.api import audit as audit_api
 from radtriage.api import conflicts as conflicts_api
+from radtriage.api import models as models_api
 from radtriage.api import shadow as shadow_api
 from radtriage.api.auth import LoginLimiter
 from radtriage.api.operator_pages import OperatorPagesGuard
@@ -54,6 +55,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(conflicts_api.router)
     app.include_router(shadow_api.router)
+    app.include_router(models_api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

@@ -6,10 +6,11 @@ and ``prefer`` are `radtriage.rules`.
 """
 
 from radtriage.pipelines.load import OpCatalog, load_pipeline, load_pipelines, op_problems, parse_pipeline
-from radtriage.pipelines.spec import TASKS, OpSpec, PipelineConfigError, PipelineSpec, PriorityMap, PriorityRule
+from radtriage.pipelines.spec import TASKS, Commissioning, OpSpec, PipelineConfigError, PipelineSpec, PriorityMap, PriorityRule
 
 __all__ = [
     "TASKS",
+    "Commissioning",
     "OpCatalog",
     "OpSpec",
     "PipelineConfigError",

@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, field_validator, model_validator
 
 from radtriage.domain import Priority
 from radtriage.rules import Number, Preference, ResultTest, Select, StrictModel
@@ -115,6 +115,31 @@ class PriorityMap(StrictModel):
     rules: list[PriorityRule] = Field(default_factory=list)
 
 
+class Commissioning(StrictModel):
+    """The evidence a promotion to live needs at a site (`radtriage.governance.evidence`), with why.
+
+    Bounds are the 95% CI bounds of ``radtriage validate``'s metrics.json: ``sensitivity_lower`` and
+    ``specificity_lower`` are lower bounds (ich, lvo; nodule: the sensitivity at the operating point),
+    ``mae_upper_months`` and ``fp_per_scan_upper`` upper bounds (bone age; nodule)."""
+
+    min_cases: Annotated[int, Field(strict=True, ge=1)]
+    min_positive: Annotated[int, Field(strict=True, ge=0)] | None = None  # ich/lvo: positive studies; nodule: nodules
+    sensitivity_lower: Annotated[float, Field(strict=True, ge=0, le=1)] | None = None
+    specificity_lower: Annotated[float, Field(strict=True, ge=0, le=1)] | None = None
+    mae_upper_months: Annotated[float, Field(strict=True, gt=0)] | None = None
+    fp_per_scan_upper: Annotated[float, Field(strict=True, gt=0)] | None = None
+    reason: Annotated[StrictStr, Field(min_length=1)]
+
+
+FLOORS_BY_TASK: dict[str, frozenset[str]] = {
+    "ich": frozenset({"min_positive", "sensitivity_lower", "specificity_lower"}),
+    "lvo": frozenset({"min_positive", "sensitivity_lower", "specificity_lower"}),
+    "nodule": frozenset({"min_positive", "sensitivity_lower", "fp_per_scan_upper"}),
+    "bone_age": frozenset({"mae_upper_months"}),
+}
+"""The floors (besides ``min_cases``) that mean something for each task."""
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -134,6 +159,18 @@ class PipelineSpec(StrictModel):
     thresholds: dict[Annotated[StrictStr, Field(pattern=_NAME)], Number] = Field(default_factory=dict)
     priority: PriorityMap = Field(default_factory=PriorityMap)
     alert: Annotated[StrictStr, Field(pattern=_ID)] | None = None
+    commissioning: Commissioning | None = None  # None: radtriage.governance's default floors for the task
+
+    @model_validator(mode="after")
+    def _floors_fit_the_task(self) -> "PipelineSpec":
+        if self.commissioning is not None:
+            allowed = FLOORS_BY_TASK[self.task]
+            given = {k for k in Commissioning.model_fields if k not in ("min_cases", "reason")
+                     and getattr(self.commissioning, k) is not None}
+            if given - allowed:
+                raise ValueError(f"commissioning: {', '.join(sorted(given - allowed))} do not apply to a {self.task} "
+                                 f"pipeline (its floors: min_cases, {', '.join(sorted(allowed))})")
+        return self
 
     # a model that is not a folder's name, or an alert policy the service does not know, stops start-up
     @field_validator("model")
