@@ -29,6 +29,33 @@ class TensorSpec(BaseModel):
     description: str
 
 
+class Range(BaseModel):
+    """A closed range; an open end is left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.min is None else f"{self.min:g}"
+        hi = "inf" if self.max is None else f"{self.max:g}"
+        return f"[{lo}, {hi}]"
+
+
+class ValidatedRange(BaseModel):
+    """The inputs a model was validated on (`radtriage.inference.guard` measures and checks them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["ct_head", "ct_chest", "hand"]
+    source: str  # where the ranges come from (the training/validation data, a commissioning record)
+    checks: dict[str, Range]
+
+
 class ModelCard(BaseModel):
     """The contents of ``model.yaml``."""
 
@@ -51,6 +78,7 @@ class ModelCard(BaseModel):
     intended_use: str = INTENDED_USE
     not_for: list[str] = Field(default_factory=list)
     limitations: list[str] = Field(default_factory=list)
+    validated_range: ValidatedRange | None = None
 
 
 class ModelCardError(ValueError):

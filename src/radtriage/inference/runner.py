@@ -18,6 +18,7 @@ from typing import Any
 from radtriage.domain.case import Finding, TaskResult
 from radtriage.imaging.series import load_series
 from radtriage.imaging.volume import Volume
+from radtriage.inference import guard
 from radtriage.inference.model import load_model
 from radtriage.inference.ops import KeyView, OpContext
 from radtriage.inference.tasks import OPS
@@ -26,6 +27,14 @@ from radtriage.pipelines import PipelineSpec
 
 class PipelineError(RuntimeError):
     """A pipeline that cannot run on its series (bad pixels, wrong kind of image, model failure)."""
+
+
+class OutsideValidatedRange(PipelineError):
+    """A series outside the model's validated range (`guard`): no result, and not a failure to retry."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__("AI not applicable: outside the model's validated range (" + "; ".join(failures) + ")")
 
 
 def _ms(t0: float, t1: float) -> float:
@@ -52,7 +61,7 @@ class TaskRunner:
                                    [(o.op, o.params) for o in spec.postprocess])
         except ValueError as exc:
             raise PipelineError(f"pipeline {spec.id}: {exc}") from exc
-        problems = self.chain.card_problems(card)
+        problems = self.chain.card_problems(card) + guard.card_problems(card)
         if problems:
             raise PipelineError(f"pipeline {spec.id}: " + "; ".join(problems))
         self.thresholds = {**card.thresholds, **spec.thresholds}  # the site's operating points over the card's
@@ -66,6 +75,10 @@ class TaskRunner:
             volume = load_series([Path(p) for p in paths])
         except Exception as exc:  # noqa: BLE001 - any unreadable series becomes a reason, not a crash
             raise PipelineError(f"series could not be read: {exc}") from exc
+        outside: list[str] = []
+        _stage("input guard failed", lambda: outside.extend(guard.failures(self.model.card, volume)))
+        if outside:
+            raise OutsideValidatedRange(outside)
         ctx = OpContext(volume, self.model.input_names, self.thresholds)
         t1 = time.perf_counter()
         _stage("pre-processing failed", self.chain.run_preprocess, ctx)

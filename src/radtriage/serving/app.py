@@ -20,7 +20,7 @@ from ray.serve.handle import DeploymentHandle
 
 from radtriage.config.settings import Settings
 from radtriage.inference.card import ModelCardError, load_card
-from radtriage.inference.runner import PipelineError, TaskRunner
+from radtriage.inference.runner import OutsideValidatedRange, PipelineError, TaskRunner
 from radtriage.pipelines import PipelineSpec
 
 APP_NAME = "radtriage"
@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 
 
 def run_one(runner: TaskRunner, paths: list[str], key_dir: str | None) -> dict[str, Any]:
-    """A pipeline's outcome as plain data: ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``."""
+    """A pipeline's outcome as plain data: ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``
+    (with ``"not_applicable": True`` when the series is outside the model's validated range: no result, no retry)."""
     try:
         result = runner.run(paths, Path(key_dir) if key_dir else None)
+    except OutsideValidatedRange as exc:
+        return {"ok": False, "not_applicable": True, "error": str(exc)}
     except PipelineError as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": True, "result": result.model_dump(mode="json")}

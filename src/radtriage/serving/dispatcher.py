@@ -7,6 +7,10 @@ records each result once. A failed attempt goes back to ``ready`` after a
 backoff, and to ``failed`` with its reason after the last attempt. A series
 that matches no pipeline ends ``no_ai`` ("no AI applicable", with each pipeline
 it missed by one rule only and that rule, e.g. a lossy compression ratio).
+A pipeline that finds the series outside its model's validated range
+(`inference.guard`) gives no result and is not retried: the job's note says
+"<pipeline>: AI not applicable: outside the model's validated range (...)",
+and the job ends ``no_ai`` when no pipeline gave a result.
 
 Best series of a study: before a matched pipeline runs on a series, the
 other assembled series of the same study (`db.series.assembled_series`) are ranked by
@@ -52,6 +56,13 @@ NO_AI = "no AI applicable"
 def _skip_marker(series_uid: str) -> str:
     """How a job's note names the preferred series a pipeline was skipped for."""
     return f"skipped, series {series_uid} of this study is preferred"
+
+
+def _applicable(outcomes: dict[str, dict[str, Any]], note: str | None) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The outcomes with a result, and the job's note with each pipeline that found the series outside its
+    model's validated range ("<pipeline>: AI not applicable: outside the model's validated range (...)")."""
+    outside = [f"{p}: {o['error']}" for p, o in sorted(outcomes.items()) if o.get("not_applicable")]
+    return {p: o for p, o in outcomes.items() if o["ok"]}, "; ".join([*([note] if note else []), *outside]) or None
 
 
 class Dispatcher(Background):
@@ -156,9 +167,14 @@ class Dispatcher(Background):
             return
         paths = [r["path"] for r in instances.instance_rows(self.db, case.series_uid) if not r["is_localizer"]]
         outcomes = self._run_pipelines(matched, paths, str(key_dir_for(self.settings, job.id)))
-        errors = {p: o["error"] for p, o in outcomes.items() if not o["ok"]}
+        errors = {p: o["error"] for p, o in outcomes.items() if not o["ok"] and not o.get("not_applicable")}
         if errors:  # the whole job is tried again; results already recorded are kept once
             raise RuntimeError("; ".join(f"{p}: {e}" for p, e in sorted(errors.items())))
+        outcomes, note = _applicable(outcomes, note)
+        if not outcomes:  # each pipeline found the series outside its model's validated range
+            ledger.record_results(self.db, job.id, [], state="no_ai", note=note)
+            log.info("job %s: %s", job.id, note)
+            return
         rows, results = [], {}
         for pid, outcome in outcomes.items():
             spec, result = self.specs[pid], TaskResult.model_validate(outcome["result"])
