@@ -247,6 +247,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """``radtriage models list | promote | demote | suspend``: each pipeline's state at this site, and decisions."""
+    from functools import partial
+
+    from radtriage.alerts.withdraw import withdraw_pipeline
     from radtriage.db import open_database
     from radtriage.governance.decide import DecisionRefused, decide, overview
 
@@ -267,7 +270,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 return 2
             evidence = json.loads(Path(args.evidence).read_text(encoding="utf-8"))
         d = decide(db, settings, args.pipeline, args.action, args.reason, args.by, client="cli",
-                   evidence=evidence, carry_over=args.carry_over)
+                   evidence=evidence, carry_over=args.carry_over, withdraw=partial(withdraw_pipeline, db))
         print(f"{d['pipeline_id']}: {d['state']} ({d['action']} by {d['decided_by']}, decision {d['id']})")
         return 0
     except DecisionRefused as exc:

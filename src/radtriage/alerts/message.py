@@ -186,7 +186,7 @@ class Outgoing:
     """One message for one recipient on one channel."""
 
     key: str  # the idempotency key
-    event: str  # alert.page | alert.taken
+    event: str  # alert.page | alert.taken | alert.withdrawn
     subject: str
     text: str
     payload: dict[str, Any]
@@ -221,6 +221,10 @@ def compose(content: AlertContent, *, alert_id: int, key: str, event: str, level
     if event == "alert.taken":
         subject = f"[{c.priority}] taken by {taken_by}: {c.finding_text}"
         lines = [f"{taken_by} is taking this alert.", head]
+    elif event == "alert.withdrawn":
+        subject = f"withdrawn: {c.finding_text}"
+        lines = [f"withdrawn: the AI finding for study {c.accession or 'without accession'} is under review; "
+                 "read the study as usual.", head]
     else:
         late = "LATE " if c.late else ""
         subject = (f"[{c.priority}] {late}{c.finding_text}"
@@ -257,5 +261,6 @@ def compose(content: AlertContent, *, alert_id: int, key: str, event: str, level
         "ack_url": ack_url, "ack_expires_at": ack_expires.isoformat() if ack_expires else None,
         "taken_by": taken_by, "model": {"id": c.model_id, "version": c.model_version},
         "disclaimer": DISCLAIMER, "sent_at": now.isoformat(),
+        **({"message": one_line(lines[0], 1000)} if event == "alert.withdrawn" else {}),
     }
     return Outgoing(key=key, event=event, subject=subject, text=text, payload=payload, key_image=key_image)

@@ -34,6 +34,7 @@ from radtriage.alerts.metrics import AlertMetrics
 from radtriage.alerts.rota import gaps
 from radtriage.alerts.signing import AckGrant, read_ack_token
 from radtriage.alerts.views import AlertView, view
+from radtriage.alerts.withdraw import withdraw_pipeline
 from radtriage.alerts.worker import AlertWorker
 from radtriage.background import brief
 from radtriage.db import alerts as store
@@ -195,6 +196,16 @@ class AlertService:
         if out.event:
             self.metrics.alerts.labels(out.alert["finding_code"], "resolved").inc()
         return out
+
+    def withdraw_pipeline(self, pipeline_id: str, action: str, actor: str, role: str | None = None,
+                          client: str | None = None) -> list[states.Outcome]:
+        """The pipeline was demoted or suspended: withdraw its unresolved alerts (`withdraw.withdraw_pipeline`)."""
+        done = withdraw_pipeline(self.db, pipeline_id, action, actor, role=role, client=client)
+        for o in done:
+            self.metrics.alerts.labels(o.alert["finding_code"], "withdrawn").inc()
+        if done:
+            self.worker.wake()
+        return done
 
     # -- views --------------------------------------------------------------------------------------
     def active(self) -> list[AlertView]:

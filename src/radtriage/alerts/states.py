@@ -1,4 +1,5 @@
-"""The alert state machine, one transaction at a time: page a level, escalate, bypass, acknowledge, resolve.
+"""The alert state machine, one transaction at a time: page a level, escalate, bypass, acknowledge, resolve,
+withdraw.
 
 Every function runs inside the caller's write transaction (``conn``) and
 writes its audit entry there, so a state change and its record commit
@@ -19,7 +20,7 @@ from radtriage.alerts.config import AlertingConfig
 from radtriage.alerts.message import one_line
 from radtriage.alerts.rota import recipients
 from radtriage.db import alerts as store
-from radtriage.db.alerts import ACKNOWLEDGED, DELIVERED, OPEN, PAGE, PENDING, RESOLVED, SENDING, TAKEN
+from radtriage.db.alerts import ACKNOWLEDGED, DELIVERED, OPEN, PAGE, PENDING, RESOLVED, SENDING, TAKEN, WITHDRAWN
 from radtriage.db.audit import record
 
 log = logging.getLogger(__name__)
@@ -171,3 +172,23 @@ def resolve(conn: Connection, alert_id: int, now: dt.datetime, *, actor: str, re
     store.cancel_pending(conn, alert_id, now)
     _audit(conn, "alert_resolved", alert, actor=actor, role=role, reason=reason[:128])
     return Outcome("resolved", {**alert, **values})
+
+
+def withdraw(conn: Connection, alert: dict[str, Any], now: dt.datetime, *, actor: str, reason: str,
+             role: str | None = None, client: str | None = None) -> Outcome:
+    """The AI that raised the alert is under review (its pipeline demoted or suspended): resolve it with
+    ``reason``, so it escalates no more, cancel the pages not yet sent, and queue one "withdrawn" message
+    to each member already paged (on each channel that reached them)."""
+    values = {"state": RESOLVED, "resolved_at": now, "resolved_by": actor[:64], "resolved_reason": reason[:128],
+              "next_escalation_at": None, "updated_at": now}
+    if alert["state"] == RESOLVED or not store.update_alert(conn, alert["id"], {"state": alert["state"]}, **values):
+        return Outcome(None, alert)
+    cancelled = store.cancel_pending(conn, alert["id"], now)
+    paged = sorted({(d["member"], d["channel"]) for d in store.deliveries_of(conn, alert["id"])
+                    if d["kind"] == PAGE and d["state"] in (SENDING, DELIVERED)})
+    store.add_deliveries(conn, [{"alert_id": alert["id"], "kind": WITHDRAWN, "level": alert["level"], "member": m,
+                                 "channel": c} for m, c in paged], now)
+    _audit(conn, "alert_withdrawn", alert, actor=actor, role=role, client=client, reason=reason[:128],
+           pipeline=alert["pipeline_id"], was=alert["state"], level=alert["level"] + 1, cancelled=cancelled,
+           told=sorted({m for m, _ in paged}))
+    return Outcome("withdrawn", {**alert, **values})

@@ -108,7 +108,7 @@ class AlertSender:
             ack_url = f"{links.base_url}/alerts/ack/{token}"
         image = key_image_path(alert["key_image"], self.results_dir)
         return compose(AlertContent.model_validate(alert["content"]), alert_id=alert["id"], key=d["idempotency_key"],
-                       event="alert.page" if d["kind"] == PAGE else "alert.taken", level=d["level"],
+                       event=f"alert.{d['kind']}", level=d["level"],
                        recipient=member.name if member else d["member"], now=now, zone=self.config.zone(),
                        ack_url=ack_url, ack_expires=expires, taken_by=alert["acked_by_name"], key_image=image)
 

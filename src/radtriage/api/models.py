@@ -10,13 +10,15 @@ in ``problems``. Decisions and refusals are in the audit trail (`radtriage.gover
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from radtriage.api.auth import client_of
-from radtriage.api.deps import Admin, AppSettings, Db, ShadowReaders
+from radtriage.alerts.withdraw import withdraw_pipeline
+from radtriage.api.deps import Admin, AppSettings, Db, ShadowReaders, services_of
 from radtriage.api.problems import ProblemError
 from radtriage.governance.decide import DecisionRefused, decide, overview
 
@@ -71,12 +73,19 @@ def list_models(db: Db, settings: AppSettings, user: ShadowReaders) -> list[Pipe
     return [PipelineOut(**{**p, "decisions": [_decision(d) for d in p["decisions"]]}) for p in overview(db, settings)]
 
 
+def _withdrawer(request: Request, db: Db) -> Any:
+    """What withdraws a demoted pipeline's alerts: the alert service (it counts and wakes its worker), or
+    the database alone when alerting is off here."""
+    alerts = getattr(services_of(request), "alerts", None)
+    return alerts.withdraw_pipeline if alerts is not None else partial(withdraw_pipeline, db)
+
+
 def _take(request: Request, db: Db, settings: AppSettings, user: Any, pipeline: str, action: str,
           body: DecisionIn) -> Decision:
     try:
         d = decide(db, settings, pipeline, action, body.reason, user.username, role=user.role,
                    client=client_of(request), evidence=getattr(body, "evidence", None),
-                   carry_over=getattr(body, "carry_over", False))
+                   carry_over=getattr(body, "carry_over", False), withdraw=_withdrawer(request, db))
     except DecisionRefused as exc:
         raise ProblemError(422, "Decision refused", str(exc), problems=exc.problems) from None
     return _decision(d)

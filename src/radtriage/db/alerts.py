@@ -28,6 +28,7 @@ _TIMES = ("next_escalation_at", "received_at", "created_at", "updated_at", "firs
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 PAGE, TAKEN = "page", "taken"  # delivery kinds: the alert itself; "X is taking it" to those already paged
+WITHDRAWN = "withdrawn"  # delivery kind: "the AI finding is under review" to those already paged
 ALERT = "alert"  # the alerts' kind of outbox row
 
 
@@ -50,6 +51,13 @@ def alerts_for_finding(conn: Connection, study_uid: str, policy: str, finding_co
     """Earlier alerts of one finding code on a study under a policy, newest first."""
     q = (select(alerts).where(alerts.c.study_uid == study_uid, alerts.c.policy == policy,
                               alerts.c.finding_code == finding_code).order_by(alerts.c.id.desc()))
+    return [_row(r) for r in conn.execute(q)]
+
+
+def unresolved_of_pipeline(conn: Connection, pipeline_id: str) -> list[dict[str, Any]]:
+    """The pipeline's alerts not yet resolved (open or acknowledged), oldest first."""
+    q = (select(alerts).where(alerts.c.pipeline_id == pipeline_id, alerts.c.state.in_((OPEN, ACKNOWLEDGED)))
+         .order_by(alerts.c.id))
     return [_row(r) for r in conn.execute(q)]
 
 

@@ -4,13 +4,17 @@ One function for the CLI (`radtriage models`) and the API (`/api/v1/models`): `d
 the reason and, for a promotion, the evidence against the pipeline's floors; it writes the decision and
 its audit entry in one transaction (a refused promotion is audited too, with its shortfalls), then
 re-triages the unread studies holding the pipeline's live results, so a demoted or suspended
-pipeline's flags leave them ("AI under review") and a promoted one's come back.
+pipeline's flags leave them ("AI under review") and a promoted one's come back. A demotion or suspension
+also calls the ``withdraw`` hook the caller passes (the alerts' `withdraw_pipeline`: governance sits
+below alerts and does not import them), which stops the pipeline's open alerts and tells those already
+paged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -72,9 +76,10 @@ def _admin(db: Database, username: str, role: str) -> list[str]:
 
 def decide(db: Database, settings: Settings, pipeline_id: str, action: str, reason: str, by: str,
            role: str = "admin", client: str | None = None, evidence: dict[str, Any] | None = None,
-           carry_over: bool = False) -> dict[str, Any]:
+           carry_over: bool = False, withdraw: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Take ``action`` (promote | demote | suspend) on ``pipeline_id``; returns the decision row, or raises
-    `DecisionRefused` naming each problem."""
+    `DecisionRefused` naming each problem. After a demotion or suspension, ``withdraw(pipeline_id, action,
+    by, role=, client=)`` withdraws the pipeline's alerts."""
     specs = pipelines(settings)
     if pipeline_id not in specs:
         raise DecisionRefused(pipeline_id, action, [f"no pipeline {pipeline_id!r}; there: {', '.join(sorted(specs))}"])
@@ -98,6 +103,8 @@ def decide(db: Database, settings: Settings, pipeline_id: str, action: str, reas
         audit.record(conn, done, actor=by, role=role, client=client,
                      detail={**detail, "decision": decision_id, **({"evidence": kept["sha256"]} if kept else {})})
     retriage(db, settings, pipeline_id)
+    if withdraw is not None and action != "promote":
+        withdraw(pipeline_id, action, by, role=role, client=client)
     return next(d for d in rows.decisions(db, pipeline_id) if d["id"] == decision_id)
 
 
