@@ -48,8 +48,8 @@ def folders(tmp_path_factory) -> tuple[Path, Path]:
                 m.running_var.uniform_(0.5, 1.5)
     root = tmp_path_factory.mktemp("models")
     example = (torch.zeros(1, N_IN, ich.SIZE, ich.SIZE),)
-    export_model(root / "onnx", net, example, ["slices"], ["logits"], _card_fields())
-    export_bundle(root / "bundle", net, example, ["slices"], ["logits"], _card_fields())
+    export_model(root / "onnx", net, example, _card_fields())
+    export_bundle(root / "bundle", net, example, _card_fields())
     return root / "onnx", root / "bundle"
 
 

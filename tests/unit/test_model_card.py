@@ -24,7 +24,7 @@ def test_export_then_load_and_run(tmp_path):
 
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 2)
-    card = export_model(tmp_path / "tiny", net, (torch.zeros(1, 4),), ["x"], ["y"], _fields())
+    card = export_model(tmp_path / "tiny", net, (torch.zeros(1, 4),), _fields())
     assert load_card(tmp_path / "tiny") == card
     assert "not for clinical use" in (tmp_path / "tiny" / "model.yaml").read_text()
     sess = ort.InferenceSession(str(tmp_path / "tiny" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -34,7 +34,7 @@ def test_export_then_load_and_run(tmp_path):
 
 
 def test_tampered_model_is_refused(tmp_path):
-    export_model(tmp_path / "tiny", torch.nn.Linear(4, 2), (torch.zeros(1, 4),), ["x"], ["y"], _fields())
+    export_model(tmp_path / "tiny", torch.nn.Linear(4, 2), (torch.zeros(1, 4),), _fields())
     with open(tmp_path / "tiny" / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelCardError, match="sha256"):

@@ -9,8 +9,9 @@ replacement when the same SOP Instance UID comes with other bytes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -31,18 +32,18 @@ class StoredInstance:
 
 
 @dataclass(frozen=True)
-class InstanceKey:
-    """What is checked against the index before an instance is placed: its UIDs and its patient."""
+class Origin:
+    """Where an instance came from: for the index, the audit and the logs."""
 
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    study_fields: Callable[[], dict[str, str | None]]
+    source: str  # "dimse" | "stow" | "import"
+    calling_ae: str | None = None
+    association_id: str | None = None
 
 
 @dataclass(frozen=True)
-class NewInstance:
-    """One received instance, already durable on disk, to be indexed."""
+class InstanceIds:
+    """An instance's identifiers as the index keeps them; the ingest stage's parsed header extends it
+    with the two readers below (`radtriage.ingest.parse.InstanceHeader`)."""
 
     study_uid: str
     series_uid: str
@@ -51,15 +52,34 @@ class NewInstance:
     transfer_syntax_uid: str
     instance_number: int | None
     is_localizer: bool
+
+    def study_fields(self) -> dict[str, str | None]:
+        """Patient and study fields for the index (read only for a new study)."""
+        raise NotImplementedError
+
+    def series_header(self) -> dict[str, Any]:
+        """The routing header of the series (read only for a new series or a localizer's)."""
+        raise NotImplementedError
+
+
+_HEADER_COLUMNS = ("sop_class_uid", "transfer_syntax_uid", "instance_number", "is_localizer")
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """One received instance, already durable on disk at ``path``, to be indexed."""
+
+    header: InstanceIds
     path: str
     size_bytes: int
     sha256: str
-    calling_ae: str | None
-    source: str
-    association_id: str | None
-    study_fields: Callable[[], dict[str, str | None]]
-    series_header: Callable[[], dict[str, Any]]
-    storage_dir: str
+    origin: Origin
+
+    def row(self, series_id: int, now: datetime) -> dict[str, Any]:
+        """The instances row (without its SOP Instance UID)."""
+        h = self.header
+        return {"series_id": series_id, "path": self.path, "size_bytes": self.size_bytes, "sha256": self.sha256,
+                "received_at": now, **{k: getattr(h, k) for k in _HEADER_COLUMNS}, **asdict(self.origin)}
 
 
 class StoreConflict(Exception):
@@ -136,7 +156,7 @@ def _find(conn: Connection, sop_instance_uid: str) -> StoredInstance | None:
     return StoredInstance(sop_instance_uid, row.path, row.sha256, row.size_bytes, row.study_uid, row.series_uid)
 
 
-def _check(conn: Connection, key: InstanceKey, existing: StoredInstance | None) -> tuple[Any, Any]:
+def _check(conn: Connection, key: InstanceIds, existing: StoredInstance | None) -> tuple[Any, Any]:
     """The instance's study and series rows (None: new); raises `StoreConflict` where it contradicts them."""
     if existing is not None and (existing.study_uid, existing.series_uid) != (key.study_uid, key.series_uid):
         raise StoreConflict(StoreConflict.SOP_ELSEWHERE, existing_study_uid=existing.study_uid,
@@ -157,39 +177,40 @@ def _check(conn: Connection, key: InstanceKey, existing: StoredInstance | None) 
 
 def _series_for(conn: Connection, inst: NewInstance, study: Any, row: Any, now: datetime) -> int:
     """The series row of an instance: created (with its study), touched or reopened as needed."""
+    hdr, association_id = inst.header, inst.origin.association_id
     if study is None:
         study_id = conn.execute(
-            studies.insert().values(study_uid=inst.study_uid, created_at=now, **inst.study_fields())
+            studies.insert().values(study_uid=hdr.study_uid, created_at=now, **hdr.study_fields())
         ).inserted_primary_key[0]
     else:
         study_id = study.id
     if row is None:
-        h = inst.series_header()
+        h = hdr.series_header()
         return conn.execute(
             series.insert().values(
                 study_id=study_id,
-                series_uid=inst.series_uid,
+                series_uid=hdr.series_uid,
                 modality=(h.get("Modality") or None),
                 series_number=_int_or_none(h.get("SeriesNumber")),
                 series_description=(str(h["SeriesDescription"])[:64] if h.get("SeriesDescription") else None),
                 body_part=(str(h["BodyPartExamined"])[:16] if h.get("BodyPartExamined") else None),
                 header=h,
-                header_from_localizer=inst.is_localizer,
+                header_from_localizer=hdr.is_localizer,
                 state="receiving",
                 version=1,
                 first_received_at=now,
                 last_received_at=now,
-                last_association_id=inst.association_id,
-                storage_dir=inst.storage_dir,
+                last_association_id=association_id,
+                storage_dir=str(Path(inst.path).parent),
             )
         ).inserted_primary_key[0]
-    values: dict[str, Any] = {"last_received_at": now, "last_association_id": inst.association_id}
+    values: dict[str, Any] = {"last_received_at": now, "last_association_id": association_id}
     if row.state != "receiving":
         # a late or changed instance reopens a closed series as a new version
         values.update(state="receiving", version=series.c.version + 1, closed_at=None)
-    if row.header_from_localizer and not inst.is_localizer:
+    if row.header_from_localizer and not hdr.is_localizer:
         # the series header describes the images, not the scout
-        values.update(header=inst.series_header(), header_from_localizer=False)
+        values.update(header=hdr.series_header(), header_from_localizer=False)
     conn.execute(update(series).where(series.c.id == row.id).values(**values))
     return row.id
 
@@ -203,7 +224,7 @@ def _int_or_none(v: Any) -> int | None:
 
 def index_instance(
     db: Database,
-    key: InstanceKey,
+    hdr: InstanceIds,
     prepare: Callable[[StoredInstance | None], NewInstance | None],
 ) -> tuple[NewInstance | None, StoredInstance | None]:
     """Check, look up and index one instance in a single write transaction.
@@ -215,44 +236,21 @@ def index_instance(
     Raises `IntegrityError` when a concurrent writer indexed the same UID first.
     """
     now = utcnow()
+    uid = hdr.sop_instance_uid
     with db.write() as conn:
-        existing = _find(conn, key.sop_instance_uid)
-        study, series_row = _check(conn, key, existing)
+        existing = _find(conn, uid)
+        study, series_row = _check(conn, hdr, existing)
         inst = prepare(existing)
         if inst is None:
             return None, existing
-        series_id = _series_for(conn, inst, study, series_row, now)
-        row = dict(
-            series_id=series_id,
-            sop_class_uid=inst.sop_class_uid,
-            transfer_syntax_uid=inst.transfer_syntax_uid,
-            instance_number=inst.instance_number,
-            is_localizer=inst.is_localizer,
-            path=inst.path,
-            size_bytes=inst.size_bytes,
-            sha256=inst.sha256,
-            received_at=now,
-            calling_ae=inst.calling_ae,
-            source=inst.source,
-            association_id=inst.association_id,
-        )
+        row = inst.row(_series_for(conn, inst, study, series_row, now), now)
         if existing is None:
-            conn.execute(_INSERT_INSTANCE, {"sop_instance_uid": inst.sop_instance_uid, **row})
+            conn.execute(_INSERT_INSTANCE, {"sop_instance_uid": uid, **row})
             return inst, None
-        conn.execute(
-            update(instances).where(instances.c.sop_instance_uid == inst.sop_instance_uid).values(**row)
-        )
-        conn.execute(
-            instance_replacements.insert().values(
-                sop_instance_uid=inst.sop_instance_uid,
-                old_sha256=existing.sha256,
-                new_sha256=inst.sha256,
-                old_path=existing.path,
-                calling_ae=inst.calling_ae,
-                source=inst.source,
-                replaced_at=now,
-            )
-        )
+        conn.execute(update(instances).where(instances.c.sop_instance_uid == uid).values(**row))
+        conn.execute(instance_replacements.insert().values(
+            sop_instance_uid=uid, old_sha256=existing.sha256, new_sha256=inst.sha256, old_path=existing.path,
+            calling_ae=inst.origin.calling_ae, source=inst.origin.source, replaced_at=now))
         return inst, existing
 
 

@@ -22,6 +22,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 
+from radtriage.db.instances import InstanceIds
+
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"
 # Explicit VRs with a 4-byte length (PS3.5 7.1.2): the File Meta group is read by hand
@@ -112,16 +114,9 @@ class InstanceRejected(Exception):
 
 
 @dataclass(frozen=True)
-class InstanceHeader:
-    """What the index needs to know about one instance."""
+class InstanceHeader(InstanceIds):
+    """What the index needs to know about one instance: its identifiers and the data set they came from."""
 
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    instance_number: int | None
-    is_localizer: bool
     dataset: Dataset
 
     def study_fields(self) -> dict[str, str | None]:

@@ -20,21 +20,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from radtriage.db import Database
 from radtriage.db import conflicts, instances
+from radtriage.db.instances import Origin
 from radtriage.ingest.metrics import IngestMetrics
 from radtriage.ingest.parse import InstanceHeader, InstanceRejected, RejectReason, parse_part10
 from radtriage.ingest.sameness import same_dataset
 from radtriage.ingest.spool import Spool, SpoolFullError, Staged
 
 log = logging.getLogger("radtriage.ingest")
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where an instance came from: for the index, the audit and the logs."""
-
-    source: str  # "dimse" | "stow" | "import"
-    calling_ae: str | None = None
-    association_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,35 +173,17 @@ class InstanceStore:
             primary = self.spool.instance_path(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid)
             path, created = self.spool.place(staged, primary)
             placed.append((path, created))
-            return instances.NewInstance(
-                study_uid=hdr.study_uid,
-                series_uid=hdr.series_uid,
-                sop_instance_uid=hdr.sop_instance_uid,
-                sop_class_uid=hdr.sop_class_uid,
-                transfer_syntax_uid=hdr.transfer_syntax_uid,
-                instance_number=hdr.instance_number,
-                is_localizer=hdr.is_localizer,
-                path=str(path),
-                size_bytes=staged.size,
-                sha256=staged.sha256,
-                calling_ae=origin.calling_ae,
-                source=origin.source,
-                association_id=origin.association_id,
-                study_fields=hdr.study_fields,
-                series_header=hdr.series_header,
-                storage_dir=str(path.parent),
-            )
+            return instances.NewInstance(hdr, str(path), staged.size, staged.sha256, origin)
 
-        key = instances.InstanceKey(hdr.study_uid, hdr.series_uid, hdr.sop_instance_uid, hdr.study_fields)
         try:
             try:
-                written, existing = instances.index_instance(self.db, key, prepare)
+                written, existing = instances.index_instance(self.db, hdr, prepare)
             except _CompareFirst as other:  # the UID again with other bytes: the same data set?
                 compared = True
                 if same_dataset(Path(other.stored.path), staged.path):
                     same_as = other.stored.sha256
                     log.info("duplicate instance in another encoding: sop_instance_uid=%s", hdr.sop_instance_uid)
-                written, existing = instances.index_instance(self.db, key, prepare)
+                written, existing = instances.index_instance(self.db, hdr, prepare)
         except instances.StoreConflict as conflict:
             raise self._refuse(conflict, staged, placed, hdr, origin) from None
         except BaseException:

@@ -219,6 +219,6 @@ def train(out: Path, seed: int = 1, n_train: int = 6000, n_val: int = 300, n_tes
     log(f"bone_age: test MAE {metrics['bone_age_months']['mae']['value']:.2f} months")
     training = {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3 cosine, L1 loss", "kept_step": best[2],
                 "seed": seed, "minutes": round((time.perf_counter() - t0) / 60, 1)}
-    card = export_model(out / MODEL_ID, net, (torch.zeros(1, 1, size, size), torch.zeros(1, 1)), ["image", "sex"],
-                        ["bone_age_months"], _card(size, metrics, data_card, training))
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, 1, size, size), torch.zeros(1, 1)),
+                        _card(size, metrics, data_card, training))
     return {"card": card, "metrics": metrics}

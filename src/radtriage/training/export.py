@@ -8,18 +8,20 @@ from typing import Any
 
 import torch
 
-from radtriage.inference.card import MODEL_FILE, ModelCard, file_sha256, write_card
+from radtriage.inference.card import MODEL_FILE, ModelCard, TensorSpec, file_sha256, write_card
 
 
-def export_model(
-    folder: Path,
-    net: torch.nn.Module,
-    example: tuple[torch.Tensor, ...],
-    input_names: list[str],
-    output_names: list[str],
-    card_fields: dict[str, Any],
-) -> ModelCard:
-    """Write ``model.onnx`` (one file, dynamic batch axis) and ``model.yaml``."""
+def _specs(card_fields: dict[str, Any], key: str) -> list[Any]:
+    """The card's ``inputs`` or ``outputs`` as `TensorSpec`s: their names, in order, are the network's."""
+    return [TensorSpec.model_validate(t) if isinstance(t, dict) else t for t in card_fields[key]]
+
+
+def export_model(folder: Path, net: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                 card_fields: dict[str, Any]) -> ModelCard:
+    """Write ``model.onnx`` (one file, dynamic batch axis) and ``model.yaml``; the ONNX inputs and outputs
+    are named as the card's ``inputs`` and ``outputs``."""
+    input_names = [t.name for t in _specs(card_fields, "inputs")]
+    output_names = [t.name for t in _specs(card_fields, "outputs")]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MODEL_FILE
     net = net.eval()
@@ -61,34 +63,23 @@ def _tensor_format(spec: Any) -> dict[str, Any]:
     return entry
 
 
-def export_bundle(
-    folder: Path,
-    net: torch.nn.Module,
-    example: tuple[torch.Tensor, ...],
-    input_names: list[str],
-    output_names: list[str],
-    card_fields: dict[str, Any],
-) -> ModelCard:
+def export_bundle(folder: Path, net: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                  card_fields: dict[str, Any]) -> ModelCard:
     """Write a MONAI bundle: ``models/model.ts`` (traced), ``configs/{metadata,inference}.json``, ``model.yaml``.
 
-    ``card_fields`` are those of `export_model`; the card's ``file`` is the
-    TorchScript file and its ``inputs``/``outputs`` must carry ``input_names``/``output_names``
-    in order (the bundle runner calls the network with the card's inputs, positionally).
+    ``card_fields`` are those of `export_model`; the card's ``file`` is the TorchScript file, and the
+    bundle runner calls the network with the card's inputs, positionally.
     """
     import json
 
     import monai
     import numpy as np
 
-    from radtriage.inference.card import INTENDED_USE, TensorSpec
+    from radtriage.inference.card import INTENDED_USE
     from radtriage.inference.model import BUNDLE_INFERENCE, BUNDLE_METADATA, BUNDLE_MODEL_FILE
 
     fields = {**card_fields, "file": BUNDLE_MODEL_FILE}
-    inputs = [TensorSpec.model_validate(t) if isinstance(t, dict) else t for t in fields["inputs"]]
-    outputs = [TensorSpec.model_validate(t) if isinstance(t, dict) else t for t in fields["outputs"]]
-    if [t.name for t in inputs] != list(input_names) or [t.name for t in outputs] != list(output_names):
-        raise ValueError(f"card inputs/outputs {[t.name for t in inputs]}/{[t.name for t in outputs]} "
-                         f"are not {list(input_names)}/{list(output_names)}")
+    inputs, outputs = _specs(fields, "inputs"), _specs(fields, "outputs")
     folder = Path(folder)
     (folder / "models").mkdir(parents=True, exist_ok=True)
     (folder / "configs").mkdir(parents=True, exist_ok=True)

@@ -324,7 +324,7 @@ def train(
     training = {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3", "seed": seed,
                 "sampling": "half of each batch slices with haemorrhage", "test_time": "mirror average in the graph",
                 "train_minutes": round(train_s / 60, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)}
-    card = export_model(out / MODEL_ID, net, (torch.zeros(1, len(CHANNELS), SIZE, SIZE),), ["slices"], ["logits"],
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, len(CHANNELS), SIZE, SIZE),),
                         _card(threshold, metrics, {**data_card, "training_slices": int(len(data.win))}, training))
     return {"card": card, "metrics": metrics}
 

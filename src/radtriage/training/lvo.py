@@ -377,6 +377,6 @@ def train(
                 "seed": seed, "threshold": f"highest with sensitivity >= {TARGET_SENSITIVITY} on validation",
                 "train_minutes": round(train_s / 60, 1),
                 "minutes": round((time.perf_counter() - t0) / 60, 1)}
-    card = export_model(out / MODEL_ID, net, (torch.zeros(1, *pre.SHAPE),), ["views"], ["logits"],
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, *pre.SHAPE),),
                         _card(n_params, threshold, metrics, data_card, training))
     return {"card": card, "metrics": metrics}

@@ -426,7 +426,7 @@ def train(
                 "augmentation": "flips (3 axes), 90-degree rotations, intensity scale/shift, noise; "
                                 f"{JITTER_PER_NODULE} patches per nodule around its centre",
                 "minutes": round((time.perf_counter() - t0) / 60, 1)}
-    card = export_model(out / MODEL_ID, net, (torch.zeros(1, 1, pre.PATCH, pre.PATCH, pre.PATCH),), ["patches"],
-                        ["logits"], _card(sum(p.numel() for p in net.parameters()), threshold, metrics, source,
+    card = export_model(out / MODEL_ID, net, (torch.zeros(1, 1, pre.PATCH, pre.PATCH, pre.PATCH),),
+                        _card(sum(p.numel() for p in net.parameters()), threshold, metrics, source,
                                           training))
     return {"card": card, "metrics": metrics}
