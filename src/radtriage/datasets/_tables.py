@@ -14,6 +14,9 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class DatasetError(ValueError):
@@ -95,3 +98,10 @@ class Skips:
     def log(self, logger: logging.Logger) -> None:
         if self.counts:
             logger.warning("%s: left out %s", self.what, self.summary())
+
+
+def logged(indexed: tuple[list[T], Skips], logger: logging.Logger) -> list[T]:
+    """The items of a layout's ``index(root)``, after logging what it left out."""
+    items, skips = indexed
+    skips.log(logger)
+    return items

@@ -30,7 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radtriage.datasets import Example
-from radtriage.datasets._tables import DatasetError, Skips, finite, read_table
+from radtriage.datasets._tables import DatasetError, Skips, finite, logged, read_table
 from radtriage.imaging.volume import Volume, VolumeError
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,9 @@ def index(root: Path) -> tuple[list[LunaScan], Skips]:
 
 
 def examples(root: Path, task: str = "nodule") -> Iterator[Example]:
-    """One nodule Example per scan in the subsets, in seriesuid order (negatives included)."""
-    if task != "nodule":
-        raise ValueError(f"the LUNA16 layout serves the task 'nodule', not {task!r}")
-    scans, skips = index(root)
-    skips.log(log)
-    for s in scans:
+    """One nodule Example per scan in the subsets, in seriesuid order (negatives included).
+
+    The task was checked by `radtriage.datasets.layouts.examples`.
+    """
+    for s in logged(index(root), log):
         yield Example(id=s.seriesuid, task="nodule", label={"nodules": [{**n, "centre_mm": list(n["centre_mm"])} for n in s.nodules]}, load=s.load)

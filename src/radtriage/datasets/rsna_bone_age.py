@@ -32,7 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radtriage.datasets import Example, age_band
-from radtriage.datasets._tables import DatasetError, Skips, finite, header_matches, read_table
+from radtriage.datasets._tables import DatasetError, Skips, finite, header_matches, logged, read_table
 from radtriage.imaging.volume import Volume, VolumeError
 
 log = logging.getLogger(__name__)
@@ -142,12 +142,11 @@ def index(root: Path) -> tuple[list[Radiograph], Skips]:
 
 
 def examples(root: Path, task: str = "bone_age") -> Iterator[Example]:
-    """One bone_age Example per labelled radiograph, in table then row order."""
-    if task != "bone_age":
-        raise ValueError(f"the RSNA bone age layout serves the task 'bone_age', not {task!r}")
-    items, skips = index(root)
-    skips.log(log)
-    for r in items:
+    """One bone_age Example per labelled radiograph, in table then row order.
+
+    The task was checked by `radtriage.datasets.layouts.examples`.
+    """
+    for r in logged(index(root), log):
         yield Example(
             id=r.id,
             task="bone_age",

@@ -176,9 +176,7 @@ def _fit(net: BoneAgeNet, train_set: tuple, val_set: tuple, seed: int, minutes: 
 
 def _card(size: int, metrics: dict, data_card: dict, training: dict) -> dict:
     return {
-        "id": MODEL_ID,
-        "version": MODEL_VERSION,
-        "task": "bone_age",
+        "id": MODEL_ID, "version": MODEL_VERSION, "task": "bone_age",
         "architecture": "MONAI ResNet 2D (7x7/2 stem, basic blocks 1-1-1-1, widths 32-256) features + sex, MLP head",
         "inputs": [
             TensorSpec(name="image", shape=["batch", 1, size, size],

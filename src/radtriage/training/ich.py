@@ -254,9 +254,7 @@ def _test_metrics(test: SliceSet, test_scores: np.ndarray, threshold: float, smo
 
 def _card(threshold: float, metrics: dict, training_data: dict, training: dict) -> dict:
     return {
-        "id": MODEL_ID,
-        "version": MODEL_VERSION,
-        "task": "ich",
+        "id": MODEL_ID, "version": MODEL_VERSION, "task": "ich",
         "architecture": "MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), 2.5D input, mirror-averaged",
         "inputs": [TensorSpec(name="slices", shape=["batch", len(CHANNELS), SIZE, SIZE],
                               description="per axial slice: " + ", ".join(CHANNELS) + " (CT windows brain 40/80, "
@@ -278,19 +276,9 @@ def _card(threshold: float, metrics: dict, training_data: dict, training: dict) 
     }
 
 
-def train(
-    out: Path,
-    seed: int = 1,
-    n_train: int = 600,
-    n_val: int = 200,
-    n_test: int = 200,
-    minutes: float = 12.0,
-    smoke: bool = False,
-    steps: int | None = None,
-    sample_kwargs: dict | None = None,
-    log=print,
-    dataset: Iterable | None = None,
-) -> dict:
+def train(out: Path, seed: int = 1, n_train: int = 600, n_val: int = 200, n_test: int = 200,
+          minutes: float = 12.0, smoke: bool = False, steps: int | None = None,
+          sample_kwargs: dict | None = None, log=print, dataset: Iterable | None = None) -> dict:
     """Train, choose the threshold on validation, measure on a fresh test set, export."""
     torch.manual_seed(seed)
     torch.set_num_threads(2)

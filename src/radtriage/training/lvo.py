@@ -291,9 +291,7 @@ def _evaluate(net: torch.nn.Module, val: ViewSet, test: ViewSet, full: ViewSet |
 
 def _card(n_params: int, threshold: float, metrics: dict, data_card: dict, training: dict) -> dict:
     return {
-        "id": MODEL_ID,
-        "version": MODEL_VERSION,
-        "task": "lvo",
+        "id": MODEL_ID, "version": MODEL_VERSION, "task": "lvo",
         "architecture": f"MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), {n_params / 1e6:.2f} M parameters, "
                         "one image of two MIPs per study, heads for presence, side and segment",
         "inputs": [TensorSpec(name="views", shape=["batch", *pre.SHAPE],
@@ -330,20 +328,9 @@ def _card(n_params: int, threshold: float, metrics: dict, data_card: dict, train
     }
 
 
-def train(
-    out: Path,
-    seed: int = 1,
-    minutes: float = 12.0,
-    smoke: bool = False,
-    log=print,
-    dataset: Iterable | None = None,
-    steps: int | None = None,
-    n_pairs: int = 600,
-    n_val: int = 200,
-    n_test: int = 300,
-    n_full: int = 40,
-    sample_kwargs: dict | None = None,
-) -> dict:
+def train(out: Path, seed: int = 1, minutes: float = 12.0, smoke: bool = False, log=print,
+          dataset: Iterable | None = None, steps: int | None = None, n_pairs: int = 600, n_val: int = 200,
+          n_test: int = 300, n_full: int = 40, sample_kwargs: dict | None = None) -> dict:
     """Train, choose the threshold on validation, measure on fresh test sets, export to ``out/MODEL_ID``.
 
     ``dataset``: a site's labelled studies (`radtriage.datasets.Example`s of

@@ -343,9 +343,7 @@ def _evaluate(net: torch.nn.Module, val: list[dict], test: list[dict], smoke: bo
 
 def _card(n_params: int, threshold: float, metrics: dict, source: dict, training: dict) -> dict:
     return {
-        "id": MODEL_ID,
-        "version": MODEL_VERSION,
-        "task": "nodule",
+        "id": MODEL_ID, "version": MODEL_VERSION, "task": "nodule",
         "architecture": "candidate generation (classical: lung mask + multi-scale DoG blobs with a Hessian "
                         "blobness rank) + MONAI Classifier 3D (residual units, channels 8-16-32-64, "
                         f"strides 2) on {pre.PATCH}^3 patches, "
@@ -386,19 +384,8 @@ def _card(n_params: int, threshold: float, metrics: dict, source: dict, training
     }
 
 
-def train(
-    out: Path,
-    seed: int = 1,
-    minutes: float = 12.0,
-    smoke: bool = False,
-    log=print,
-    dataset=None,
-    n_train: int = 60,
-    n_val: int = 20,
-    n_test: int = 100,
-    workers: int = 2,
-    steps: int | None = None,
-) -> dict:
+def train(out: Path, seed: int = 1, minutes: float = 12.0, smoke: bool = False, log=print, dataset=None,
+          n_train: int = 60, n_val: int = 20, n_test: int = 100, workers: int = 2, steps: int | None = None) -> dict:
     """Build (or load cached) candidates, train the classifier, choose the threshold, test, export.
 
     ``minutes`` bounds the whole run; training gets what building the data
