@@ -45,17 +45,8 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.state.login_limiter = LoginLimiter.from_settings(services.db, auth)
     install_problem_handlers(app)
     app.add_middleware(OperatorPagesGuard, enabled=services.settings.http_is_exposed)
-    app.include_router(health.router)
-    app.include_router(dicomweb.router)
-    app.include_router(session.router)
-    app.include_router(worklist.router)
-    app.include_router(studies.router)
-    app.include_router(audit_api.router)
-    app.include_router(live.router)
-    app.include_router(alerts.router)
-    app.include_router(conflicts_api.router)
-    app.include_router(shadow_api.router)
-    app.include_router(models_api.router)
-    app.include_router(pages.router)
+    for resource in (health, dicomweb, session, worklist, studies, audit_api, live, alerts, conflicts_api,
+                     shadow_api, models_api, pages):  # one router per resource; the pages last
+        app.include_router(resource.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

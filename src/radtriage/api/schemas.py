@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from radtriage.domain import Priority
+from radtriage.domain import Finding, Priority, TaskResult
 
 UidPattern = r"^[0-9]+(\.[0-9]+)*$"
 Uid = Annotated[str, StringConstraints(pattern=UidPattern, max_length=64)]
@@ -74,28 +74,21 @@ class SeriesOut(BaseModel):
     version: int
 
 
-class FindingOut(BaseModel):
-    code: str
-    text: str
-    probability: float | None = None
-    measurements: dict[str, float] = Field(default_factory=dict)
+class FindingOut(Finding):
+    """A finding as the API shows it: its key image by URL, never by the server's file path."""
+
+    key_image: str | None = Field(default=None, exclude=True)
     key_image_url: str | None = None
 
 
-class ResultOut(BaseModel):
+class ResultOut(TaskResult):
+    """A stored result of a pipeline: the `TaskResult` and where and when it was recorded."""
+
     id: int
     pipeline_id: str
-    pipeline_version: str
     series_uid: str
-    task: str
-    model_id: str
-    model_version: str
-    positive: bool
     priority: Priority
-    scores: dict[str, float]
-    labels: dict[str, str]
-    findings: list[FindingOut]
-    timings_ms: dict[str, float]
+    findings: tuple[FindingOut, ...] = ()
     created_at: datetime
 
 

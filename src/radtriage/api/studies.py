@@ -31,14 +31,11 @@ def _key_image_url(study_uid: str, result_id: int, i: int, finding: dict[str, An
 
 def _result_out(study_uid: str, row: dict[str, Any]) -> ResultOut:
     doc = row["result"]
-    findings = [FindingOut(code=f.get("code"), text=f.get("text"), probability=f.get("probability"),
-                           measurements=f.get("measurements") or {},
-                           key_image_url=_key_image_url(study_uid, row["id"], i, f))
+    findings = [FindingOut(**f, key_image_url=_key_image_url(study_uid, row["id"], i, f))
                 for i, f in enumerate(doc.get("findings", []))]
-    return ResultOut(**{k: row[k] for k in ("id", "pipeline_id", "pipeline_version", "series_uid", "task",
-                                           "model_id", "model_version", "positive", "priority", "created_at")},
-                     scores=doc.get("scores", {}), labels=doc.get("labels", {}), findings=findings,
-                     timings_ms=doc.get("timings_ms", {}))
+    return ResultOut(**{**doc, "findings": findings, **{k: row[k] for k in ("id", "pipeline_id", "pipeline_version", "series_uid", "task",
+                                                      "model_id", "model_version", "positive", "priority",
+                                                      "created_at")}})
 
 
 @router.get("/studies/{study_uid}", response_model=StudyDetail)

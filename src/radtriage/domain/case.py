@@ -16,6 +16,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Frozen(BaseModel):
+    """The domain's values are immutable once made."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+
 class Priority(str, enum.Enum):
     """Worklist priority of a study."""
 
@@ -25,10 +32,9 @@ class Priority(str, enum.Enum):
     PENDING_AI = "PENDING_AI"
 
 
-class Finding(BaseModel):
+class Finding(Frozen):
     """One thing a model found, said in words and numbers."""
 
-    model_config = ConfigDict(frozen=True)
 
     code: str
     text: str
@@ -37,10 +43,9 @@ class Finding(BaseModel):
     key_image: str | None = None
 
 
-class TaskResult(BaseModel):
+class TaskResult(Frozen):
     """The result of one task pipeline on one case."""
 
-    model_config = ConfigDict(frozen=True)
 
     task: str
     model_id: str
@@ -57,20 +62,18 @@ class TaskResult(BaseModel):
         return {"positive": self.positive, "task": self.task, **self.scores, **self.labels}
 
 
-class StageTimes(BaseModel):
+class StageTimes(Frozen):
     """Wall-clock timestamps of the stages a case went through."""
 
-    model_config = ConfigDict(frozen=True)
 
     first_received: datetime | None = None
     last_received: datetime | None = None
     assembled: datetime | None = None
 
 
-class TriageCase(BaseModel):
+class TriageCase(Frozen):
     """One assembled series on its way through the pipelines."""
 
-    model_config = ConfigDict(frozen=True)
 
     case_id: str
     study_uid: str
