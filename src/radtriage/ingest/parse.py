@@ -329,22 +329,11 @@ def _read_deflated(data: bytes, meta_end: int, limit: int | None) -> tuple[Datas
 
 def header_of(ds: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
     """Extract the identifiers and the routing header from a parsed data set."""
-    sop_class = _uid(ds, "SOPClassUID")
-    sop_instance = _uid(ds, "SOPInstanceUID")
-    study_uid = _uid(ds, "StudyInstanceUID")
-    series_uid = _uid(ds, "SeriesInstanceUID")
+    uids = {k: _uid(ds, k) for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")}
     image_type = (_raw_text(ds, "ImageType") or "").upper().split("\\")
     try:
         instance_number = int(_raw_text(ds, "InstanceNumber") or "")
     except ValueError:
         instance_number = None
-    return InstanceHeader(
-        study_uid=study_uid,
-        series_uid=series_uid,
-        sop_instance_uid=sop_instance,
-        sop_class_uid=sop_class,
-        transfer_syntax_uid=transfer_syntax_uid,
-        instance_number=instance_number,
-        is_localizer="LOCALIZER" in image_type,
-        dataset=ds,
-    )
+    return InstanceHeader(uids["StudyInstanceUID"], uids["SeriesInstanceUID"], uids["SOPInstanceUID"],
+                          uids["SOPClassUID"], transfer_syntax_uid, instance_number, "LOCALIZER" in image_type, ds)

@@ -233,38 +233,24 @@ class CtSeries:
 
 def _base(study: Study, sop_class: str, modality: str, series_uid: str, series_number: int,
           series_description: str) -> Dataset:
+    p, date, time = study.patient, study.date.strftime("%Y%m%d"), study.time.strftime("%H%M%S")
     ds = Dataset()
-    p = study.patient
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
-    ds.StudyDate = study.date.strftime("%Y%m%d")
-    ds.SeriesDate = ds.StudyDate
-    ds.ContentDate = ds.StudyDate
-    ds.StudyTime = study.time.strftime("%H%M%S")
-    ds.SeriesTime = ds.StudyTime
-    ds.ContentTime = ds.StudyTime
-    ds.AccessionNumber = study.accession
-    ds.Modality = modality
-    ds.Manufacturer = study.manufacturer
-    ds.InstitutionName = study.institution
-    ds.ReferringPhysicianName = study.referring
-    ds.StationName = study.station
-    ds.StudyDescription = study.description
-    ds.SeriesDescription = series_description
-    ds.ManufacturerModelName = study.model
-    ds.PatientName = p.name
-    ds.PatientID = p.patient_id
-    ds.PatientBirthDate = p.birth_date.strftime("%Y%m%d")
-    ds.PatientSex = p.sex
-    ds.PatientAge = p.age_on(study.date)
-    ds.PatientIdentityRemoved = "NO"  # synthetic: nothing to remove
-    ds.DeviceSerialNumber = f"SYN{zlib.crc32(study.model.encode()) % 100000:05d}"
-    ds.SoftwareVersions = f"radtriage-synth {__version__}"
-    ds.StudyInstanceUID = study.study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.StudyID = study.accession[-6:]
-    ds.SeriesNumber = series_number
-    ds.ImageComments = SYNTHETIC_COMMENT
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
+    ds.update({
+        "AccessionNumber": study.accession, "Modality": modality, "Manufacturer": study.manufacturer,
+        "InstitutionName": study.institution, "ReferringPhysicianName": study.referring,
+        "StationName": study.station, "StudyDescription": study.description, "SeriesDescription": series_description,
+        "ManufacturerModelName": study.model, "PatientName": p.name, "PatientID": p.patient_id,
+        "PatientBirthDate": p.birth_date.strftime("%Y%m%d"), "PatientSex": p.sex, "PatientAge": p.age_on(study.date),
+        "PatientIdentityRemoved": "NO",  # synthetic: nothing to remove
+        "DeviceSerialNumber": f"SYN{zlib.crc32(study.model.encode()) % 100000:05d}",
+        "SoftwareVersions": f"radtriage-synth {__version__}", "StudyInstanceUID": study.study_uid,
+        "SeriesInstanceUID": series_uid, "StudyID": study.accession[-6:], "SeriesNumber": series_number,
+        "ImageComments": SYNTHETIC_COMMENT,
+    })
     return ds
 
 
