@@ -165,9 +165,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  [{i}] {case.id}: {state}", file=sys.stderr, flush=True)
 
     try:
-        result = validate(args.model, Path(args.dataset), layout=args.layout, models_dir=Path(args.models_dir),
-                          out=Path(args.out) if args.out else None, threads=args.threads, limit=args.limit,
-                          rounds=args.bootstrap, threshold=args.threshold, progress=progress)
+        if bool(args.pipeline) != bool(args.truth) or bool(args.pipeline) == bool(args.model and args.dataset):
+            raise ValidationError("give --model and --dataset (a dataset folder), or --pipeline and --truth "
+                                  "(a truth CSV of studies stored in radtriage)")
+        result = (_validate_stored(args, progress) if args.pipeline else
+                  validate(args.model, Path(args.dataset), layout=args.layout, models_dir=Path(args.models_dir),
+                           out=Path(args.out) if args.out else None, threads=args.threads, limit=args.limit,
+                           rounds=args.bootstrap, threshold=args.threshold, progress=progress,
+                           target_sensitivity=args.target_sensitivity))
     except ValidationError as exc:
         print(f"radtriage validate: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +181,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
           + (f", {doc['n_failed']} failed" if doc["n_failed"] else ""))
     print(f"  {result.metrics_path}\n  {result.report_path}")
     return 0 if doc["n_failed"] == 0 else 1
+
+
+def _validate_stored(args: argparse.Namespace, progress):
+    """``radtriage validate --pipeline P --truth site.csv``: the pipeline on studies stored in radtriage."""
+    from radtriage.db import open_database
+    from radtriage.governance.decide import pipelines
+    from radtriage.validation.run import ValidationError
+    from radtriage.validation.site import validate_site
+
+    settings = load_settings(args.config)
+    specs = pipelines(settings)
+    if args.pipeline not in specs:
+        raise ValidationError(f"no pipeline {args.pipeline!r}; there: {', '.join(sorted(specs))}")
+    db = open_database(settings.db_url)
+    try:
+        return validate_site(db, specs[args.pipeline], settings.inference.models_dir, Path(args.truth),
+                             Path(args.out) if args.out else Path(args.truth).parent / f"validation-{args.pipeline}",
+                             args.threads, args.bootstrap, args.target_sensitivity, progress)
+    finally:
+        db.dispose()
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -266,9 +291,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         evidence = None
         if args.action == "promote":
             if not args.evidence:
-                print("radtriage models promote: --evidence metrics.json is needed", file=sys.stderr)
+                print("radtriage models promote: --evidence metrics.json (or shadow) is needed", file=sys.stderr)
                 return 2
-            evidence = json.loads(Path(args.evidence).read_text(encoding="utf-8"))
+            evidence = "shadow" if args.evidence == "shadow" else json.loads(
+                Path(args.evidence).read_text(encoding="utf-8"))
         d = decide(db, settings, args.pipeline, args.action, args.reason, args.by, client="cli",
                    evidence=evidence, carry_over=args.carry_over, withdraw=partial(withdraw_pipeline, db))
         print(f"{d['pipeline_id']}: {d['state']} ({d['action']} by {d['decided_by']}, decision {d['id']})")
@@ -324,10 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("validate", help="run a model over a labelled dataset; write metrics.json and report.html")
-    s.add_argument("--model", required=True, metavar="ID_OR_PATH",
-                   help="model id under --models-dir, or a model folder")
-    s.add_argument("--dataset", required=True, metavar="DIR",
-                   help="labelled dataset (radtriage synth output or a public layout)")
+    s.add_argument("--model", metavar="ID_OR_PATH", help="model id under --models-dir, or a model folder")
+    s.add_argument("--dataset", metavar="DIR", help="labelled dataset (radtriage synth output or a public layout)")
+    s.add_argument("--pipeline", help="instead of --model and --dataset: run this pipeline, as the service does, "
+                   "on the studies stored in radtriage that --truth names")
+    s.add_argument("--truth", metavar="CSV", help="with --pipeline: accession number -> truth, one row per study "
+                   "(nodules: per nodule)")
+    s.add_argument("--target-sensitivity", type=float, default=0.95, metavar="S",
+                   help="the site's operating point keeps at least this sensitivity (default 0.95)")
     s.add_argument("--layout", help="dataset layout: synthetic, rsna-ich, luna16, rsna-bone-age (default: detected)")
     s.add_argument("--models-dir", default="models", metavar="DIR")
     s.add_argument("--out", metavar="DIR", help="output folder (default DATASET/validation-MODEL_ID)")
@@ -350,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("models", help="pipelines' states at this site: list, promote (on evidence), demote, suspend")
     s.add_argument("action", choices=["list", "promote", "demote", "suspend"])
     s.add_argument("pipeline", nargs="?", help="pipeline id (pipelines/*.yaml)")
-    s.add_argument("--evidence", metavar="METRICS_JSON", help="promote: the metrics.json of radtriage validate")
+    s.add_argument("--evidence", metavar="METRICS_JSON",
+                   help="promote: the metrics.json of radtriage validate, or 'shadow' (the silent trial's reads)")
     s.add_argument("--reason", help="why (kept with the decision and in the audit trail)")
     s.add_argument("--by", metavar="ADMIN", help="the admin account taking the decision")
     s.add_argument("--carry-over", action="store_true",

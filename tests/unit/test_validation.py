@@ -239,8 +239,8 @@ def figures_of(html: str) -> list[bytes]:
 
 
 @pytest.mark.parametrize("task,threshold,n_figures,words", [
-    ("ich", 0.5, 1, ["ROC curve", "Subtype accuracy", "AUC"]),
-    ("lvo", 0.5, 1, ["ROC curve", "Side accuracy", "Segment accuracy"]),
+    ("ich", 0.5, 2, ["ROC curve", "Calibration curve", "Subtype accuracy", "AUC", "Site operating point"]),
+    ("lvo", 0.5, 2, ["ROC curve", "Calibration curve", "Side accuracy", "Segment accuracy"]),
     ("nodule", 0.5, 1, ["FROC curve", "CPM", "Sensitivity at 0.125 FP/scan"]),
     ("bone_age", None, 2, ["Bland-Altman plot", "Predicted vs true", "MAE (months)"]),
 ])

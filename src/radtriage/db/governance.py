@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from radtriage.db.clock import aware, utcnow
 from radtriage.db.engine import Database
-from radtriage.db.tables import model_decisions, results, worklist
+from radtriage.db.tables import decision_reports, model_decisions, results, worklist
 
 DECISION_KEYS = ("pipeline_id", "fingerprint", "model_id", "model_version", "model_sha256", "thresholds", "state",
                  "action", "reason", "evidence", "decided_by")
@@ -23,6 +23,20 @@ def record_decision(conn: Connection, decision: dict[str, Any], at: datetime | N
     """Add one decision inside the caller's transaction (with its audit entry); returns its id."""
     values = {k: decision.get(k) for k in DECISION_KEYS}
     return conn.execute(model_decisions.insert().values(decided_at=at or utcnow(), **values)).inserted_primary_key[0]
+
+
+def record_report(conn: Connection, decision_id: int, signed: str, signature: str, report: str) -> None:
+    """Keep a decision's signature and commissioning report, in the decision's transaction."""
+    conn.execute(decision_reports.insert().values(decision_id=decision_id, signed=signed, signature=signature,
+                                                  report=report, created_at=utcnow()))
+
+
+def decision_report(db: Database, decision_id: int) -> dict[str, Any] | None:
+    """A decision's kept signature and report: ``{"signed", "signature", "report", "created_at"}``, or None."""
+    q = select(decision_reports).where(decision_reports.c.decision_id == decision_id)
+    with db.read() as conn:
+        row = conn.execute(q).mappings().first()
+    return {**dict(row), "created_at": aware(row["created_at"])} if row is not None else None
 
 
 def _decision(row: Any) -> dict[str, Any]:

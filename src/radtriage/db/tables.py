@@ -407,3 +407,32 @@ model_decisions = Table(
     Column("decided_by", String(64), nullable=False),
     Column("decided_at", DateTime(timezone=True), nullable=False),
 )
+
+# Each decision's signature (HMAC-SHA256 with the site key over the decision and its evidence digest) and its
+# commissioning report (printable HTML), written in the decision's transaction; never updated or deleted.
+decision_reports = Table(
+    "decision_reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("decision_id", Integer, ForeignKey("model_decisions.id"), nullable=False, unique=True),
+    Column("signed", Text, nullable=False),  # the canonical JSON that was signed
+    Column("signature", String(64), nullable=False),
+    Column("report", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A commissioning reader's truth for a shadow result (the silent trial), in the task's own terms
+# (radtriage.validation.truth). Never updated: a later read of the same result replaces it for the evidence.
+reads = Table(
+    "reads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id"), nullable=False, index=True),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("pipeline_id", String(64), nullable=False, index=True),
+    Column("task", String(32), nullable=False),
+    Column("truth", JSON, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("read_by", String(64), nullable=False),
+    Column("read_at", DateTime(timezone=True), nullable=False),
+)

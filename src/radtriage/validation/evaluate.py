@@ -8,10 +8,15 @@ dicts (see `radtriage.datasets`), predictions the task predictors' dicts
 - ``ich`` / ``lvo``: AUC, sensitivity, specificity, PPV and NPV of
   ``score >= threshold`` with bootstrap 95% CIs (`binary_report`); for ``lvo``
   also side and segment accuracy, for ``ich`` subtype accuracy (see
-  `attribute_accuracy`).
+  `attribute_accuracy`); a calibration curve (`calibration`) and the site's
+  operating point: the highest threshold that keeps the sensitivity at least
+  ``target_sensitivity`` on these cases, and the specificity it gives
+  (`operating_point`).
 - ``nodule``: FROC and CPM (LUNA16: mean sensitivity at 1/8 ... 8 false
   positives per scan, `radtriage.training.metrics.froc`), nodules of at least
-  ``NODULE_MIN_DIAMETER_MM``; the sensitivity and FP/scan at ``threshold``.
+  ``NODULE_MIN_DIAMETER_MM``; the sensitivity and FP/scan at ``threshold``, and
+  the operating point: the highest score threshold whose sensitivity is at least
+  ``target_sensitivity``, and its FP/scan.
 - ``bone_age``: MAE and RMSE in months with 95% CIs, the Bland-Altman bias and
   limits of agreement (`regression_report`).
 
@@ -26,9 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from radtriage.training.metrics import binary_report, bootstrap_ci, confusion, froc, regression_report
+from radtriage.training.metrics import (
+    binary_report,
+    bootstrap_ci,
+    confusion,
+    froc,
+    regression_report,
+    threshold_for_sensitivity,
+)
 
-GROUP_KEYS = ("sex", "age_band", "scanner", "slice_thickness")
+GROUP_KEYS = ("sex", "age_band", "manufacturer", "scanner", "kernel", "slice_thickness")
+TARGET_SENSITIVITY = 0.95
+CALIBRATION_BINS = 10
 NODULE_MIN_DIAMETER_MM = 4.0
 BINARY_KEYS = ("auc", "sensitivity", "specificity", "ppv", "npv")
 BINARY_TASKS = ("ich", "lvo")
@@ -95,6 +109,55 @@ def binary_metrics(task: str, labels: Labels, predictions: Predictions, threshol
         if any(t for t in truth):
             out[f"{pred_key}_accuracy"] = attribute_accuracy(truth, [predictions[i].get(pred_key) for i in tp], rounds)
     return out
+
+
+def calibration(y_true: Sequence[int], score: Sequence[float], bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Observed fraction positive against the mean score in ``bins`` equal-width score bins (empty bins left
+    out), and the Brier score."""
+    y, s = np.asarray(y_true, dtype=float), np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
+    which = np.minimum((s * bins).astype(int), bins - 1)
+    rows = [{"lower": b / bins, "upper": (b + 1) / bins, "n": int((which == b).sum()),
+             "mean_score": float(s[which == b].mean()), "observed": float(y[which == b].mean())}
+            for b in range(bins) if (which == b).any()]
+    return {"bins": rows, "brier": float(np.mean((s - y) ** 2)) if len(y) else float("nan")}
+
+
+def binary_operating_point(y_true: Sequence[int], score: Sequence[float], target: float,
+                           rounds: int = 1000) -> dict[str, Any]:
+    """The highest threshold whose sensitivity on these cases is at least ``target``, and the sensitivity and
+    specificity it gives (bootstrap 95% CIs at that fixed threshold)."""
+    y, s = np.asarray(y_true).astype(int), np.asarray(score, dtype=float)
+    thr = threshold_for_sensitivity(y, s, target)
+    out: dict[str, Any] = {"target_sensitivity": target, "threshold": thr}
+    for key in ("sensitivity", "specificity"):
+        out[key] = _with_ci(lambda i, k=key: confusion(y[i], s[i], thr)[k], len(y), rounds)
+    out["counts"] = {k: v for k, v in confusion(y, s, thr).items() if k in ("tp", "fp", "tn", "fn")}
+    return out
+
+
+def nodule_operating_point(curve: dict[str, list[float]], target: float) -> dict[str, Any]:
+    """The highest candidate-score threshold of a FROC curve whose sensitivity is at least ``target``."""
+    sens, thr = np.asarray(curve["sensitivity"], dtype=float), np.asarray(curve["thresholds"], dtype=float)
+    ok = np.nonzero((sens >= target) & np.isfinite(thr))[0]
+    if not len(ok):
+        return {"target_sensitivity": target, "threshold": None, "reached": False,
+                "sensitivity": float(np.nanmax(sens)) if len(sens) else None}
+    i = int(ok[0])
+    return {"target_sensitivity": target, "threshold": float(thr[i]), "reached": True,
+            "sensitivity": float(sens[i]), "fp_per_scan": float(curve["fp_per_scan"][i])}
+
+
+def site_curves(task: str, labels: Labels, predictions: Predictions, metrics: dict[str, Any],
+                target: float = TARGET_SENSITIVITY, rounds: int = 1000) -> dict[str, Any]:
+    """What a site commissions on beyond the metrics at the card's threshold: the calibration curve and the
+    operating point chosen on the site's own cases (none for bone age)."""
+    if task in BINARY_TASKS:
+        y = [int(bool(lab["positive"])) for lab in labels]
+        s = [float(p["score"]) for p in predictions]
+        return {"calibration": calibration(y, s), "operating_point": binary_operating_point(y, s, target, rounds)}
+    if task == "nodule":
+        return {"operating_point": nodule_operating_point(metrics["curve"], target)}
+    return {}
 
 
 def _operating_point(curve: dict[str, list[float]], threshold: float) -> tuple[float, float]:
@@ -197,14 +260,14 @@ def subgroups(task: str, labels: Labels, predictions: Predictions, groups: Seque
 
 
 def evaluate(task: str, labels: Labels, predictions: Predictions, groups: Sequence[dict[str, str]] | None = None,
-             threshold: float | None = None, rounds: int = 1000) -> dict[str, Any]:
+             threshold: float | None = None, rounds: int = 1000,
+             target_sensitivity: float = TARGET_SENSITIVITY) -> dict[str, Any]:
     """``{"metrics": ..., "subgroups": ...}`` of one task's predictions against its labels."""
     groups = list(groups) if groups is not None else [{} for _ in labels]
     if not (len(labels) == len(predictions) == len(groups)):
         raise ValueError(f"{len(labels)} labels, {len(predictions)} predictions, {len(groups)} groups")
     if not labels:
         raise ValueError("no cases to evaluate")
-    return {
-        "metrics": task_metrics(task, labels, predictions, threshold, rounds),
-        "subgroups": subgroups(task, labels, predictions, groups, threshold, rounds),
-    }
+    metrics = task_metrics(task, labels, predictions, threshold, rounds)
+    metrics.update(site_curves(task, labels, predictions, metrics, target_sensitivity, rounds))
+    return {"metrics": metrics, "subgroups": subgroups(task, labels, predictions, groups, threshold, rounds)}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -26,7 +27,15 @@ METRIC_NAMES = {
     "mae": "MAE (months)", "rmse": "RMSE (months)", "bias": "Bias (months)",
     "positives": "Positives", "nodules": "Nodules",
 }
-GROUP_NAMES = {"sex": "Sex", "age_band": "Age band", "scanner": "Scanner model", "slice_thickness": "Slice thickness"}
+GROUP_NAMES = {"sex": "Sex", "age_band": "Age band", "manufacturer": "Manufacturer", "scanner": "Scanner model",
+               "kernel": "Reconstruction kernel", "slice_thickness": "Slice thickness"}
+
+METRICS_TABLE = """<table id="metrics">
+<tr><th>Metric</th><th>Value</th><th>95% CI</th><th>Notes</th></tr>
+{% for row in metric_rows %}<tr><td>{{ row[0] }}</td><td class="num">{{ row[1] }}</td>
+<td class="num">{{ row[2] }}</td><td>{{ row[3] }}</td></tr>
+{% endfor %}</table>"""
+"""The main metrics table (`metric_rows`), also in the commissioning report (`radtriage.governance.report`)."""
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -53,18 +62,15 @@ figcaption { font-size: .9em; color: #555; }
 {% if doc.model.not_for %}<dt>Not for</dt><dd>{{ doc.model.not_for | join("; ") }}</dd>{% endif %}
 <dt>Dataset</dt><dd><code>{{ doc.dataset.path }}</code> (layout {{ doc.dataset.layout }})</dd>
 <dt>Date</dt><dd>{{ doc.created }}</dd>
-<dt>Cases</dt><dd>{{ doc.n }} evaluated{% if doc.n_failed %}, {{ doc.n_failed }} failed (listed below){% endif %}</dd>
+<dt>Cases</dt><dd>{{ doc.n }} evaluated{% if doc.n_failed %}, {{ doc.n_failed }} failed (listed below){% endif %}
+{%- if doc.get("n_refused") %}, {{ doc.n_refused }} refused by the input guard (outside the validated range; listed below){% endif %}</dd>
 <dt>Operating threshold</dt><dd>{{ fmt(doc.threshold, 4) }}</dd>
 <dt>Confidence intervals</dt><dd>95%, percentile bootstrap over cases, {{ doc.bootstrap_rounds }} resamples</dd>
 <dt>radtriage</dt><dd>{{ doc.radtriage_version }}</dd>
 </dl>
 
 <h2>Metrics</h2>
-<table id="metrics">
-<tr><th>Metric</th><th>Value</th><th>95% CI</th><th>Notes</th></tr>
-{% for row in metric_rows %}<tr><td>{{ row[0] }}</td><td class="num">{{ row[1] }}</td>
-<td class="num">{{ row[2] }}</td><td>{{ row[3] }}</td></tr>
-{% endfor %}</table>
+{{ metrics_table }}
 
 <h2>Figures</h2>
 {% for fig in figures %}<figure><img alt="{{ fig.title }}" src="data:image/png;base64,{{ fig.png }}" width="480">
@@ -88,6 +94,10 @@ median {{ fmt(doc.timing.median_s, 3) }} s,
 {% if doc.failed %}<h2>Failed cases</h2>
 <table><tr><th>Case</th><th>Error</th></tr>
 {% for f in doc.failed %}<tr><td>{{ f.id }}</td><td>{{ f.error }}</td></tr>{% endfor %}
+</table>{% endif %}
+{% if doc.get("refused") %}<h2>Refused by the input guard</h2>
+<table><tr><th>Case</th><th>Reason</th></tr>
+{% for f in doc.refused %}<tr><td>{{ f.id }}</td><td>{{ f.reason }}</td></tr>{% endfor %}
 </table>{% endif %}
 <p class="banner">{{ doc.disclaimer }}</p>
 </body></html>
@@ -150,6 +160,21 @@ def metric_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ba = m["bland_altman"]
         rows.append(("Bland-Altman bias (predicted - true, months)", fmt(ba["bias"], 1), "", ""))
         rows.append(("95% limits of agreement (months)", f"{fmt(ba['lower'], 1)} to {fmt(ba['upper'], 1)}", "", ""))
+    return rows + site_rows(m)
+
+
+def site_rows(m: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The operating point chosen on these cases and the calibration's Brier score, as metric rows."""
+    rows: list[tuple[str, str, str, str]] = []
+    op = m.get("operating_point")
+    if op:
+        target = f"sensitivity >= {fmt(op['target_sensitivity'], 2)}"
+        rows.append((f"Site operating point ({target}): threshold", fmt(op["threshold"], 4), "", ""))
+        for k in ("sensitivity", "specificity", "fp_per_scan"):
+            if k in op:
+                rows.append((f"Site operating point: {k.replace('_', ' ')}", *_value_ci(k, op[k]), ""))
+    if m.get("calibration"):
+        rows.append(("Brier score (calibration)", fmt(m["calibration"]["brier"], 4), "", "lower is better"))
     return rows
 
 
@@ -261,18 +286,40 @@ def scatter_figure(doc: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def calibration_figure(doc: dict[str, Any]) -> str:
+    cal = doc["metrics"]["calibration"]
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    xs, ys = [b["mean_score"] for b in cal["bins"]], [b["observed"] for b in cal["bins"]]
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    ax.plot(xs, ys, marker="o", label=f"Brier {fmt(cal['brier'], 3)}")
+    for x, y, b in zip(xs, ys, cal["bins"]):
+        ax.annotate(str(b["n"]), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xlabel="mean predicted score (bin)", ylabel="observed fraction positive", xlim=(-0.02, 1.02),
+           ylim=(-0.02, 1.02), title=f"Calibration: {doc['task']} (cases per bin marked)")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 FIGURES = {
-    "ich": (("ROC curve", roc_figure),),
-    "lvo": (("ROC curve", roc_figure),),
+    "ich": (("ROC curve", roc_figure), ("Calibration curve", calibration_figure)),
+    "lvo": (("ROC curve", roc_figure), ("Calibration curve", calibration_figure)),
     "nodule": (("FROC curve", froc_figure),),
     "bone_age": (("Bland-Altman plot", bland_altman_figure), ("Predicted vs true bone age", scatter_figure)),
 }
 
 
+def metrics_table(doc: dict[str, Any]) -> markupsafe.Markup:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return markupsafe.Markup(env.from_string(METRICS_TABLE).render(metric_rows=metric_rows(doc)))
+
+
 def render(doc: dict[str, Any]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    figures = [{"title": title, "png": draw(doc)} for title, draw in FIGURES[doc["task"]]]
-    return env.from_string(TEMPLATE).render(doc=doc, fmt=fmt, metric_rows=metric_rows(doc), figures=figures,
+    figures = [{"title": title, "png": draw(doc)} for title, draw in FIGURES[doc["task"]]
+               if draw is not calibration_figure or doc["metrics"].get("calibration")]
+    return env.from_string(TEMPLATE).render(doc=doc, fmt=fmt, metrics_table=metrics_table(doc), figures=figures,
                                             subgroup_tables=subgroup_tables(doc))
 
 

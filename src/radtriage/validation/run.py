@@ -5,9 +5,13 @@ folder, list the dataset's examples (`radtriage.datasets.layouts`: the
 synthetic layout or a public one), load each volume, run the task's
 predictor and time it, then hand labels, predictions and groups to
 `radtriage.validation.evaluate` and the results to
-`radtriage.validation.report`. A case whose image cannot be read or run is
-listed under ``failed`` and left out of the metrics; nothing is written
-outside the output folder.
+`radtriage.validation.report`. Each loaded case first passes the input guard
+(`radtriage.inference.guard`) as on the live path: a case outside the model's
+validated range is listed under ``refused`` and counted (``n_refused``), not
+measured. A case whose image cannot be read or run is listed under ``failed``
+and left out of the metrics; nothing is written outside the output folder.
+Studies already stored in radtriage are validated from a truth CSV by
+`radtriage.validation.site`, through `finish`, into the same document.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ import numpy as np
 
 import radtriage
 from radtriage.datasets import Example
+from radtriage.inference import guard
 from radtriage.inference.card import CARD_FILE, ModelCard, ModelCardError
+from radtriage.inference.runner import OutsideValidatedRange
+from radtriage.validation.evaluate import TARGET_SENSITIVITY
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,11 @@ class CaseResult:
     prediction: dict[str, Any] | None = None
     seconds: float | None = None
     error: str | None = None
+    refused: str | None = None  # outside the model's validated range (the input guard's reason)
+
+    @property
+    def measured(self) -> bool:
+        return self.error is None and self.refused is None
 
 
 @dataclass
@@ -183,8 +195,10 @@ def jsonable(obj: Any) -> Any:
 
 
 def predict_cases(model: Any, predict: Callable, cases: Iterable[Example], limit: int | None = None,
-                  progress: Callable[[int, CaseResult], None] | None = None) -> list[CaseResult]:
-    """Load and predict each example (at most ``limit``), timing the prediction; failures are kept, not raised."""
+                  progress: Callable[[int, CaseResult], None] | None = None,
+                  check_range: bool = True) -> list[CaseResult]:
+    """Load, guard and predict each example (at most ``limit``), timing the prediction; refusals by the input
+    guard and failures are kept, not raised."""
     results: list[CaseResult] = []
     for ex in cases:
         if limit is not None and len(results) >= limit:
@@ -192,9 +206,13 @@ def predict_cases(model: Any, predict: Callable, cases: Iterable[Example], limit
         r = CaseResult(id=ex.id, label=ex.label, groups=dict(ex.groups))
         try:
             volume = ex.load()
-            t0 = time.perf_counter()
-            r.prediction = predict(model, volume)
-            r.seconds = time.perf_counter() - t0
+            outside = guard.failures(model.card, volume) if check_range else []
+            if outside:
+                r.refused = str(OutsideValidatedRange(outside))
+            else:
+                t0 = time.perf_counter()
+                r.prediction = predict(model, volume)
+                r.seconds = time.perf_counter() - t0
         except Exception as exc:  # one unreadable case must not end a validation run
             r.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             log.warning("validation case %s failed: %s", ex.id, type(exc).__name__)
@@ -212,9 +230,12 @@ def timing(seconds: list[float]) -> dict[str, Any]:
             "p95_s": float(np.percentile(s, 95)), "max_s": float(s.max()), "total_s": float(s.sum())}
 
 
-def build_document(card: ModelCard, model_dir: Path, dataset: Path, layout: str | None, threshold: float | None,
-                   rounds: int, results: list[CaseResult], evaluation: dict[str, Any]) -> dict[str, Any]:
-    ok = [r for r in results if r.error is None]
+def build_document(card: ModelCard, model_dir: Path, dataset: Path | None, layout: str | None,
+                   threshold: float | None, rounds: int, results: list[CaseResult], evaluation: dict[str, Any],
+                   source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics.json document; ``source`` (what the cases are) replaces the dataset folder and layout for
+    cases that are not a dataset folder (stored studies, a silent trial's reads)."""
+    ok = [r for r in results if r.measured]
     return jsonable({
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "radtriage_version": radtriage.__version__,
@@ -222,16 +243,18 @@ def build_document(card: ModelCard, model_dir: Path, dataset: Path, layout: str 
         "model": {"id": card.id, "version": card.version, "task": card.task, "folder": str(model_dir),
                   "sha256": card.sha256, "architecture": card.architecture, "intended_use": card.intended_use,
                   "not_for": card.not_for, "training_data": card.training_data},
-        "dataset": {"path": str(dataset), "layout": layout or "auto"},
+        "dataset": source or {"path": str(dataset), "layout": layout or "auto", "kind": "retrospective"},
         "task": card.task,
         "n": len(ok),
-        "n_failed": len(results) - len(ok),
+        "n_failed": sum(r.error is not None for r in results),
+        "n_refused": sum(r.refused is not None for r in results),
         "threshold": threshold,
         "bootstrap_rounds": rounds,
         "metrics": evaluation["metrics"],
         "subgroups": evaluation["subgroups"],
         "timing": timing([r.seconds for r in ok if r.seconds is not None]),
         "failed": [{"id": r.id, "error": r.error} for r in results if r.error is not None],
+        "refused": [{"id": r.id, "reason": r.refused} for r in results if r.refused is not None],
         "cases": [{"id": r.id, "label": label_summary(card.task, r.label),
                    "prediction": prediction_summary(card.task, r.prediction),
                    "groups": r.groups, "seconds": round(r.seconds, 4) if r.seconds is not None else None}
@@ -242,11 +265,9 @@ def build_document(card: ModelCard, model_dir: Path, dataset: Path, layout: str 
 def validate(model: str, dataset: Path, *, layout: str | None = None, models_dir: Path = Path("models"),
              out: Path | None = None, threads: int = 2, limit: int | None = None, rounds: int = 1000,
              threshold: float | None = None, predict: Callable | None = None,
-             progress: Callable[[int, CaseResult], None] | None = None) -> Validation:
+             progress: Callable[[int, CaseResult], None] | None = None,
+             target_sensitivity: float = TARGET_SENSITIVITY) -> Validation:
     """Validate ``model`` (an id under ``models_dir`` or a folder) on ``dataset``; write the two files under ``out``."""
-    from radtriage.validation.evaluate import evaluate
-    from radtriage.validation.report import write_report
-
     dataset = Path(dataset)
     folder = model_folder(model, models_dir)
     net = load_model(folder, threads)
@@ -257,14 +278,36 @@ def validate(model: str, dataset: Path, *, layout: str | None = None, models_dir
     if not results:
         raise ValidationError(f"no {card.task} cases in {dataset} (layout {layout or 'auto'}); "
                               f"is it a dataset for a {card.task} model?")
-    ok = [r for r in results if r.error is None]
+    return finish(card, folder, results, Path(out) if out is not None else dataset / f"validation-{card.id}",
+                  operating_threshold(card, threshold), rounds, target_sensitivity,
+                  {"path": str(dataset), "layout": layout or "auto", "kind": "retrospective"})
+
+
+def document(card: ModelCard, folder: Path, results: list[CaseResult], threshold: float | None, rounds: int,
+             target_sensitivity: float, source: dict[str, Any]) -> dict[str, Any]:
+    """The metrics.json document of cases already run (the one place their metrics are computed: `validate`,
+    stored studies and a silent trial's reads all come here)."""
+    from radtriage.validation.evaluate import evaluate
+
+    ok = sorted((r for r in results if r.measured), key=lambda r: r.id)
     if not ok:
-        raise ValidationError(f"all {len(results)} cases failed; first: {results[0].id}: {results[0].error}")
-    thr = operating_threshold(card, threshold)
+        first = next((r for r in results if not r.measured), None)
+        raise ValidationError(f"no case could be measured ({len(results)} cases)"
+                              + (f"; first: {first.id}: {first.error or first.refused}" if first else ""))
     evaluation = evaluate(card.task, [r.label for r in ok], [r.prediction for r in ok], [r.groups for r in ok],
-                          thr, rounds)
-    doc = build_document(card, folder, dataset, layout, thr, rounds, results, evaluation)
-    out = Path(out) if out is not None else dataset / f"validation-{card.id}"
+                          threshold, rounds, target_sensitivity)
+    doc = build_document(card, folder, None, None, threshold, rounds,
+                         ok + [r for r in results if not r.measured], evaluation, source)
+    doc["target_sensitivity"] = target_sensitivity
+    return doc
+
+
+def finish(card: ModelCard, folder: Path, results: list[CaseResult], out: Path, threshold: float | None,
+           rounds: int, target_sensitivity: float, source: dict[str, Any]) -> Validation:
+    """Measure the cases and write ``metrics.json`` and ``report.html`` under ``out``."""
+    from radtriage.validation.report import write_report
+
+    doc = document(card, folder, results, threshold, rounds, target_sensitivity, source)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(doc, indent=2, allow_nan=False))
