@@ -352,12 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("validate", help="run a model over a labelled dataset; write metrics.json and report.html")
     s.add_argument("--model", metavar="ID_OR_PATH", help="model id under --models-dir, or a model folder")
     s.add_argument("--dataset", metavar="DIR", help="labelled dataset (radtriage synth output or a public layout)")
-    s.add_argument("--pipeline", help="instead of --model and --dataset: run this pipeline, as the service does, "
-                   "on the studies stored in radtriage that --truth names")
-    s.add_argument("--truth", metavar="CSV", help="with --pipeline: accession number -> truth, one row per study "
-                   "(nodules: per nodule)")
-    s.add_argument("--target-sensitivity", type=float, default=0.95, metavar="S",
-                   help="the site's operating point keeps at least this sensitivity (default 0.95)")
+    s.add_argument("--pipeline", help="or: run this pipeline as the service does on the stored studies of --truth")
+    s.add_argument("--truth", metavar="CSV", help="with --pipeline: accession -> truth (docs/operations.md)")
+    s.add_argument("--target-sensitivity", type=float, default=0.95, help="of the site's operating point")
     s.add_argument("--layout", help="dataset layout: synthetic, rsna-ich, luna16, rsna-bone-age (default: detected)")
     s.add_argument("--models-dir", default="models", metavar="DIR")
     s.add_argument("--out", metavar="DIR", help="output folder (default DATASET/validation-MODEL_ID)")
