@@ -101,6 +101,7 @@ from scipy.interpolate import make_interp_spline
 
 from radtriage.synth.dicom import CtSeries, StudyIdentity, make_study, write_ct_series
 from radtriage.synth.geometry import rotation
+from radtriage.synth.noise import binomial_noise as _noise
 
 SEGMENTS = ("ica_t", "m1", "m2")
 SIDES = ("left", "right")
@@ -757,26 +758,6 @@ def _tissue(head: _Head, lut: np.ndarray, floor_map: np.ndarray, zs, ys, xs) -> 
     iq += hb.astype(np.int32)
     del hb
     return lut.take(iq)
-
-
-def _noise(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
-    """Unit-variance CT-like noise: white noise through a [1 2 1] x [1 2 1] in-plane kernel.
-
-    The white noise is the sum of two uniform bytes (cheap to draw); after the
-    9-tap kernel its distribution is Gaussian to within a few per cent.
-    """
-    nz, ny, nx = shape
-    n = nz * (ny + 2) * (nx + 2)
-    w = np.frombuffer(rng.bytes(n), np.int8).astype(np.int16)
-    w += np.frombuffer(rng.bytes(n), np.int8)
-    w = w.reshape(nz, ny + 2, nx + 2)
-    a = w[:, :-1, :] + w[:, 1:, :]
-    a = a[:, :-1, :] + a[:, 1:, :]
-    a = a[:, :, :-1] + a[:, :, 1:]
-    a = a[:, :, :-1] + a[:, :, 1:]
-    out = a.astype(np.float32)
-    out *= np.float32(1.0 / (6.0 * math.sqrt(2 * (256.0**2 - 1) / 12.0)))
-    return out
 
 
 def _render(head: _Head, grid: Grid, sigma: float, segments: list[_Segment] | None,
