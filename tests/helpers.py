@@ -122,3 +122,53 @@ def wait_jobs_final(db, count: int, timeout: float = 300) -> list[dict]:
             return jobs
         time.sleep(0.2)
     raise AssertionError(f"jobs not finished in {timeout} s: {[(j['case_id'], j['state'], j['attempts']) for j in jobs]}")
+
+
+def start_orthanc(work: Path, aet: str = "ORTHANC") -> tuple[subprocess.Popen, int, int]:
+    """A fresh Orthanc (Debian package) in ``work``: (process, DICOM port, HTTP port); stop it with
+    `stop_process`. It accepts every storage SOP class from any calling AE, as a PACS in a test should."""
+    import json
+
+    exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    need_peer(Path(exe).exists(), "Orthanc")
+    (work / "storage").mkdir(parents=True, exist_ok=True)
+    dicom_port, http_port = free_port(), free_port()
+    cfg = work / "orthanc.json"
+    cfg.write_text(json.dumps({"Name": "test", "StorageDirectory": str(work / "storage"),
+                               "IndexDirectory": str(work / "storage"), "DicomAet": aet, "DicomPort": dicom_port,
+                               "HttpPort": http_port, "RemoteAccessAllowed": False, "AuthenticationEnabled": False}))
+    log = open(work / "orthanc.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen([exe, str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "TCP_NODELAY": "1"})
+    wait_port(dicom_port, proc=proc)
+    wait_port(http_port, proc=proc)
+    return proc, dicom_port, http_port
+
+
+def start_storescp(work: Path, sop_classes: list[str], aet: str = "STORESCP") -> tuple[subprocess.Popen, int]:
+    """dcmtk's storescp accepting only the named SOP classes (dcmtk names, e.g. CTImageStorage), writing
+    what it receives under ``work/in``: a PACS that refuses what is not in its list (many refuse SEG)."""
+    exe = need_binary("storescp")
+    (work / "in").mkdir(parents=True, exist_ok=True)
+    contexts = "\n".join(f"PresentationContext{i + 1} = {c}\\Uncompressed"
+                         for i, c in enumerate(["VerificationSOPClass", *sop_classes]))
+    cfg = work / "storescp.cfg"
+    cfg.write_text("[[TransferSyntaxes]]\n[Uncompressed]\nTransferSyntax1 = LocalEndianExplicit\n"
+                   "TransferSyntax2 = LittleEndianImplicit\n"
+                   f"[[PresentationContexts]]\n[Listed]\n{contexts}\n"
+                   "[[Profiles]]\n[Listed]\nPresentationContexts = Listed\n")
+    port = free_port()
+    log = open(work / "storescp.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen([exe, "-aet", aet, "-xf", str(cfg), "Listed", "-od", str(work / "in"), str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

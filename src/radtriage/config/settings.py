@@ -21,6 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radtriage.config.exports import ExportSettings
+
 # configs/radtriage.yaml beside the repository root when run from a checkout.
 DEFAULT_CONFIG_FILE = Path("configs/radtriage.yaml")
 
@@ -192,6 +194,8 @@ class Settings(BaseSettings):
     # invalid file stops start-up in production; in development alerts are then off, with a warning.
     alerting_file: Path | None = Path("configs/alerting.yaml")
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
+    # Where live results go: PACS (DICOM), RIS (HL7 v2), EMR (FHIR); none unless named (configs/radtriage.yaml)
+    exports: ExportSettings = Field(default_factory=ExportSettings)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from radtriage.db.clock import aware
 from radtriage.db.engine import Database
@@ -67,18 +68,25 @@ def renew_lease(db: Database, job_id: int, worker: str, lease_s: float, now: dt.
 
 
 def record_results(db: Database, job_id: int, rows: list[dict[str, Any]], state: str = "done",
-                   note: str | None = None, now: dt.datetime | None = None) -> list[str]:
-    """Store each pipeline's result of a job (once) and close the job; returns the pipelines that were new."""
+                   note: str | None = None, now: dt.datetime | None = None,
+                   then: Callable[[Connection, list[dict[str, Any]], dt.datetime], Any] | None = None) -> list[str]:
+    """Store each pipeline's result of a job (once) and close the job; returns the pipelines that were new.
+    ``then(conn, recorded, now)`` runs in the same transaction with the new rows (with their ``id``): what
+    the caller decides from them (the exports they queue) is written with them or not at all."""
     now = now or _now()
     new: list[str] = []
+    recorded: list[dict[str, Any]] = []
     with db.write() as conn:
         have = set(conn.execute(select(results.c.pipeline_id).where(results.c.job_id == job_id)).scalars())
         for row in rows:
             if row["pipeline_id"] in have:
                 continue
-            conn.execute(results.insert().values(job_id=job_id, created_at=now, **row))
+            rid = conn.execute(results.insert().values(job_id=job_id, created_at=now, **row)).inserted_primary_key[0]
+            recorded.append({**row, "id": rid})
             have.add(row["pipeline_id"])
             new.append(row["pipeline_id"])
+        if then is not None and recorded:
+            then(conn, recorded, now)
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(
             state=state, lease_until=None, last_error=note, updated_at=now))
     return new

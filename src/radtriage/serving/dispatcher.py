@@ -76,6 +76,7 @@ class Dispatcher(Background):
         self.settings, self.db, self.runner = settings, db, runner
         self.specs = {s.id: s for s in specs}
         self.priority, self.on_result = priority, on_result
+        self.on_recorded: Callable[[Any, list[dict[str, Any]], Any], Any] | None = None  # in the recording transaction
         self.states = states or (lambda _pid: LIVE)
         self.worker = f"dispatcher-{uuid.uuid4().hex[:8]}"
 
@@ -184,7 +185,7 @@ class Dispatcher(Background):
                          "series_uid": case.series_uid, "task": result.task, "model_id": result.model_id,
                          "model_version": result.model_version, "positive": result.positive, "priority": prio,
                          "result": result.model_dump(mode="json"), "state": states[pid].state})
-        new = ledger.record_results(self.db, job.id, rows, note=note)
+        new = ledger.record_results(self.db, job.id, rows, note=note, then=self.on_recorded)
         said = [f"{p} {results[p][1]}" + ("" if states[p].live else f" ({states[p].state})") for p in outcomes]
         log.info("job %s: %s%s", job.id, ", ".join(said), f" ({note})" if note else "")
         if self.on_result is not None:
