@@ -108,3 +108,20 @@ def test_a_withdrawal_follows_the_result_once_and_a_new_result_after_it_is_not_a
 def test_no_destinations_queue_nothing(db: Database) -> None:
     _record(db, _job(db, "1.2.6", "1.2.6.1"), _result("stroke_ich", "1.2.6", "1.2.6.1"), settings=ExportSettings())
     assert _queued(db) == []
+
+
+def test_a_reader_disagreeing_withdraws_the_exported_result(db: Database) -> None:
+    from radtriage.api.studies import _withdraw_if_wrong
+    from radtriage.db import accounts, worklist
+
+    _record(db, _job(db, "1.2.7", "1.2.7.1"), _result("stroke_ich", "1.2.7", "1.2.7.1"))
+    rid = int(_queued(db)[0][0])
+    accounts.add_user(db, "reader", "radiologist", "a long enough password 1", "Reader")
+    uid = accounts.get_user(db, "reader").id
+    worklist.add_feedback(db, "1.2.7", rid, "ich", uid, "reader", "radiologist", "agree", None,
+                          then=_withdraw_if_wrong)
+    assert len(_queued(db)) == 2  # agreeing changes nothing
+    worklist.add_feedback(db, "1.2.7", rid, "ich", uid, "reader", "radiologist", "disagree", "old infarct",
+                          then=_withdraw_if_wrong)
+    assert [(t, p["status"], p["reason"]) for _, t, _, p in _queued(db)[2:]] == [
+        ("pacs", WITHDRAWN, "marked wrong by the reader"), ("ris", WITHDRAWN, "marked wrong by the reader")]

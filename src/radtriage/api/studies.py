@@ -21,6 +21,7 @@ from radtriage.api.schemas import FeedbackIn, FindingOut, ResultOut, StudyDetail
 from radtriage.api.worklist import item
 from radtriage.db import audit, worklist
 from radtriage.db.clock import utcnow
+from radtriage.exports import plan
 
 router = APIRouter(prefix="/api/v1", tags=["studies"])
 
@@ -100,5 +101,11 @@ def give_feedback(request: Request, study_uid: StudyUid, body: FeedbackIn, user:
                   ) -> dict[str, int]:
     """Agree, disagree or not sure about one AI finding, with a comment; kept for monitoring."""
     fid = worklist.add_feedback(db, study_uid, body.result_id, body.finding_code, user.id, user.username,
-                                user.role, body.verdict, body.comment, client_of(request))
+                                user.role, body.verdict, body.comment, client_of(request), then=_withdraw_if_wrong)
     return {"id": fid}
+
+
+def _withdraw_if_wrong(conn: Any, result_id: int, verdict: str, now: Any) -> None:
+    """A reader who disagrees with a finding marks the result wrong: what was exported of it is withdrawn."""
+    if verdict == "disagree":
+        plan.queue_withdrawal(conn, [result_id], "marked wrong by the reader", now)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from radtriage.db.clock import aware
-from radtriage.db.tables import instances, jobs, outbox, results, series, studies
+from radtriage.db.tables import instances, jobs, outbox, results, series, studies, worklist
 
 KIND = "export"  # radtriage.exports.KIND: the outbox rows of results out
 
@@ -50,3 +50,12 @@ def add_notes(conn: Connection, row_id: int, notes: list[str]) -> None:
     if payload is not None:
         conn.execute(update(outbox).where(outbox.c.id == row_id).values(
             payload={**payload, "notes": [*payload.get("notes", []), *notes][-10:]}))
+
+
+def exported_unread_results(conn: Connection, pipeline_id: str) -> list[int]:
+    """Ids of the pipeline's live results that were queued for export and whose study is not yet read."""
+    q = (select(results.c.id).distinct()
+         .join(worklist, worklist.c.study_uid == results.c.study_uid)
+         .join(outbox, (outbox.c.kind == KIND) & (outbox.c.subject == results.c.id.cast(outbox.c.subject.type)))
+         .where(results.c.pipeline_id == pipeline_id, results.c.state == "live", worklist.c.status == "unread"))
+    return list(conn.execute(q).scalars())

@@ -304,7 +304,10 @@ def mark_reported(db: Database, study_uid: str, username: str, role: str, client
 
 
 def add_feedback(db: Database, study_uid: str, result_id: int, finding_code: str, user_id: int, username: str,
-                 role: str, verdict: str, comment: str | None, client: str | None = None) -> int:
+                 role: str, verdict: str, comment: str | None, client: str | None = None,
+                 then: Callable[[Connection, int, str, datetime], Any] | None = None) -> int:
+    """Keep a reader's verdict on one AI finding; ``then(conn, result_id, verdict, now)`` runs in the same
+    transaction (a "disagree" withdraws what was exported of the result: `radtriage.exports.plan`)."""
     now = utcnow()
     with db.write() as conn:
         hit = conn.execute(select(results.c.id).where(results.c.id == result_id,
@@ -317,6 +320,8 @@ def add_feedback(db: Database, study_uid: str, result_id: int, finding_code: str
         audit.record(conn, "feedback", username, role, study_uid, client=client, at=now,
                      detail={"result_id": result_id, "finding": finding_code, "verdict": verdict})
         conn.execute(update(worklist).where(worklist.c.study_uid == study_uid).values(updated_at=now))
+        if then is not None:
+            then(conn, result_id, verdict, now)
     return int(fid)
 
 
