@@ -12,6 +12,7 @@ from radtriage import __version__
 from radtriage.api import alerts, dicomweb, health, live, pages, session, studies, worklist
 from radtriage.api import audit as audit_api
 from radtriage.api import conflicts as conflicts_api
+from radtriage.api import exports as exports_api
 from radtriage.api import models as models_api
 from radtriage.api import shadow as shadow_api
 from radtriage.api.auth import LoginLimiter
@@ -46,7 +47,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(OperatorPagesGuard, enabled=services.settings.http_is_exposed)
     for resource in (health, dicomweb, session, worklist, studies, audit_api, live, alerts, conflicts_api,
-                     shadow_api, models_api, pages):  # one router per resource; the pages last
+                     shadow_api, models_api, exports_api, pages):  # one router per resource; the pages last
         app.include_router(resource.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

@@ -59,3 +59,29 @@ def exported_unread_results(conn: Connection, pipeline_id: str) -> list[int]:
          .join(outbox, (outbox.c.kind == KIND) & (outbox.c.subject == results.c.id.cast(outbox.c.subject.type)))
          .where(results.c.pipeline_id == pipeline_id, results.c.state == "live", worklist.c.status == "unread"))
     return list(conn.execute(q).scalars())
+
+
+def failed_exports(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Exports given up on (or retrying after an error), newest first: for the admin's deliveries view."""
+    q = (select(outbox.c.id, outbox.c.subject, outbox.c.target, outbox.c.channel, outbox.c.payload, outbox.c.state,
+                outbox.c.attempts, outbox.c.last_error, outbox.c.created_at, outbox.c.finished_at,
+                results.c.study_uid, results.c.pipeline_id)
+         .join(results, results.c.id == outbox.c.subject.cast(results.c.id.type))
+         .where(outbox.c.kind == KIND, (outbox.c.state == "failed") | ((outbox.c.state == "pending")
+                                                                       & outbox.c.last_error.is_not(None)))
+         .order_by(outbox.c.id.desc()).limit(limit))
+    return [{**dict(r), "result_id": int(r["subject"]), "created_at": aware(r["created_at"]),
+             "finished_at": aware(r["finished_at"])} for r in conn.execute(q).mappings()]
+
+
+def retry_export(conn: Connection, row_id: int, now: Any) -> bool:
+    """Send a failed export again, due now, with its attempts counted afresh; whether it was failed."""
+    q = update(outbox).where(outbox.c.id == row_id, outbox.c.kind == KIND, outbox.c.state == "failed")
+    return conn.execute(q.values(state="pending", attempts=0, next_attempt_at=now, finished_at=None,
+                                 lease_until=None)).rowcount == 1
+
+
+def give_up_export(conn: Connection, row_id: int, now: Any) -> bool:
+    """Stop retrying an export (an admin's decision: the destination will never take it); whether it was pending."""
+    q = update(outbox).where(outbox.c.id == row_id, outbox.c.kind == KIND, outbox.c.state == "pending")
+    return conn.execute(q.values(state="cancelled", finished_at=now)).rowcount == 1

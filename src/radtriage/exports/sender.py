@@ -68,7 +68,8 @@ class ExportSender:
         if notes:
             rows.add_notes(conn, item["id"], notes)
         action = "result_exported" if attempt.outcome == "delivered" else "result_export_failed"
-        audit.record(conn, action, actor="radtriage", role="system",
+        study_uid = attempt.context[1].study_uid if attempt.context else None
+        audit.record(conn, action, actor="radtriage", role="system", study_uid=study_uid,
                      detail={"result": p.get("result_id"), "destination": item["target"], "channel": item["channel"],
                              "status": p.get("status"), "revision": p.get("revision"),
                              **({"error": attempt.error} if attempt.error else {}), **({"notes": notes} if notes else {})})

@@ -60,7 +60,7 @@
     return sec;
   }
 
-  function draw(d, alerts) {
+  function draw(d, alerts, exportsList) {
     const e = d.entry;
     box.replaceChildren();
     const head = RT.text("div", "", "study-head");
@@ -106,6 +106,14 @@
       d.feedback.forEach((f) => ul.append(RT.text("li", f.username + ": " + f.verdict + " (" + f.finding_code + ")" + (f.comment ? " - " + f.comment : ""))));
       fb.append(ul); box.append(fb);
     }
+    if (exportsList && exportsList.length) {
+      const ex = RT.text("section", "", "exports");
+      ex.append(RT.text("h2", "Sent to"));
+      const ul = document.createElement("ul");
+      exportsList.forEach((x) => ul.append(RT.text("li", [x.destination + " (" + x.channel + ")", x.status + (x.revision ? " r" + x.revision : ""),
+        x.state + (x.state === "retrying" || x.state === "refused" ? ": " + (x.error || "") : ""), ...(x.notes || [])].join(" · "))));
+      ex.append(ul); box.append(ex);
+    }
     const al = drawAlerts(alerts);
     if (al) box.append(al);
     const se = RT.text("section", "", "series");
@@ -117,7 +125,8 @@
 
   async function load() {
     const alerts = RT.api("GET", "/api/v1/alerts?study_uid=" + encodeURIComponent(uid)).catch(() => null);  // 503: alerting off
-    try { draw(await RT.api("GET", "/api/v1/studies/" + uid), await alerts); }
+    const sent = RT.api("GET", "/api/v1/studies/" + uid + "/exports").catch(() => null);
+    try { draw(await RT.api("GET", "/api/v1/studies/" + uid), await alerts, await sent); }
     catch (e) { box.replaceChildren(RT.text("p", e.message, "error")); }
   }
   RT.live(load);
