@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from radtriage.config import load_settings
 from radtriage.logs import setup_logging
@@ -316,6 +317,39 @@ def _positive_int(value: str) -> int:
     return int(value)
 
 
+def _add_synth(sub: Any) -> None:
+    from radtriage.synth.run import GENERATORS
+
+    s = sub.add_parser("synth", help="write synthetic studies with ground truth (and send them)")
+    s.add_argument("kind", choices=sorted(GENERATORS))
+    s.add_argument("--n", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--opt", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="generator option, e.g. matrix=128 or positive=true (repeatable)")
+    s.add_argument("--send", type=_hostport, metavar="HOST:PORT", help="also C-STORE them, as a scanner")
+    s.add_argument("--aet", default="SYNTH_CT", help="calling AE title when sending")
+    s.add_argument("--aec", default="RADTRIAGE", help="called AE title when sending")
+    s.set_defaults(func=cmd_synth)
+
+
+def _add_validate(sub: Any) -> None:
+    s = sub.add_parser("validate", help="run a model over a labelled dataset; write metrics.json and report.html")
+    s.add_argument("--model", metavar="ID_OR_PATH", help="model id under --models-dir, or a model folder")
+    s.add_argument("--dataset", metavar="DIR", help="labelled dataset (radtriage synth output or a public layout)")
+    s.add_argument("--pipeline", help="or: run this pipeline as the service does on the stored studies of --truth")
+    s.add_argument("--truth", metavar="CSV", help="with --pipeline: accession -> truth (docs/operations.md)")
+    s.add_argument("--target-sensitivity", type=float, default=0.95, help="of the site's operating point")
+    s.add_argument("--layout", help="dataset layout: synthetic, rsna-ich, luna16, rsna-bone-age (default: detected)")
+    s.add_argument("--models-dir", default="models", metavar="DIR")
+    s.add_argument("--out", metavar="DIR", help="output folder (default DATASET/validation-MODEL_ID)")
+    s.add_argument("--threads", type=_positive_int, default=2, help="ONNX Runtime threads")
+    s.add_argument("--limit", type=_positive_int, metavar="N", help="validate at most N cases")
+    s.add_argument("--bootstrap", type=int, default=1000, metavar="ROUNDS", help="bootstrap resamples for 95%% CIs")
+    s.add_argument("--threshold", type=float, help="operating threshold (default: the model card's)")
+    s.set_defaults(func=cmd_validate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="radtriage", description=__doc__)
     p.add_argument("--config", help="settings file (default configs/radtriage.yaml)")
@@ -335,34 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--aec", default="RADTRIAGE", help="called AE title")
     s.set_defaults(func=cmd_send)
 
-    from radtriage.synth.run import GENERATORS
-
-    s = sub.add_parser("synth", help="write synthetic studies with ground truth (and send them)")
-    s.add_argument("kind", choices=sorted(GENERATORS))
-    s.add_argument("--n", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True)
-    s.add_argument("--opt", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="generator option, e.g. matrix=128 or positive=true (repeatable)")
-    s.add_argument("--send", type=_hostport, metavar="HOST:PORT", help="also C-STORE them, as a scanner")
-    s.add_argument("--aet", default="SYNTH_CT", help="calling AE title when sending")
-    s.add_argument("--aec", default="RADTRIAGE", help="called AE title when sending")
-    s.set_defaults(func=cmd_synth)
-
-    s = sub.add_parser("validate", help="run a model over a labelled dataset; write metrics.json and report.html")
-    s.add_argument("--model", metavar="ID_OR_PATH", help="model id under --models-dir, or a model folder")
-    s.add_argument("--dataset", metavar="DIR", help="labelled dataset (radtriage synth output or a public layout)")
-    s.add_argument("--pipeline", help="or: run this pipeline as the service does on the stored studies of --truth")
-    s.add_argument("--truth", metavar="CSV", help="with --pipeline: accession -> truth (docs/operations.md)")
-    s.add_argument("--target-sensitivity", type=float, default=0.95, help="of the site's operating point")
-    s.add_argument("--layout", help="dataset layout: synthetic, rsna-ich, luna16, rsna-bone-age (default: detected)")
-    s.add_argument("--models-dir", default="models", metavar="DIR")
-    s.add_argument("--out", metavar="DIR", help="output folder (default DATASET/validation-MODEL_ID)")
-    s.add_argument("--threads", type=_positive_int, default=2, help="ONNX Runtime threads")
-    s.add_argument("--limit", type=_positive_int, metavar="N", help="validate at most N cases")
-    s.add_argument("--bootstrap", type=int, default=1000, metavar="ROUNDS", help="bootstrap resamples for 95%% CIs")
-    s.add_argument("--threshold", type=float, help="operating threshold (default: the model card's)")
-    s.set_defaults(func=cmd_validate)
+    _add_synth(sub)
+    _add_validate(sub)
 
     s = sub.add_parser("users", help="manage accounts: add, list, disable, token")
     s.add_argument("action", choices=["add", "list", "disable", "token"])
