@@ -88,7 +88,8 @@ def test_each_task_builds_a_valid_oru_that_parses_back(task: str) -> None:
     assert [r[1] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
     # the study's presence first, then the algorithm, then each finding in its own OBX-4 group
     assert rows[0][2:6] == ["CWE", f"{task}^{rows[0][3].split('^')[1]}^99RTG", "41.0", "52101004^Present^SCT"]
-    assert ["111001^Algorithm Name^DCM", TASKS[task].model_id] == [r for r in rows if r[3].startswith("111001")][0][3:6:2]
+    algorithm = next(r for r in rows if r[3].startswith("111001"))
+    assert (algorithm[3], algorithm[5]) == ("111001^Algorithm Name^DCM", TASKS[task].model_id)
     assert {r[4] for r in rows} >= {"41.0", "41.1"}
 
 

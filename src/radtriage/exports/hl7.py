@@ -236,7 +236,8 @@ class MllpClient:
                  max_ack_bytes: int = 1 << 20) -> None:
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.server_hostname = server_hostname or host
-        self.connect_timeout_s, self.read_timeout_s, self.max_ack_bytes = connect_timeout_s, read_timeout_s, max_ack_bytes
+        self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
+        self.max_ack_bytes = max_ack_bytes
 
     def send(self, message: str | Message) -> Ack:
         """Deliver ``message`` and return its accepting ACK, or raise `SendError`."""
