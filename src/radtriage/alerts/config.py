@@ -241,6 +241,15 @@ class Links(_Strict):
         return v
 
 
+class MonitorNotify(_Strict):
+    """Who hears from the model monitor (`radtriage.monitor`): ``warn`` when a live pipeline leaves its expected
+    ranges, ``page`` (the admin on call) when the monitor demoted one; on each of ``channels`` they have."""
+
+    warn: list[Target] = Field(min_length=1)
+    page: list[Target] = Field(min_length=1)
+    channels: list[ChannelName] = Field(min_length=1)
+
+
 class AlertingConfig(_Strict):
     enabled: bool = True
     # Whom to call when alerting is off on this server (a phone number, an extension, a desk): shown
@@ -255,6 +264,7 @@ class AlertingConfig(_Strict):
     teams: dict[Name, Team] = Field(default_factory=dict)
     rotas: dict[Name, Rota] = Field(default_factory=dict)
     policies: dict[Name, Policy] = Field(default_factory=dict)
+    monitor: MonitorNotify | None = None  # none: the monitor's warnings show on the worklist and in the log only
 
     @model_validator(mode="after")
     def _references(self) -> "AlertingConfig":
@@ -279,17 +289,25 @@ class AlertingConfig(_Strict):
             if policy.late is not None:
                 routes.append((f"policies.{pname}.late.levels", policy.late.levels))
             for prefix, li, level in [(p, i, lv) for p, levels in routes for i, lv in enumerate(levels)]:
-                for ti, t in enumerate(level.notify):
-                    where = f"{prefix}.{li}.notify.{ti}"
-                    if t.oncall is not None:
-                        _known(f"{where}.oncall", t.oncall, self.rotas, "rota")
-                    if t.member is not None:
-                        _known(f"{where}.member", t.member, members, "member")
-                    if t.team is not None:
-                        _known(f"{where}.team", t.team, self.teams, "team")
+                self._targets_known(f"{prefix}.{li}.notify", level.notify, members)
                 if "email" in level.channels and self.channels.email is None:
                     raise ValueError(f"{prefix}.{li}.channels: email needs channels.email (the SMTP relay)")
+        if self.monitor is not None:
+            self._targets_known("monitor.warn", self.monitor.warn, members)
+            self._targets_known("monitor.page", self.monitor.page, members)
+            if "email" in self.monitor.channels and self.channels.email is None:
+                raise ValueError("monitor.channels: email needs channels.email (the SMTP relay)")
         return self
+
+    def _targets_known(self, prefix: str, targets: list[Target], members: Mapping[str, str]) -> None:
+        for ti, t in enumerate(targets):
+            where = f"{prefix}.{ti}"
+            if t.oncall is not None:
+                _known(f"{where}.oncall", t.oncall, self.rotas, "rota")
+            if t.member is not None:
+                _known(f"{where}.member", t.member, members, "member")
+            if t.team is not None:
+                _known(f"{where}.team", t.team, self.teams, "team")
 
     # -- look-ups ----------------------------------------------------------------
     def member(self, member_id: str) -> Member | None:

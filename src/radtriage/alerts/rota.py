@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from radtriage.alerts.config import DAYS, AlertingConfig, Level, Rota, Shift
+from radtriage.alerts.config import DAYS, AlertingConfig, Level, Rota, Shift, Target
 
 
 def _covers(shift: Shift, local: dt.datetime) -> bool:
@@ -38,8 +38,13 @@ def on_call(config: AlertingConfig, rota: Rota, at: dt.datetime) -> list[str]:
 
 def recipients(config: AlertingConfig, level: Level, at: dt.datetime) -> list[str]:
     """The member ids a level notifies at ``at`` (each once, in the order the level names them)."""
+    return targets(config, level.notify, at)
+
+
+def targets(config: AlertingConfig, notify: list[Target], at: dt.datetime) -> list[str]:
+    """The member ids ``notify`` names at ``at``: on call in a rota, a member, a team's members (each once)."""
     out: list[str] = []
-    for target in level.notify:
+    for target in notify:
         if target.oncall is not None:
             out += on_call(config, config.rotas[target.oncall], at)
         elif target.member is not None:

@@ -47,6 +47,8 @@ SERIES_HEADER_KEYWORDS = (
     "ImageType",
     "SliceThickness",
     "ConvolutionKernel",
+    "KVP",  # with the kernel, thickness, spacing and scanner: the input mix the model monitor follows
+    "PixelSpacing",
     "ContrastBolusAgent",
     "PatientAge",
     "PatientSex",

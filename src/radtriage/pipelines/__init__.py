@@ -6,10 +6,13 @@ and ``prefer`` are `radtriage.rules`.
 """
 
 from radtriage.pipelines.load import OpCatalog, load_pipeline, load_pipelines, op_problems, parse_pipeline
+from radtriage.pipelines.monitor import Baseline, MonitorSpec
 from radtriage.pipelines.spec import TASKS, Commissioning, OpSpec, PipelineConfigError, PipelineSpec, PriorityMap, PriorityRule
 
 __all__ = [
     "TASKS",
+    "Baseline",
+    "MonitorSpec",
     "Commissioning",
     "OpCatalog",
     "OpSpec",

@@ -49,6 +49,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, field_validator, model_validator
 
 from radtriage.domain import Priority
+from radtriage.pipelines.monitor import MonitorSpec
 from radtriage.rules import Number, Preference, ResultTest, Select, StrictModel
 
 TASKS = ("ich", "lvo", "nodule", "bone_age")
@@ -160,6 +161,7 @@ class PipelineSpec(StrictModel):
     priority: PriorityMap = Field(default_factory=PriorityMap)
     alert: Annotated[StrictStr, Field(pattern=_ID)] | None = None
     commissioning: Commissioning | None = None  # None: radtriage.governance's default floors for the task
+    monitor: MonitorSpec | None = None  # None: radtriage.monitor's defaults for the task (on)
 
     @model_validator(mode="after")
     def _floors_fit_the_task(self) -> "PipelineSpec":
