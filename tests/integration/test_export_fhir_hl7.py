@@ -26,7 +26,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
-from radtriage.exports.fhir import FhirClient, build_bundle
+from radtriage.exports.fhir import FhirClient, FhirOptions, build_bundle
 from radtriage.exports.hl7 import MllpClient, oru_er7
 from radtriage.exports.model import CORRECTED, WITHDRAWN
 from radtriage.outbox import SendError
@@ -302,7 +302,9 @@ def test_each_task_becomes_a_diagnostic_report_with_its_observations(fhir_server
 
 def test_a_nodule_is_a_measurement_group_with_a_tracked_body_structure(fhir_server: FhirServer) -> None:
     with FhirClient(fhir_server.url, TOKEN, timeout=5) as client:
-        client.send(build_bundle(exported("nodule")))
+        client.send(build_bundle(exported("nodule"), FhirOptions(site_key=b"SITE-AE")))
+    uids = pytest.importorskip("radtriage.exports.dicom.uids")  # the DICOM SR's tracking UIDs are the same
+    sr_tracking = {f"urn:oid:{uids.Uids(exported('nodule'), b'SITE-AE').tracking(i)}" for i in range(2)}
     obs = fhir_server.store["Observation"]
     bodies = fhir_server.store["BodyStructure"]
     assert len(bodies) == 2  # one per nodule
@@ -313,7 +315,7 @@ def test_a_nodule_is_a_measurement_group_with_a_tracked_body_structure(fhir_serv
         body = bodies[site.split("/")[1]]
         types = {i["type"]["coding"][0]["code"]: i for i in body["identifier"]}
         assert types["112039"]["value"].startswith("nodule-")
-        assert types["112040"]["system"] == "urn:dicom:uid"
+        assert types["112040"]["system"] == "urn:dicom:uid" and types["112040"]["value"] in sr_tracking
         assert body["location"]["coding"][0]["code"] == "39607008"
         members = [obs[m["reference"].split("/")[1]] for m in g["hasMember"]]
         units = {m["code"]["coding"][0]["code"]: m.get("valueQuantity", {}).get("code") for m in members}

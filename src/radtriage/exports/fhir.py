@@ -60,9 +60,11 @@ IMAGING = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observat
 
 @dataclass(frozen=True)
 class FhirOptions:
-    """What a site configures: Issuer of Patient ID -> FHIR identifier system (else an OID or URI as is)."""
+    """What a site configures: Issuer of Patient ID -> FHIR identifier system (else an OID or URI as is), and
+    the site key of `object_uid` (the DICOM exports' own, so a finding's tracking UID is the same in both)."""
 
     issuer_systems: Mapping[str, str] = field(default_factory=dict)
+    site_key: bytes = b""
 
 
 def patient_system(issuer: str | None, systems: Mapping[str, str] | None = None) -> str | None:
@@ -107,10 +109,11 @@ class _Parts:
     study: dict[str, Any]
     device: dict[str, Any]
     status: str
+    site_key: bytes = b""
     entries: list[tuple[Resource, str]] = field(default_factory=list)  # resource, its full URL
 
     def uid(self, kind: str) -> str:
-        return str(object_uid(self.r.result_id, f"fhir-{kind}"))
+        return str(object_uid(self.r.result_id, f"fhir-{kind}", 0, self.site_key))
 
     def add(self, resource: Resource, kind: str) -> dict[str, Any]:
         """Adds ``resource`` under its identifier's urn:uuid; returns a reference to it."""
@@ -189,9 +192,9 @@ def build_bundle(r: ExportedResult, options: FhirOptions | None = None) -> Bundl
         if r.patient.patient_id else {"display": "patient without a Patient ID"}
     study = {"type": "ImagingStudy", "identifier": _uid_identifier(r.study_uid)}
     device = _device(r)
-    p = _Parts(r, subject, study, {}, REPORT_STATUS[r.status])
+    p = _Parts(r, subject, study, {}, REPORT_STATUS[r.status], o.site_key)
     p.device = p.add(device, "device")
-    top, *found = groups(r)
+    top, *found = groups(r, o.site_key)
     results = [p.add(_observation(p, f"study-{i}", item, derivedFrom=[study]), f"study-{i}")
                for i, item in enumerate(top.items)]
     results += [_finding(p, g) for g in found]

@@ -1,7 +1,7 @@
 """What a result says, as coded observations: the one list the HL7 v2 and FHIR builders both render.
 
 A result becomes groups of items. Group 0 is the study as a whole (is the finding present, the model's
-probability, the categorical labels: subtype, side, segment, Lung-RADS, and notes on the series); group
+probability, the categorical labels: subtype, side, segment, Lung-RADS); group
 ``n`` >= 1 is the ``n``-th finding (a haemorrhage, an occlusion, one nodule, the bone age) with its words,
 probability and measurements in UCUM units, and, where the finding has a place, its site and tracking
 identifiers (DICOM 112039/112040, FHIR BodyStructure).
@@ -119,17 +119,17 @@ def concept(code: str) -> Code:
 
 
 def study_group(r: ExportedResult) -> Group:
-    """Group 0: present or absent, the model's probability, its labels, notes on the series."""
+    """Group 0: present or absent, the model's probability, its labels (series flags stay in radtriage, as in
+    the DICOM exports: `radtriage.exports.dicom.sr.clinical`)."""
     res, task = r.result, r.task
     items = [Item(concept(task), PRESENT if res.positive else ABSENT, abnormal=res.positive)]
     if task in res.scores:
         items.append(Item(Code(f"{task}.probability", "AI probability"), float(res.scores[task]), "1"))
     items += [_label(task, k, v) for k, v in sorted(res.labels.items()) if k not in LABELS_LEFT_OUT]
-    items += [Item(Code("series", "Series note"), f.text) for f in res.findings if f.code.startswith("series:")]
     return Group(0, concept(task), tuple(items))
 
 
-def _site(r: ExportedResult, n: int) -> Site | None:
+def _site(r: ExportedResult, n: int, site_key: bytes) -> Site | None:
     labels = r.result.labels
     if r.task == "lvo" and labels.get("segment"):
         location, laterality = Code(labels["segment"], f"Occluded segment {labels['segment'].upper()}"), \
@@ -138,27 +138,39 @@ def _site(r: ExportedResult, n: int) -> Site | None:
         location, laterality = SITES[r.task], None
     else:
         return None
-    return Site(location, laterality, f"{r.task}-{n}", str(object_uid(r.result_id, f"finding-{n}")))
+    return Site(location, laterality, f"{r.task}-{n}", str(tracking_uid(r, n, site_key)))
 
 
-def finding_group(r: ExportedResult, n: int, f: Finding) -> Group:
+def clinical(findings: tuple[Finding, ...]) -> list[Finding]:
+    """The findings an export carries: series flags ("series:motion") stay in radtriage, as in the DICOM SR."""
+    return [f for f in findings if not f.code.startswith("series:")]
+
+
+def tracking_uid(r: ExportedResult, n: int, site_key: bytes = b"") -> str:
+    """The ``n``-th finding's tracking UID, the same in every revision; the DICOM SR's and SEG's for the same
+    finding (`radtriage.exports.dicom.uids.Uids.tracking` counts from 0)."""
+    return str(object_uid(r.result_id, f"track-{n - 1}", 0, site_key))
+
+
+def finding_group(r: ExportedResult, n: int, f: Finding, site_key: bytes = b"") -> Group:
     """Group ``n``: one finding, with its probability and measurements."""
     items = [Item(concept(f.code), PRESENT, abnormal=True), Item(FINDING, f.text)]
     if f.probability is not None:
         items.append(Item(Code(f"{r.task}.probability", "AI probability"), float(f.probability), "1"))
     items += [_number(r.task, k, v) for k, v in f.measurements.items() if k not in MEASUREMENTS_LEFT_OUT]
-    return Group(n, concept(f.code), tuple(items), _site(r, n), f.text)
+    return Group(n, concept(f.code), tuple(items), _site(r, n, site_key), f.text)
 
 
-def groups(r: ExportedResult) -> list[Group]:
-    """Everything a result says, study first, then one group per finding (series notes stay in the study's)."""
-    found = [f for f in r.result.findings if not f.code.startswith("series:")]
-    return [study_group(r), *(finding_group(r, n, f) for n, f in enumerate(found, start=1))]
+def groups(r: ExportedResult, site_key: bytes = b"") -> list[Group]:
+    """Everything a result says, study first, then one group per finding (`clinical`: series flags left out).
+    ``site_key`` as for `object_uid`: a finding's tracking UID is the one its DICOM SR and SEG carry."""
+    found = clinical(r.result.findings)
+    return [study_group(r), *(finding_group(r, n, f, site_key) for n, f in enumerate(found, start=1))]
 
 
 def summary(r: ExportedResult) -> str:
     """The result in one line of words, with the disclaimer and the model (HL7 NTE, FHIR conclusion)."""
     res = r.result
-    words = "; ".join(f.text for f in res.findings if not f.code.startswith("series:")) or (
+    words = "; ".join(f.text for f in clinical(res.findings)) or (
         f"{CONCEPTS.get(r.task, r.task)}: {'present' if res.positive else 'not detected'}")
     return f"{DISCLAIMER}. {r.pipeline_title}: {words}. Model {res.model_id} {res.model_version}."
