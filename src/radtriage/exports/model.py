@@ -71,6 +71,7 @@ class ExportedResult:
     revision: int = 0  # 0 for the first send; each correction or withdrawal of the same result adds one
     replaces: int | None = None  # the result id this one supersedes (a new series version), if any
     notes: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)  # the pipeline's operating points (SR TID 4019 parameters)
 
     @property
     def task(self) -> str:
