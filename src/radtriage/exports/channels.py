@@ -3,10 +3,12 @@ hl7 (ORU^R01 over MLLP) and fhir (DiagnosticReport with its Observations)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from radtriage.config import Settings
-from radtriage.config.exports import DicomDestination
+from radtriage.config.exports import DicomDestination, FhirDestination, Hl7Destination
 from radtriage.exports.model import ExportedResult
 from radtriage.exports.sender import Deliver, note
 from radtriage.outbox import Attempt
@@ -31,8 +33,36 @@ def _dicom(calling_ae: str, site_key: bytes) -> Deliver:
     return deliver
 
 
-def channels(settings: Settings) -> dict[str, Deliver]:
+def _hl7() -> Deliver:
+    def deliver(dest: Hl7Destination, result: ExportedResult, attempt: Attempt) -> None:
+        from radtriage.exports.hl7 import Hl7Options, MllpClient, oru_er7
+
+        options = Hl7Options(sending_application=dest.sending_application, sending_facility=dest.sending_facility,
+                             receiving_application=dest.receiving_application,
+                             receiving_facility=dest.receiving_facility, accession_in=dest.accession_in)
+        message = oru_er7(result, f"RT{attempt.item['id']}", options)  # a resend of the row keeps its control id
+        tls = dest.tls.context() if dest.tls is not None else None
+        MllpClient(dest.host, dest.port, ssl_context=tls, server_hostname=dest.host if tls else None,
+                   connect_timeout_s=min(dest.timeout_s, 10.0), read_timeout_s=dest.timeout_s).send(message)
+
+    return deliver
+
+
+def _fhir(site_key: bytes, environ: Mapping[str, str]) -> Deliver:
+    def deliver(dest: FhirDestination, result: ExportedResult, attempt: Attempt) -> None:
+        from radtriage.exports.fhir import FhirClient, FhirOptions, build_bundle
+
+        token = environ.get(dest.token_env) if dest.token_env else None
+        verify: Any = dest.tls.context() if dest.tls is not None else True
+        with FhirClient(dest.base_url, token, timeout=dest.timeout_s, verify=verify) as client:
+            client.send(build_bundle(result, FhirOptions(site_key=site_key)))
+
+    return deliver
+
+
+def channels(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Deliver]:
     """The deliver function of each channel. Objects' UIDs are keyed to this site by its AE title (stable:
     a resend after any restart or key rotation reuses them)."""
     site_key = settings.ae_title.encode()
-    return {"dicom": _dicom(settings.ae_title, site_key)}
+    environ = os.environ if environ is None else environ
+    return {"dicom": _dicom(settings.ae_title, site_key), "hl7": _hl7(), "fhir": _fhir(site_key, environ)}
