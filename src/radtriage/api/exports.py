@@ -55,8 +55,9 @@ def _act(request: Request, user: Any, db: Any, export_id: int, action: str) -> d
             raise ProblemError(409, "Conflict", f"export {export_id} is not {'failed' if action == 'retry' else 'pending'}")
         audit.record(conn, f"export_{action.replace('-', '_')}", user.username, user.role, client=client_of(request),
                      detail={"export": export_id})
-    if action == "retry" and getattr(request.app.state, "exports", None) is not None:
-        request.app.state.exports.wake()
+    exports = getattr(getattr(request.app.state, "runtime", None), "exports", None)
+    if action == "retry" and exports is not None:
+        exports.wake()
     return {"id": export_id, "action": action}
 
 

@@ -35,10 +35,10 @@ Deliver = Callable[[Destination, ExportedResult, Attempt], None]
 class ExportSender:
     """Kind ``export`` of `radtriage.outbox`: one row = one result (revision) to one destination."""
 
-    def __init__(self, settings: Settings, deliver: Mapping[str, Deliver], titles: Mapping[str, str],
+    def __init__(self, settings: Settings, deliver: Mapping[str, Deliver], about: Mapping[str, Mapping[str, Any]],
                  registry: CollectorRegistry | None = None) -> None:
         cfg = settings.exports
-        self.settings, self.deliver, self.titles = settings, dict(deliver), dict(titles)
+        self.settings, self.deliver, self.about = settings, dict(deliver), dict(about)
         self.retry = Retry(max_attempts=cfg.max_attempts, backoff_s=cfg.backoff_s, max_backoff_s=cfg.max_backoff_s,
                            lease_s=120.0)
         self.sent = Counter("radtriage_exports", "Results sent out, by channel and outcome", ["channel", "outcome"],
@@ -51,7 +51,7 @@ class ExportSender:
             log.warning("export %s: destination %s (%s) is no longer configured: cancelled", item["id"],
                         item["target"], item["channel"])
             return False
-        result = exported_result(conn, item["payload"], self.titles)
+        result = exported_result(conn, item["payload"], self.about)
         if result is None:
             log.warning("export %s: result %s is gone: cancelled", item["id"], item["payload"].get("result_id"))
             return False
@@ -88,8 +88,3 @@ class ExportSender:
 def note(attempt: Attempt, text: str) -> None:
     """Leave a note for the study page and the audit (e.g. a SOP class the destination refused)."""
     attempt.notes.setdefault("notes", []).append(text)
-
-
-def titles_of(specs: Any) -> dict[str, str]:
-    """Each pipeline's title (for reports' wording), by id."""
-    return {s.id: (s.title or s.id) for s in specs}

@@ -18,7 +18,8 @@ from radtriage.config import Settings
 from radtriage.db.engine import Database
 from radtriage.exports import KIND, plan
 from radtriage.exports.channels import channels
-from radtriage.exports.sender import ExportSender, titles_of
+from radtriage.exports.load import pipelines_about
+from radtriage.exports.sender import ExportSender
 from radtriage.outbox import OutboxWorker
 
 
@@ -26,7 +27,8 @@ class Exports:
     def __init__(self, db: Database, settings: Settings, specs: Iterable[Any],
                  registry: CollectorRegistry | None = None) -> None:
         self.settings = settings.exports
-        self.sender = ExportSender(settings, channels(settings), titles_of(specs), registry)
+        self.sender = ExportSender(settings, channels(settings),
+                                   pipelines_about(specs, settings.inference.models_dir), registry)
         self.worker = OutboxWorker(db, {KIND: self.sender}, name="exports", idle_s=1.0, threads=2)
 
     @property
