@@ -277,6 +277,7 @@ def test_nodules_sr_and_seg(chest, tmp_path):
         assert group.tracking_uid == object_uid(201, f"track-{i}")
     (study,) = sr.content.get_image_measurement_groups()
     assert evaluation(study, dcodes.LUNG_RADS_ASSESSMENT).value == f"LR{chest['result'].labels['lung_rads']}"
+    assert study.tracking_uid == object_uid(201, "track-study")
 
     seg = hd.seg.segread(files["seg"])
     assert seg.SegmentationType == "BINARY" and seg.number_of_segments == 2

@@ -17,7 +17,6 @@ LOCAL_SCHEME = "99RADTRIAGE"
 
 # RadLex identifiers with their RadLex names (RadLex 4.x).
 RADLEX = {
-    "RID1301": "lung",
     "RID50149": "pulmonary nodule",
     "RID50134": "Lung-RADS assessment",
 }
@@ -50,7 +49,6 @@ PROBABILITY = codes.DCM.Probability
 ICH = codes.SCT.IntracranialHemorrhage
 LVO = codes.SCT.Occlusion
 NODULE = radlex("RID50149")
-LUNG = radlex("RID1301")
 LUNG_RADS_ASSESSMENT = radlex("RID50134")
 
 # ICH subtype -> (anatomic compartment, topographical modifier): the subtype as a finding site.

@@ -58,10 +58,12 @@ class _Groups:
         self.e, self.source, self.uids = exported, source, uids
         self.algo = algorithm(exported)
 
-    def tracking(self, i: int, label: str) -> hd.sr.TrackingIdentifier:
-        return hd.sr.TrackingIdentifier(uid=self.uids.tracking(i), identifier=f"{self.e.task} {i + 1}: {label}"[:64])
+    def tracking(self, i: int | None, label: str) -> hd.sr.TrackingIdentifier:
+        """Finding ``i``'s tracking identifier ("nodule 2: Lung-RADS 4A, 9 mm"); None: the study's ("nodule: ...")."""
+        name = self.e.task if i is None else f"{self.e.task} {i + 1}"
+        return hd.sr.TrackingIdentifier(uid=self.uids.tracking(i), identifier=f"{name}: {label}"[:64])
 
-    def group(self, i: int, label: str, **kw) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    def group(self, i: int | None, label: str, **kw) -> hd.sr.MeasurementsAndQualitativeEvaluations:
         return hd.sr.MeasurementsAndQualitativeEvaluations(tracking_identifier=self.tracking(i, label),
                                                            algorithm_id=self.algo, **kw)
 
@@ -81,7 +83,7 @@ class _Groups:
 
     def ich(self, found: list[Finding]) -> list[Group]:
         if not found:
-            return [self.group(0, "no haemorrhage", finding_type=c.ICH,
+            return [self.group(None, "no haemorrhage", finding_type=c.ICH,
                                qualitative_evaluations=[hd.sr.QualitativeEvaluation(c.ICH, c.ABSENT)],
                                measurements=_probability(self.e.result.scores.get("ich")))]
         out: list[Group] = []
@@ -100,7 +102,7 @@ class _Groups:
 
     def lvo(self, found: list[Finding]) -> list[Group]:
         if not found:
-            return [self.group(0, "no occlusion", finding_type=c.LVO,
+            return [self.group(None, "no occlusion", finding_type=c.LVO,
                                qualitative_evaluations=[hd.sr.QualitativeEvaluation(c.LVO, c.ABSENT)],
                                measurements=_probability(self.e.result.scores.get("lvo")))]
         labels = self.e.result.labels
@@ -137,7 +139,7 @@ class _Groups:
         evaluations = [hd.sr.QualitativeEvaluation(c.NODULE, c.PRESENT if found else c.ABSENT)]
         if overall in c.LUNG_RADS:
             evaluations.append(hd.sr.QualitativeEvaluation(c.LUNG_RADS_ASSESSMENT, c.lung_rads_category(overall)))
-        out.append(self.group(len(found), f"study Lung-RADS {overall}", finding_sites=lung,
+        out.append(self.group(None, f"study Lung-RADS {overall}", finding_sites=lung,
                               qualitative_evaluations=evaluations))
         return out
 
@@ -190,7 +192,7 @@ def previous_sr(exported: ExportedResult, uids: Uids) -> Dataset | None:
 def build_sr(exported: ExportedResult, source: Source, uids: Uids) -> hd.sr.Comprehensive3DSR:
     withdrawn = exported.status == WITHDRAWN
     builder = _Groups(exported, source, uids)
-    groups = [builder.group(0, "AI result WITHDRAWN")] if withdrawn else builder.build()
+    groups = [builder.group(None, "AI result WITHDRAWN")] if withdrawn else builder.build()
     modality = source.header.get("Modality", exported.modality or "")
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device_context(exported, uids)),

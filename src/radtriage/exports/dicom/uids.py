@@ -29,9 +29,10 @@ class Uids:
         rev = self.exported.revision if revision is None else revision
         return object_uid(rid, kind, rev, self.site_key)
 
-    def tracking(self, i: int) -> UID:
-        """A finding's tracking UID: the same in every revision, SR and SEG of the result."""
-        return object_uid(self.exported.result_id, f"track-{i}", 0, self.site_key)
+    def tracking(self, i: int | None) -> UID:
+        """Finding ``i``'s tracking UID (from 0), the same in every revision, SR and SEG of the result (and its
+        FHIR BodyStructure); None: the study-level group's (absent, a study's Lung-RADS, a withdrawal)."""
+        return object_uid(self.exported.result_id, "track-study" if i is None else f"track-{i}", 0, self.site_key)
 
     def device(self) -> UID:
         """The observing device: one per pipeline at a site."""
