@@ -148,6 +148,8 @@ class Runtime:
         self.dispatcher = None
         self.runner = None
         self.states = None  # a `radtriage.governance.StateBook` once inference starts
+        self.monitor = None  # the model monitor's worker (`radtriage.monitor`) once inference starts
+        self.exports = None  # results out (`radtriage.exports`) once inference starts, when destinations are set
         settings = services.settings
         self.triage = Triage(services.db, settings.inference.enabled, settings.worklist.poll_s)
         self.started = False
@@ -163,7 +165,9 @@ class Runtime:
     def _start_inference(self) -> None:
         """Load and check the pipelines (a bad file stops start-up), start Ray Serve and the dispatcher."""
         from radtriage.governance import StateBook
+        from radtriage.exports.worker import Exports
         from radtriage.inference.tasks import OPS
+        from radtriage.monitor.worker import build_worker
         from radtriage.pipelines import load_pipelines
         from radtriage.serving.dispatcher import Dispatcher
         from radtriage.serving.runners import make_runner
@@ -174,10 +178,25 @@ class Runtime:
                                alert_policies=alerts.config.policies if alerts is not None else None)
         self.runner = make_runner(specs, settings)
         self.states = StateBook(self.services.db, specs, settings.inference.models_dir, settings.environment)
+        self.monitor = build_worker(self.services.db, settings, specs, self.states, self.services.metrics.registry,
+                                    alerts)
+        paging = alerts.for_pipelines(specs) if alerts is not None else None
+
+        self.exports = Exports(self.services.db, settings, specs, self.services.metrics.registry)
+
+        def on_result(*recorded: Any) -> None:  # pages first, then the monitor (which only marks and wakes)
+            if paging is not None:
+                paging(*recorded)
+            self.monitor.recorded(*recorded)
+            self.exports.wake()  # its rows were queued in the recording transaction
+
         self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, result_priority,
-                                     on_result=alerts.for_pipelines(specs) if alerts is not None else None,
-                                     states=self.states.state)
+                                     on_result=on_result, states=self.states.state)
+        if self.exports.enabled:
+            self.dispatcher.on_recorded = self.exports.queue
+            self.exports.start()
         self.dispatcher.start()
+        self.monitor.start()
         if alerts is not None:
             alerts.start()
         log.info("inference: %d pipelines (%s) on %s", len(specs),
@@ -190,6 +209,10 @@ class Runtime:
         self.assembler.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.exports is not None and self.exports.enabled:
+            self.exports.stop()
         if self.runner is not None:
             self.runner.close()
         if self.services.alerts is not None:

@@ -57,11 +57,21 @@ class WorklistItem(BaseModel):
     study_description: str | None
 
 
+class MonitorNotice(BaseModel):
+    """A pipeline the model monitor warns about or demoted (`radtriage.monitor.status`): the worklist's banner."""
+
+    pipeline_id: str
+    level: Literal["warning", "demoted"]
+    text: str
+    since: datetime
+
+
 class WorklistPage(BaseModel):
     total: int
     limit: int
     offset: int
     items: list[WorklistItem]
+    monitor: list[MonitorNotice] = []
 
 
 class SeriesOut(BaseModel):

@@ -19,6 +19,7 @@ from radtriage.db import worklist
 from radtriage.db.changes import Memo
 from radtriage.db.clock import utcnow
 from radtriage.domain import Priority
+from radtriage.monitor.status import notices
 
 router = APIRouter(prefix="/api/v1", tags=["worklist"])
 
@@ -38,8 +39,8 @@ def _page_json(services: Any, filters: worklist.Filters, sort: str, limit: int, 
                ) -> tuple[bytes, list[str]]:
     total, rows = worklist.page(services.db, filters, sort, limit, offset)
     now, targets = utcnow(), services.settings.worklist.targets_min
-    return (WorklistPage(total=total, limit=limit, offset=offset, items=[item(r, targets, now) for r in rows])
-            .model_dump_json().encode(), [r["study_uid"] for r in rows])
+    return (WorklistPage(total=total, limit=limit, offset=offset, items=[item(r, targets, now) for r in rows],
+                         monitor=notices(services.db)).model_dump_json().encode(), [r["study_uid"] for r in rows])
 
 
 async def _page_body(request: Request, filters: worklist.Filters, sort: str, limit: int, offset: int

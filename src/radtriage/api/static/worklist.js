@@ -23,6 +23,7 @@
         const page = await RT.api("GET", query());
         const uid = items[selected] && items[selected].study_uid;
         items = page.items; fetchedAt = Date.now();
+        drawMonitor(page.monitor || []);
         const keep = items.findIndex((i) => i.study_uid === uid);
         selected = keep >= 0 ? keep : 0;
         draw(page.total);
@@ -31,6 +32,12 @@
       if (again) { again = false; load(); }
     })();
     return loading;
+  }
+
+  function drawMonitor(notices) {  // the model monitor's warnings and demotions (radtriage.monitor)
+    const box = document.getElementById("monitor");
+    box.replaceChildren(...notices.map((n) => RT.text("p", "AI monitor: " + n.text, "monitor-" + n.level)));
+    box.hidden = !notices.length;
   }
 
   function flagText(item) {
