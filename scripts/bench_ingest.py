@@ -85,6 +85,9 @@ import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers import dcmtk  # noqa: E402 - the repository's test helpers
+
 MiB = 1024 * 1024
 SCANNERS = 4
 RADTRIAGE_AE = "RADTRIAGE"
@@ -432,7 +435,7 @@ def start_bare_scp(work: Path) -> Receiver:
 
 def send(rx: Receiver, folders: list[Path], logdir: Path, tag: str) -> float:
     """Run one storescu per folder, all at once; return seconds to the last exit."""
-    exe = shutil.which("storescu")
+    exe = dcmtk("storescu")  # not the storescu pynetdicom puts in a virtualenv's bin
     if exe is None:
         raise SystemExit("dcmtk's storescu is not installed (apt-get install dcmtk)")
     env = dcmtk_env()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,11 @@ from pathlib import Path
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers import dcmtk  # noqa: E402 - the repository's test helpers
+
+STORESCU = dcmtk("storescu")  # dcmtk's, not the storescu pynetdicom puts in a virtualenv's bin
 
 
 def write_heads(root: Path, n: int, seed: int) -> list[list[Path]]:
@@ -80,7 +84,7 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
     print(f"{'ray' if use_ray else 'in-process'}: started in {time.perf_counter() - t:.1f} s (not timed)")
 
     def send(files: list[Path]) -> None:
-        subprocess.run(["storescu", "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, files)],
+        subprocess.run([STORESCU, "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, files)],
                        check=True, capture_output=True)
 
     def wait_results(count: int, timeout: float = 900) -> list[dict]:
@@ -116,7 +120,7 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
         runtime.dispatcher.start()
         before = len(ledger.job_rows(services.db))
         t0 = time.monotonic()
-        procs = [subprocess.Popen(["storescu", "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, f)],
+        procs = [subprocess.Popen([STORESCU, "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, f)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for f in burst]
         errors = [p.communicate()[1] for p in procs]
         refused = [e.decode(errors="replace")[-300:] or f"exit {p.returncode}" for p, e in zip(procs, errors)
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--models", type=Path, default=Path("models"))
     args = p.parse_args(argv)
-    if shutil.which("storescu") is None:
+    if STORESCU is None:
         print("dcmtk's storescu is needed (apt-get install dcmtk)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:

@@ -29,9 +29,31 @@ def need_peer(ok: bool, what: str) -> None:
     pytest.skip(f"{what} not available")
 
 
+# dcmtk's tools; pynetdicom installs scripts of the same names (storescu, echoscu...) into a virtualenv's bin
+DCMTK_TOOLS = {"storescu", "storescp", "echoscu", "findscu", "movescu", "getscu", "dsrdump", "dcmdump"}
+
+
+def dcmtk(name: str) -> str | None:
+    """The path of dcmtk's program ``name`` on PATH (or /usr/bin), never a same-named script of another
+    package: the first whose ``--version`` names dcmtk."""
+    seen = set()
+    for folder in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]:
+        path = Path(folder or ".") / name
+        if path in seen or not (path.is_file() and os.access(path, os.X_OK)):
+            continue
+        seen.add(path)
+        try:
+            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "dcmtk" in (out.stdout + out.stderr).lower():
+            return str(path)
+    return None
+
+
 def need_binary(name: str) -> str:
-    path = shutil.which(name)
-    need_peer(path is not None, f"the program {name!r}")
+    path = dcmtk(name) if name in DCMTK_TOOLS else shutil.which(name)
+    need_peer(path is not None, f"the program {name!r}" + (" (dcmtk's)" if name in DCMTK_TOOLS else ""))
     return path  # type: ignore[return-value]
 
 
