@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from radtriage import __version__
-from radtriage.api import alerts, dicomweb, health, live, pages, session, studies, worklist
+from radtriage.api import alerts, dicomweb, dicomweb_read, health, live, pages, session, studies, worklist
 from radtriage.api import audit as audit_api
 from radtriage.api import conflicts as conflicts_api
 from radtriage.api import exports as exports_api
@@ -46,7 +46,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.state.login_limiter = LoginLimiter.from_settings(services.db, auth)
     install_problem_handlers(app)
     app.add_middleware(OperatorPagesGuard, enabled=services.settings.http_is_exposed)
-    for resource in (health, dicomweb, session, worklist, studies, audit_api, live, alerts, conflicts_api,
+    for resource in (health, dicomweb, dicomweb_read, session, worklist, studies, audit_api, live, alerts, conflicts_api,
                      shadow_api, models_api, exports_api, pages):  # one router per resource; the pages last
         app.include_router(resource.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
