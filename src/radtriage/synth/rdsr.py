@@ -1,0 +1,200 @@
+"""Synthetic Radiation Dose Structured Reports (X-Ray Radiation Dose SR): CT (TID 10011) and projection
+X-ray (TID 10001), written from a `DoseReport` so that a test can read one back and compare.
+
+`ct_report` draws a realistic CT examination (a localizer, then one or more spiral or sequenced
+acquisitions, head on the 16 cm phantom and body on the 32 cm one, CTDIvol and lengths in the ranges
+national dose surveys report); `projection_report` a radiography one. `write_rdsr` writes either as a
+Part 10 file of the study, its own series, Modality SR. Values are synthetic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from radtriage.dose.model import DoseEvent, DoseReport, PatientDose
+from radtriage.dose.rdsr import CT_PROCEDURE
+from radtriage.synth.dicom import Study, _base, _finish
+
+RDSR_CLASS = "1.2.840.10008.5.1.4.1.1.88.67"
+DCM, SCT = codes.DCM, codes.SCT
+UCUM = "UCUM"
+REGIONS = {"Head": SCT.Head, "Chest": SCT.Chest, "Abdomen": SCT.Abdomen, "Pelvis": SCT.Pelvis,
+           "Abdomen and Pelvis": SCT.AbdomenAndPelvis, "Chest, Abdomen and Pelvis": SCT.ChestAbdomenAndPelvis,
+           "Neck": SCT.Neck, "Hand": SCT.Hand}
+PHANTOMS = {16: DCM.IECHeadDosimetryPhantom, 32: DCM.IECBodyDosimetryPhantom}
+ACQUISITIONS = {"Spiral Acquisition": SCT.SpiralAcquisition, "Sequenced Acquisition": DCM.SequencedAcquisition,
+                "Constant Angle Acquisition": DCM.ConstantAngleAcquisition,
+                "Stationary Acquisition": DCM.StationaryAcquisition}
+# (protocol, region, phantom, CTDIvol range mGy, scan length range mm): adult ranges of dose surveys
+CT_PROTOCOLS = {
+    "head": ("ROUTINE HEAD", "Head", 16, (35.0, 70.0), (140.0, 190.0)),
+    "chest": ("ROUTINE CHEST", "Chest", 32, (5.0, 14.0), (280.0, 360.0)),
+    "abdomen-pelvis": ("ABDOMEN PELVIS", "Abdomen and Pelvis", 32, (8.0, 18.0), (380.0, 480.0)),
+}
+
+
+def _concept(code: Code) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code.value, code.scheme_designator, code.meaning
+    return item
+
+
+def _item(kind: str, name: Code, relationship: str = "CONTAINS") -> Dataset:
+    item = Dataset()
+    item.RelationshipType, item.ValueType = relationship, kind
+    item.ConceptNameCodeSequence = [_concept(name)]
+    return item
+
+
+def container(name: Code, items: list[Dataset], relationship: str = "CONTAINS") -> Dataset:
+    item = _item("CONTAINER", name, relationship)
+    item.ContinuityOfContent = "SEPARATE"
+    item.ContentSequence = [i for i in items if i is not None]
+    return item
+
+
+def num(name: Code, value: float | None, unit: str, meaning: str | None = None) -> Dataset | None:
+    if value is None:
+        return None
+    item = _item("NUM", name)
+    mv = Dataset()
+    mv.NumericValue = f"{value:.6g}"
+    mv.MeasurementUnitsCodeSequence = [_concept(Code(unit, UCUM, meaning or unit))]
+    item.MeasuredValueSequence = [mv]
+    return item
+
+
+def code(name: Code, value: Code | None, relationship: str = "CONTAINS") -> Dataset | None:
+    if value is None:
+        return None
+    item = _item("CODE", name, relationship)
+    item.ConceptCodeSequence = [_concept(value)]
+    return item
+
+
+def text(name: Code, value: str | None) -> Dataset | None:
+    if value is None:
+        return None
+    item = _item("TEXT", name)
+    item.TextValue = value
+    return item
+
+
+def uidref(name: Code, value: str | None) -> Dataset | None:
+    if value is None:
+        return None
+    item = _item("UIDREF", name)
+    item.UID = value
+    return item
+
+
+def _ct_acquisition(e: DoseEvent) -> Dataset:
+    source = container(DCM.CTXRaySourceParameters, [num(DCM.KVP, e.kvp, "kV"),
+                                                   num(DCM.XRayTubeCurrent, e.tube_current_ma, "mA")])
+    params = container(DCM.CTAcquisitionParameters, [num(DCM.ScanningLength, e.scan_length_mm, "mm"), source])
+    dose = container(DCM.CTDose, [num(DCM.MeanCtdivol, e.ctdivol, "mGy"),
+                                  code(DCM.CtdiwPhantomType, PHANTOMS.get(e.phantom_cm or 0)),
+                                  num(DCM.DLP, e.dlp, "mGy.cm")])
+    return container(DCM.CTAcquisition, [
+        text(DCM.AcquisitionProtocol, e.protocol), code(DCM.TargetRegion, REGIONS.get(e.target_region or "")),
+        code(DCM.CTAcquisitionType, ACQUISITIONS.get(e.acquisition_type or "")),
+        uidref(DCM.IrradiationEventUID, e.event_uid), params,
+        dose if e.ctdivol is not None or e.dlp is not None else None])
+
+
+def _projection_event(e: DoseEvent) -> Dataset:
+    return container(DCM.IrradiationEventXRayData, [
+        uidref(DCM.IrradiationEventUID, e.event_uid),
+        code(DCM.IrradiationEventType, ACQUISITIONS.get(e.acquisition_type or "")),
+        text(DCM.AcquisitionProtocol, e.protocol), code(DCM.TargetRegion, REGIONS.get(e.target_region or "")),
+        num(DCM.DoseAreaProduct, None if e.dap is None else e.dap / 1e4, "Gy.m2"),
+        num(DCM.DoseRP, None if e.entrance_dose is None else e.entrance_dose / 1000.0, "Gy"),
+        num(DCM.ExposureIndex, e.exposure_index, "1", "no units"),
+        num(DCM.TargetExposureIndex, e.target_exposure_index, "1", "no units"),
+        num(DCM.DeviationIndex, e.deviation_index, "1", "no units"), num(DCM.KVP, e.kvp, "kV")])
+
+
+def rdsr_dataset(report: DoseReport, study: Study, series_uid: str, sop_uid: str, series_number: int = 997) -> Dataset:
+    """The RDSR of ``report`` for ``study`` (patient, scanner and dates from the study)."""
+    ds = _base(study, RDSR_CLASS, "SR", series_uid, series_number, "Dose Report")
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceNumber = 1
+    if report.patient.weight_kg is not None:
+        ds.PatientWeight = round(report.patient.weight_kg, 1)
+    if report.patient.pregnant:
+        ds.PregnancyStatus = 2
+    if report.protocol:
+        ds.ProtocolName = report.protocol
+    ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+    template = Dataset()
+    template.MappingResource, template.TemplateIdentifier = "DCMR", "10011" if report.modality == "CT" else "10001"
+    ds.ContentTemplateSequence = [template]
+    ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
+    ds.ConceptNameCodeSequence = [_concept(DCM.XRayRadiationDoseReport)]
+    if report.modality == "CT":
+        procedure = Code(CT_PROCEDURE, "SCT", "Computed Tomography X-Ray")
+        accumulated = container(DCM.CTAccumulatedDoseData, [
+            num(DCM.TotalNumberOfIrradiationEvents, len(report.events), "{events}", "events"),
+            num(DCM.CTDoseLengthProductTotal, report.dlp_total, "mGy.cm")])
+        events = [_ct_acquisition(e) for e in report.events]
+    else:
+        procedure = DCM.ProjectionXRay
+        accumulated = container(DCM.AccumulatedXRayDoseData, [
+            num(DCM.DoseAreaProductTotal, None if report.dap_total is None else report.dap_total / 1e4, "Gy.m2"),
+            num(DCM.DoseRPTotal, None if report.entrance_dose_total is None else report.entrance_dose_total / 1000.0,
+                "Gy")])
+        events = [_projection_event(e) for e in report.events]
+    ds.ContentSequence = [code(DCM.ProcedureReported, procedure, "HAS CONCEPT MOD"), accumulated, *events,
+                          code(DCM.SourceOfDoseInformation, DCM.AutomatedDataCollection)]
+    return ds
+
+
+def write_rdsr(folder: Path, rng: np.random.Generator, study: Study, report: DoseReport) -> Path:
+    """Write ``report`` as the study's dose SR (its own series) under ``folder``; the file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = rdsr_dataset(report, study, study.new_uid(rng), study.new_uid(rng))
+    return _finish(ds, folder / "997_0001_rdsr.dcm")
+
+
+def ct_report(rng: np.random.Generator, study: Study, parts: tuple[str, ...] = ("head",), *,
+              child: bool = False, phantom: int | None = None, scale: float = 1.0) -> DoseReport:
+    """A CT examination of ``parts`` (keys of `CT_PROTOCOLS`): a localizer, then one acquisition a part.
+    ``child`` scales the dose down (0.3-0.6x); ``phantom`` forces the body phantom (16 for a child's body);
+    ``scale`` multiplies every CTDIvol (a test's way to go above a level)."""
+    events = [DoseEvent(kind="ct", event_uid=study.new_uid(rng), protocol="TOPOGRAM",
+                        target_region=CT_PROTOCOLS[parts[0]][1], acquisition_type="Constant Angle Acquisition",
+                        kvp=120.0, tube_current_ma=35.0, scan_length_mm=round(float(rng.uniform(250, 500)), 1))]
+    for part in parts:
+        protocol, region, ph, (lo, hi), (l0, l1) = CT_PROTOCOLS[part]
+        factor = float(rng.uniform(0.3, 0.6)) if child else 1.0
+        ctdi = round(float(rng.uniform(lo, hi)) * factor * scale, 2)
+        length = round(float(rng.uniform(l0, l1)) * (0.7 if child else 1.0), 1)
+        events.append(DoseEvent(
+            kind="ct", event_uid=study.new_uid(rng), protocol=protocol, target_region=region,
+            acquisition_type="Sequenced Acquisition" if part == "head" else "Spiral Acquisition",
+            phantom_cm=ph if part == "head" or phantom is None else phantom, ctdivol=ctdi,
+            dlp=round(ctdi * length / 10.0, 2), scan_length_mm=length, kvp=float(rng.choice([100.0, 120.0])),
+            tube_current_ma=round(float(rng.uniform(150, 400)), 0)))
+    total = round(sum(e.dlp or 0.0 for e in events), 2)
+    return DoseReport(study_uid=study.study_uid, series_uid="", sop_instance_uid="", modality="CT", source="rdsr",
+                      estimated=False, events=tuple(events), dlp_total=total, protocol=events[1].protocol,
+                      patient=PatientDose(sex=study.patient.sex))
+
+
+def projection_report(rng: np.random.Generator, study: Study, views: int = 2, region: str = "Chest") -> DoseReport:
+    """A radiography examination of ``views`` exposures of ``region``."""
+    events = tuple(DoseEvent(
+        kind="projection", event_uid=study.new_uid(rng), protocol=f"{region.upper()} {view}", target_region=region,
+        acquisition_type="Stationary Acquisition", dap=round(float(rng.uniform(0.05, 0.2)), 4),
+        entrance_dose=round(float(rng.uniform(0.08, 0.3)), 4), exposure_index=round(float(rng.uniform(200, 600))),
+        target_exposure_index=400.0, deviation_index=round(float(rng.uniform(-2, 2)), 2), kvp=125.0)
+        for view in ("PA", "LAT", "AP")[:views])
+    return DoseReport(study_uid=study.study_uid, series_uid="", sop_instance_uid="", modality="DX", source="rdsr",
+                      estimated=False, events=events, dap_total=round(sum(e.dap or 0 for e in events), 4),
+                      entrance_dose_total=round(sum(e.entrance_dose or 0 for e in events), 4),
+                      protocol=events[0].protocol, patient=PatientDose(sex=study.patient.sex))
