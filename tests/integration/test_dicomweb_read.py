@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import uuid
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
@@ -31,12 +32,29 @@ J2K_MULTIFRAME = "emri_small_jpeg_2k_lossless.dcm"  # pydicom-data: Enhanced MR,
 ROLES = ("radiologist", "admin", "service", "stroke")
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request):
+    """The index on SQLite (in the data directory) and on a PostgreSQL database of this module's own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import psycopg
+
+    server, name = request.getfixturevalue("postgres_server"), f"rt_dw_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server} dbname=test", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://127.0.0.1:5432/{name}"
+    with psycopg.connect(f"{server} dbname=test", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, database_url):
     """A server on 127.0.0.1 with two synthetic CT studies and a real JPEG 2000 multi-frame MR, and tokens."""
     tmp = tmp_path_factory.mktemp("dicomweb")
     settings = load_settings(config_file=tmp / "absent.yaml", data_dir=tmp / "data", dicom_host="127.0.0.1",
-                             dicom_port=0, min_free_bytes=0, inference={"enabled": False}, alerting_file=None)
+                             dicom_port=0, min_free_bytes=0, inference={"enabled": False}, alerting_file=None,
+                             database_url=database_url)
     services = build_services(settings)
     src = tmp / "src"
     a = make_ct_series(src / "a", 3, PatientID="PID-A", PatientName="Doe^Jane", AccessionNumber="ACC1001",
@@ -173,6 +191,8 @@ def test_wado_retrieves_the_stored_files(env):
     ((ctype, syntax, body),) = multipart_parts(r)
     assert (ctype, syntax) == ("application/dicom", "1.2.840.10008.1.2.1")
     assert body == env["a_files"][0].read_bytes()  # byte for byte what was stored
+    r = get(env, f"/studies/{a0.StudyInstanceUID}")
+    assert "content-length" not in r.headers and len(multipart_parts(r)) == 3  # streamed, file by file
     got = c.retrieve_series(a0.StudyInstanceUID, a0.SeriesInstanceUID)
     assert [d.SOPInstanceUID for d in got] == [d.SOPInstanceUID for d in env["a"]]
     mr = env["mr"]
