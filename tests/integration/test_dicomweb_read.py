@@ -148,6 +148,9 @@ def test_qido_searches_match_like_a_viewer_asks(env):
     assert r.headers["content-type"].startswith("application/dicom+json")
     assert "additional results" in r.headers["warning"]
     assert len(c.search_for_studies(limit=1, get_remaining=True)) == 3
+    r = get(env, "/studies", params={"ReferringPhysicianName": "X", "Größe": "1"})
+    assert r.status_code == 200 and len(r.json()) == 3  # keys the index cannot match are ignored, and said so
+    assert "not supported: ReferringPhysicianName" in r.headers["warning"] and "Gr??e" in r.headers["warning"]
 
     # includefield adds what the index holds; all gives every attribute of the level
     one = c.search_for_studies(search_filters={"PatientID": "PID-A"}, fields=["IssuerOfPatientID"])[0]

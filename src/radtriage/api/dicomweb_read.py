@@ -210,7 +210,7 @@ def _query(request: Request, level: str) -> tuple[dict[str, dw.Criterion], list[
             continue
         kw = _keyword(key)
         if kw is None or not dw.searchable(level, kw):
-            ignored.append(key[:64])
+            ignored.append(re.sub(r"[^A-Za-z0-9_.-]", "?", key)[:64])  # goes back in a header
             continue
         include.append(kw)
         if value:  # empty: universal matching, the key is only returned
