@@ -113,3 +113,21 @@ class DoseReport:
         """The scanner as the registry names it: station, else manufacturer and model, and serial number."""
         name = self.station or " ".join(x for x in (self.manufacturer, self.model) if x) or "unknown"
         return f"{name} #{self.device_serial}" if self.device_serial else name
+
+
+def report_json(report: DoseReport) -> dict:
+    """A report as stored (``dose_reports.report``): JSON types, times in ISO 8601."""
+    from dataclasses import asdict
+
+    out = asdict(report)
+    out["performed_at"] = report.performed_at.isoformat() if report.performed_at else None
+    return out
+
+
+def report_from_json(data: dict) -> DoseReport:
+    fields = dict(data)
+    fields["events"] = tuple(DoseEvent(**e) for e in fields.get("events") or ())
+    fields["patient"] = PatientDose(**(fields.get("patient") or {}))
+    when = fields.get("performed_at")
+    fields["performed_at"] = dt.datetime.fromisoformat(when) if when else None
+    return DoseReport(**fields)
