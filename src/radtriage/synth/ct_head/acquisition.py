@@ -162,7 +162,8 @@ def _headrest(img: np.ndarray, px: np.ndarray, py: np.ndarray, acq: _Acquisition
 def _render_slices(an: _Anatomy, acq: _Acquisition, bleeds: Sequence[_Bleed], factor: int):
     """Render slice by slice on the head's box with sub-slices through the thickness, and average them.
 
-    Returns the coarse (n_slices, m, m) HU slab and each bleed's occupancy on the same grid.
+    Returns the coarse (n_slices, m, m) HU slab, each bleed's occupancy on the same grid, the box that holds
+    the head and cradle, and each metal's occupancy (material -> volume fraction; mimics only).
     """
     px, py = _coarse_axes(acq, factor)
     m = len(px)
@@ -173,6 +174,7 @@ def _render_slices(an: _Anatomy, acq: _Acquisition, bleeds: Sequence[_Bleed], fa
     w = acq.pixel * factor / float(np.mean(an.scale))
     slab = np.full((acq.n_slices, m, m), -1000.0, F32)
     occupancy = [np.zeros((acq.n_slices, m, m), F32) for _ in bleeds]
+    metal: dict[str, np.ndarray] = {}
     steps = (acq.thickness / n_sub, acq.pixel * factor, acq.pixel * factor)
     per = max(1, 6 // n_sub)  # slices rendered together: few enough planes to stay in cache
     for k0 in range(0, acq.n_slices, per):
@@ -188,6 +190,9 @@ def _render_slices(an: _Anatomy, acq: _Acquisition, bleeds: Sequence[_Bleed], fa
         shape = (len(ks), n_sub, img.shape[1], img.shape[2])
         slab[ks, ys, xs] = img.reshape(shape).mean(axis=1)
         for i, a in lesions.items():
+            if isinstance(i, tuple):  # ("metal", material): the mimics' metal occupancy
+                metal.setdefault(i[1], np.zeros((acq.n_slices, m, m), F32))[ks, ys, xs] = a.reshape(shape).mean(axis=1)
+                continue
             occupancy[i][ks, ys, xs] = a.reshape(shape).mean(axis=1)
     hbox = _headrest(slab, px, py, acq, an)
     used = [b for b in boxes if b is not None]
@@ -195,7 +200,7 @@ def _render_slices(an: _Anatomy, acq: _Acquisition, bleeds: Sequence[_Bleed], fa
     y1 = max([b[0].stop for b in used] + [hbox[0].stop]) + 3
     x0 = min([b[1].start for b in used] + [hbox[1].start]) - 3
     x1 = max([b[1].stop for b in used] + [hbox[1].stop]) + 3
-    return slab, occupancy, (slice(max(y0, 0), min(y1, m)), slice(max(x0, 0), min(x1, m)))
+    return slab, occupancy, (slice(max(y0, 0), min(y1, m)), slice(max(x0, 0), min(x1, m))), metal
 
 
 def _noise_map(acq: _Acquisition, an: _Anatomy) -> tuple[np.ndarray, np.ndarray]:

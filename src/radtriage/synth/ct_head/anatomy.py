@@ -41,6 +41,7 @@ class _Anatomy:
     folia: np.ndarray  # posterior-fossa position field
     folia_g0: float
     calibration: float  # scanner water-calibration offset, HU
+    mimics: tuple = ()  # `mimics._Mimic`s painted over the head (scanner mode, or asked for)
 
 
 def _draw_anatomy(rng: np.random.Generator, age: float) -> _Anatomy:

@@ -19,6 +19,7 @@ from radtriage.synth.ct_head.frame import (
     A_IN, B_IN, C_DN, C_UP, F32, _basis, _clip01, _ellipsoid, _Grid, _paint, _paint_ellipsoid, _ramp, _surface_radius,
 )
 from radtriage.synth.ct_head.lesions import _Bleed, _collection_thickness, _iph, _ivh
+from radtriage.synth.ct_head.mimics import paint_mimics
 from radtriage.synth.geometry import rotation
 
 
@@ -111,6 +112,8 @@ def _render(g: _Grid, an: _Anatomy, bleeds: Sequence[_Bleed], w: float, detail: 
     _ventricles_and_ivh(cx)
     _subarachnoid_blood(cx, csf_ext)
     _sinuses_falx_calcifications(cx, z_cc)
+    if an.mimics:
+        paint_mimics(cx, z_cc)
     _intraparenchymal(cx, csf_ext)
     _extra_axial(cx, collections)
     cx.img += F32(an.calibration) * (cx.img > -900)

@@ -15,6 +15,8 @@ from radtriage.synth.ct_head.acquisition import (
 from radtriage.synth.ct_head.anatomy import _Anatomy, _draw_anatomy
 from radtriage.synth.ct_head.frame import F32, _upsample2
 from radtriage.synth.ct_head.lesions import SLICE_MIN_ML, SUBTYPE_CODE, SUBTYPES, _Bleed, _draw_bleeds
+from radtriage.synth.ct_head.mimics import METAL_HU, as_child, draw_child, draw_mimics, mimic_truth
+from radtriage.synth.ct_head.scanner import cover_teeth, draw_scanner, scan_head, scanner_truth
 from radtriage.synth.options import CtOptions
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +57,14 @@ class CtHeadOptions(CtOptions):
     series. age: years (None draws an adult stroke/trauma population, 18-96).
     max_slices: cover at most this many slices, centred on the brain (small
     tests). bone_kernel: also reconstruct the bone-kernel twin (``bone``).
+
+    acquisition: "phantom" (the default, as the reference models were trained:
+    the phantom blurred, with noise of a ramp-shaped spectrum) or "scanner"
+    (`scanner`: polychromatic projection, quantum and electronic noise, beam
+    hardening, metal, motion, filtered back-projection; normal mimics and
+    children drawn). mimics: exactly these (`mimics.MIMICS`); None draws
+    them in scanner mode and adds none in phantom mode. kvp, mas, kernel
+    ("soft"/"sharp", the main series), motion: force the scanner's draw.
     """
 
     positive: bool | None = None
@@ -64,6 +74,12 @@ class CtHeadOptions(CtOptions):
     age: float | None = None
     max_slices: int | None = None
     bone_kernel: bool = False
+    acquisition: str = "phantom"
+    mimics: Sequence[str] | None = None
+    kvp: float | None = None
+    mas: float | None = None
+    kernel: str | None = None
+    motion: bool | None = None
 
 
 def sample(rng: np.random.Generator, **options: Any) -> CtHeadSample:
@@ -80,24 +96,51 @@ def sample(rng: np.random.Generator, **options: Any) -> CtHeadSample:
 def _sample(rng: np.random.Generator, o: CtHeadOptions) -> tuple[CtHeadSample, _Anatomy, _Acquisition]:
     if o.matrix < 64:
         raise ValueError("matrix must be at least 64")
+    if o.acquisition not in ("phantom", "scanner"):
+        raise ValueError("acquisition must be 'phantom' or 'scanner'")
     seeds, (r_anat, r_acq, r_bleed, r_noise) = substreams(rng, 4)
+    scanner = o.acquisition == "scanner"
+    with_mimics = scanner or o.mimics is not None
+    # the new draws come from streams of their own, so the phantom mode draws exactly as before
+    r_mimic, r_scan = (np.random.default_rng([int(seeds[i]), 1]) for i in (0, 1))
     age = o.age
     if age is None:
         age = float(np.clip(r_anat.normal(64, 17), 18, 96))
+        child = draw_child(r_mimic) if scanner and o.mimics is None else None
+        age = child if child is not None else age
     an = _draw_anatomy(r_anat, float(age))
+    if with_mimics:
+        an = draw_mimics(r_mimic, as_child(an) if age < 16 else an, None if o.mimics is None else tuple(o.mimics))
     acq = _draw_acquisition(r_acq, an, o.matrix, o.slice_thickness, o.max_slices)
+    draw = None
+    if scanner:
+        acq, draw = draw_scanner(r_scan, o, an, acq)
+    if any(m.name == "teeth_and_fillings" for m in an.mimics) and o.max_slices is None:
+        acq = cover_teeth(acq, an)
     bleeds = _draw_bleeds(r_bleed, an, o.positive, o.subtypes, o.p_positive)
     factor = 2 if acq.pixel < 0.6 and o.matrix % 2 == 0 else 1
-    slab, occupancy, hbox = _render_slices(an, acq, bleeds, factor)
-    noise_map = _noise_map(acq, an)
-    hu = _reconstruct(r_noise, slab, acq, factor, hbox, noise_map, psf_mm=acq.psf_mm, noise_sd=acq.noise_sd,
-                      fc=0.42)
+    slab, occupancy, hbox, metal = _render_slices(an, acq, bleeds, factor)
     bone = None
-    if o.bone_kernel:
-        bone = _reconstruct(np.random.default_rng(int(seeds[3]) + 1), slab, acq, factor, hbox, noise_map,
-                            psf_mm=0.25, noise_sd=acq.noise_sd * 3.2, fc=0.9, sharpen=0.8)
+    if draw is not None:
+        kernels = (draw.kernel,) + (("sharp",) if o.bone_kernel else ())
+        images = scan_head(r_noise, slab, metal, acq, factor, draw, kernels)
+        hu, bone = images[draw.kernel], images.get("sharp") if o.bone_kernel else None
+    else:
+        for occ in metal.values():  # the phantom mode shows metal saturated, without streaks
+            slab += occ * (F32(METAL_HU) - slab)
+        noise_map = _noise_map(acq, an)
+        hu = _reconstruct(r_noise, slab, acq, factor, hbox, noise_map, psf_mm=acq.psf_mm, noise_sd=acq.noise_sd,
+                          fc=0.42)
+        if o.bone_kernel:
+            bone = _reconstruct(np.random.default_rng(int(seeds[3]) + 1), slab, acq, factor, hbox, noise_map,
+                                psf_mm=0.25, noise_sd=acq.noise_sd * 3.2, fc=0.9, sharpen=0.8)
     labels, truth_bleeds = _bleed_truth(bleeds, _occupancy_blocks(occupancy, factor), acq, an.scale)
     truth = _truth(an, acq, bleeds, truth_bleeds, acq.n_slices)
+    if with_mimics:
+        truth["acquisition_mode"] = o.acquisition
+        truth["mimics"] = mimic_truth(an, acq, draw is not None, metal)
+    if draw is not None:
+        truth["scanner"] = scanner_truth(draw, factor, metal)
     smp = CtHeadSample(hu=hu, spacing=(acq.thickness, acq.pixel, acq.pixel), origin=acq.origin,
                        slice_thickness=acq.thickness, labels=labels, truth=truth, bone=bone)
     return smp, an, acq
