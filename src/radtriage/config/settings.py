@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from radtriage.config.exports import ExportSettings
+from radtriage.config.reports import ReportSettings
 
 # configs/radtriage.yaml beside the repository root when run from a checkout.
 DEFAULT_CONFIG_FILE = Path("configs/radtriage.yaml")
@@ -196,6 +197,8 @@ class Settings(BaseSettings):
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     # Where live results go: PACS (DICOM), RIS (HL7 v2), EMR (FHIR); none unless named (configs/radtriage.yaml)
     exports: ExportSettings = Field(default_factory=ExportSettings)
+    # Report drafts from AI results: a site's own templates, whether drafts may be sent (radtriage.reports)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("trusted_proxies")
     @classmethod

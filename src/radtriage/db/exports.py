@@ -32,6 +32,12 @@ def result_context(conn: Connection, result_id: int) -> dict[str, Any] | None:
             "instances": inst}
 
 
+def study_row(conn: Connection, study_uid: str) -> dict[str, Any]:
+    """The study's row (patient, accession, description, date), {} when it is not indexed."""
+    row = conn.execute(select(studies).where(studies.c.study_uid == study_uid)).mappings().first()
+    return dict(row) if row else {}
+
+
 def study_exports(conn: Connection, study_uid: str) -> list[dict[str, Any]]:
     """Each export row of the study's results, oldest first: result, destination, channel, status, state."""
     ids = [str(i) for i in conn.execute(select(results.c.id).where(results.c.study_uid == study_uid)).scalars()]
@@ -66,7 +72,7 @@ def failed_exports(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
     q = (select(outbox.c.id, outbox.c.subject, outbox.c.target, outbox.c.channel, outbox.c.payload, outbox.c.state,
                 outbox.c.attempts, outbox.c.last_error, outbox.c.created_at, outbox.c.finished_at,
                 results.c.study_uid, results.c.pipeline_id)
-         .join(results, results.c.id == outbox.c.subject.cast(results.c.id.type))
+         .join(results, results.c.id.cast(outbox.c.subject.type) == outbox.c.subject)  # a report's subject is no number
          .where(outbox.c.kind == KIND, (outbox.c.state == "failed") | ((outbox.c.state == "pending")
                                                                        & outbox.c.last_error.is_not(None)))
          .order_by(outbox.c.id.desc()).limit(limit))

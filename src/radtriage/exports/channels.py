@@ -1,5 +1,6 @@
 """How each channel delivers one result to one destination: dicom (C-STORE of SR, key images + KOS, SEG),
-hl7 (ORU^R01 over MLLP) and fhir (DiagnosticReport with its Observations)."""
+hl7 (ORU^R01 over MLLP) and fhir (DiagnosticReport with its Observations); and a radiologist's report
+(`ExportedReport`: its TID 2000 SR, its ORU, its DiagnosticReport)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from radtriage.config import Settings
 from radtriage.config.exports import DicomDestination, FhirDestination, Hl7Destination
-from radtriage.exports.model import ExportedResult
+from radtriage.exports.model import ExportedReport, ExportedResult
 from radtriage.exports.sender import Deliver, note
 from radtriage.outbox import Attempt
 
@@ -19,6 +20,12 @@ def _dicom(calling_ae: str, site_key: bytes) -> Deliver:
         from radtriage.exports.dicom import build
         from radtriage.exports.send_dicom import store
 
+        if isinstance(result, ExportedReport):  # a radiologist's report: its SR alone
+            from radtriage.exports.report_dicom import build_report_sr
+
+            for text in store(dest, calling_ae, [build_report_sr(result, site_key)]).notes:
+                note(attempt, text)
+            return
         objs = build(result, site_key=site_key)
         images = [*objs.key_images, *([objs.kos] if objs.kos is not None else [])]
         wanted: list[Any] = [objs.sr] if "sr" in dest.objects else []
@@ -35,12 +42,13 @@ def _dicom(calling_ae: str, site_key: bytes) -> Deliver:
 
 def _hl7() -> Deliver:
     def deliver(dest: Hl7Destination, result: ExportedResult, attempt: Attempt) -> None:
-        from radtriage.exports.hl7 import Hl7Options, MllpClient, oru_er7
+        from radtriage.exports.hl7 import Hl7Options, MllpClient, oru_er7, report_er7
 
         options = Hl7Options(sending_application=dest.sending_application, sending_facility=dest.sending_facility,
                              receiving_application=dest.receiving_application,
                              receiving_facility=dest.receiving_facility, accession_in=dest.accession_in)
-        message = oru_er7(result, f"RT{attempt.item['id']}", options)  # a resend of the row keeps its control id
+        build = report_er7 if isinstance(result, ExportedReport) else oru_er7
+        message = build(result, f"RT{attempt.item['id']}", options)  # a resend of the row keeps its control id
         tls = dest.tls.context() if dest.tls is not None else None
         MllpClient(dest.host, dest.port, ssl_context=tls, server_hostname=dest.host if tls else None,
                    connect_timeout_s=min(dest.timeout_s, 10.0), read_timeout_s=dest.timeout_s).send(message)
@@ -50,12 +58,13 @@ def _hl7() -> Deliver:
 
 def _fhir(site_key: bytes, environ: Mapping[str, str]) -> Deliver:
     def deliver(dest: FhirDestination, result: ExportedResult, attempt: Attempt) -> None:
-        from radtriage.exports.fhir import FhirClient, FhirOptions, build_bundle
+        from radtriage.exports.fhir import FhirClient, FhirOptions, build_bundle, build_report_bundle
 
         token = environ.get(dest.token_env) if dest.token_env else None
         verify: Any = dest.tls.context() if dest.tls is not None else True
         with FhirClient(dest.base_url, token, timeout=dest.timeout_s, verify=verify) as client:
-            client.send(build_bundle(result, FhirOptions(site_key=site_key)))
+            build = build_report_bundle if isinstance(result, ExportedReport) else build_bundle
+            client.send(build(result, FhirOptions(site_key=site_key)))
 
     return deliver
 

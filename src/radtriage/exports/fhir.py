@@ -38,7 +38,9 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.resource import Resource
 
-from radtriage.exports.model import CORRECTED, PRELIMINARY, WITHDRAWN, ExportedResult, object_uid
+from radtriage.exports.model import (
+    AMENDED, CORRECTED, FINAL, PRELIMINARY, WITHDRAWN, ExportedReport, ExportedResult, object_uid,
+)
 from radtriage.exports.observations import (
     DISCLAIMER, TRACKING_ID, TRACKING_UID, UCUM_URI, Code, Group, Item, groups, summary,
 )
@@ -183,14 +185,18 @@ def _put_url(resource: Resource) -> str:
             f"{quote(ident.system, safe=':/')}|{quote(ident.value, safe=':/.')}")
 
 
+def _subject(r: ExportedResult | ExportedReport, o: FhirOptions) -> dict[str, Any]:
+    """The Patient by identifier (a logical reference: radtriage does not own it)."""
+    patient_id = {"system": patient_system(r.patient.issuer, o.issuer_systems), "value": r.patient.patient_id}
+    return {"type": "Patient", "identifier": {k: v for k, v in patient_id.items() if v}} \
+        if r.patient.patient_id else {"display": "patient without a Patient ID"}
+
+
 def build_bundle(r: ExportedResult, options: FhirOptions | None = None) -> Bundle:
     """The transaction Bundle of one result: conditional updates of its DiagnosticReport, Device,
     Observations and BodyStructures, keyed by identifiers that stay the same across resends and revisions."""
     o = options or FhirOptions()
-    patient_id = {"system": patient_system(r.patient.issuer, o.issuer_systems), "value": r.patient.patient_id}
-    subject = {"type": "Patient", "identifier": {k: v for k, v in patient_id.items() if v}} \
-        if r.patient.patient_id else {"display": "patient without a Patient ID"}
-    study = {"type": "ImagingStudy", "identifier": _uid_identifier(r.study_uid)}
+    subject, study = _subject(r, o), {"type": "ImagingStudy", "identifier": _uid_identifier(r.study_uid)}
     device = _device(r)
     p = _Parts(r, subject, study, {}, REPORT_STATUS[r.status], o.site_key)
     p.device = p.add(device, "device")
@@ -208,6 +214,46 @@ def build_bundle(r: ExportedResult, options: FhirOptions | None = None) -> Bundl
     entries = [{"fullUrl": url, "resource": res, "request": {"method": "PUT", "url": _put_url(res)}}
                for res, url in p.entries]
     return Bundle(type="transaction", entry=entries)
+
+
+# --------------------------------------------------------------------------- a radiologist's report
+
+REPORT_FHIR_STATUS = {PRELIMINARY: "preliminary", FINAL: "final", AMENDED: "amended"}
+IMAGING_REPORT = {"coding": [{"system": "http://loinc.org", "code": "18748-4", "display": "Diagnostic imaging study"}]}
+
+
+def report_text(r: ExportedReport, language: str) -> str:
+    """One language's sections (and the addenda written in it) as plain text under their headings."""
+    return "\n\n".join(f"{s.heading}\n{s.text}" for s in r.sections if s.language == language)
+
+
+def build_report_bundle(r: ExportedReport, options: FhirOptions | None = None) -> Bundle:
+    """A transaction Bundle with the report's DiagnosticReport (``final`` when signed, ``amended`` after an
+    addendum, ``preliminary`` for a draft a site lets leave), updated in place by its identifier: the text of
+    each language as a ``presentedForm`` (text/plain, its language), the impression as ``conclusion``, the
+    signer as ``resultsInterpreter``."""
+    import base64
+
+    o = options or FhirOptions()
+    ident = _uid_identifier(str(object_uid(r.report_id, "fhir-radiologist-report", 0, o.site_key)))
+    forms = [{"contentType": "text/plain; charset=utf-8", "language": lang, "title": f"Report ({lang})",
+              "data": base64.b64encode(report_text(r, lang).encode()).decode(), "creation": _instant(r.created_at)}
+             for lang in r.languages]
+    impression = next((s.text for s in r.sections if s.section == "impression"), None)
+    report: dict[str, Any] = {
+        "identifier": [ident], "status": REPORT_FHIR_STATUS[r.status], "category": [RADIOLOGY], "code": IMAGING_REPORT,
+        "subject": _subject(r, o), "imagingStudy": [{"type": "ImagingStudy", "identifier": _uid_identifier(r.study_uid)}],
+        "issued": _instant(r.signed_at or r.created_at), "presentedForm": forms}
+    if impression:
+        report["conclusion"] = impression
+    if r.signed_by and r.status != PRELIMINARY:
+        report["resultsInterpreter"] = [{"type": "Practitioner", "display": r.signed_by}]
+    if (when := _fhir_time(r.study_date, r.study_time)) is not None:
+        report["effectiveDateTime"] = when
+    resource = DiagnosticReport(**report)
+    url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, ident['value'])}"
+    return Bundle(type="transaction", entry=[{"fullUrl": url, "resource": resource,
+                                              "request": {"method": "PUT", "url": _put_url(resource)}}])
 
 
 # --------------------------------------------------------------------------- the client

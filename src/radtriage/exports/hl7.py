@@ -29,7 +29,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Group as Hl7Group
 from hl7apy.core import Message
 
-from radtriage.exports.model import CORRECTED, PRELIMINARY, WITHDRAWN, ExportedResult
+from radtriage.exports.model import AMENDED, CORRECTED, FINAL, PRELIMINARY, WITHDRAWN, ExportedReport, ExportedResult
 from radtriage.exports.observations import ALGORITHM_NAME, ALGORITHM_VERSION, Code, Item, groups, summary
 from radtriage.outbox import SendError
 
@@ -66,7 +66,7 @@ def _ts(when: datetime) -> str:
     return when.strftime("%Y%m%d%H%M%S") + (when.strftime("%z") if when.tzinfo else "")
 
 
-def _study_ts(r: ExportedResult) -> str:
+def _study_ts(r: ExportedResult | ExportedReport) -> str:
     time = re.sub(r"\D", "", (r.study_time or "").split(".")[0])[:6]
     return (r.study_date or "") + time if r.study_date else ""
 
@@ -79,7 +79,7 @@ def _number(v: float) -> str:
     return f"{v:.6f}".rstrip("0").rstrip(".") or "0"
 
 
-def _pid3(r: ExportedResult) -> str:
+def _pid3(r: ExportedResult | ExportedReport) -> str:
     """PID-3 CX: the ID with its assigning authority (an OID as universal ID, else a namespace), type MR."""
     pid, issuer = r.patient.patient_id, r.patient.issuer or ""
     if not pid:
@@ -104,7 +104,7 @@ def _msh(m: Message, control_id: str, o: Hl7Options, sent_at: datetime) -> None:
     msh.msh_11, msh.msh_12, msh.msh_18 = o.processing_id, VERSION, "UNICODE UTF-8"
 
 
-def _patient(result: Hl7Group, r: ExportedResult, o: Hl7Options) -> None:
+def _patient(result: Hl7Group, r: ExportedResult | ExportedReport, o: Hl7Options) -> None:
     patient = result.add_group("ORU_R01_PATIENT")
     pid = patient.pid
     pid.pid_1, pid.pid_3 = "1", _pid3(r)
@@ -118,7 +118,8 @@ def _patient(result: Hl7Group, r: ExportedResult, o: Hl7Options) -> None:
     visit.pv1.pv1_1, visit.pv1.pv1_2 = "1", o.patient_class
 
 
-def _order(result: Hl7Group, r: ExportedResult, o: Hl7Options) -> Hl7Group:
+def _order(result: Hl7Group, r: ExportedResult | ExportedReport, o: Hl7Options, status: str | None = None,
+           notes: list[str] | None = None) -> Hl7Group:
     if o.accession_in not in ACCESSION_IN:
         raise ValueError(f"accession_in must be one of {ACCESSION_IN}")
     acc = escape(r.accession or "")
@@ -135,8 +136,9 @@ def _order(result: Hl7Group, r: ExportedResult, o: Hl7Options) -> Hl7Group:
     obr.obr_4 = "^" + escape(r.study_description or r.modality or "imaging study")
     if _study_ts(r):
         obr.obr_7 = _study_ts(r)
-    obr.obr_22, obr.obr_24, obr.obr_25 = _ts(r.created_at), "RAD", OBR_STATUS[r.status]
-    notes = [summary(r), *([STATUS_NOTES[r.status]] if r.status in STATUS_NOTES else [])]
+    obr.obr_22, obr.obr_24, obr.obr_25 = _ts(r.created_at), "RAD", status or OBR_STATUS[r.status]
+    if notes is None:
+        notes = [summary(r), *([STATUS_NOTES[r.status]] if r.status in STATUS_NOTES else [])]
     for i, text in enumerate(notes, start=1):
         nte = order.add_segment("NTE")
         nte.nte_1, nte.nte_2, nte.nte_3 = str(i), "O", escape(text)
@@ -184,6 +186,42 @@ def oru_er7(r: ExportedResult, control_id: str, options: Hl7Options | None = Non
             sent_at: datetime | None = None) -> str:
     """`build_oru` as ER7 text (segments separated by CR), ready for MLLP."""
     return build_oru(r, control_id, options, sent_at).to_er7()
+
+
+# --------------------------------------------------------------------------- a radiologist's report
+
+REPORT_STATUS = {PRELIMINARY: "P", FINAL: "F", AMENDED: "C"}  # OBR-25 (table 0123) and OBX-11 (table 0085)
+REPORT_CODES = {  # OBX-3 per section: the DICOM concepts of the report's SR (TID 2000)
+    "examination": "121065^Procedure Description^DCM", "technique": "121065^Procedure Description^DCM",
+    "findings": "121071^Finding^DCM", "impression": "121073^Impression^DCM", "ai_statement": "121106^Comment^DCM",
+    "addendum": "121078^Addendum^DCM"}
+
+
+def build_report_oru(r: ExportedReport, control_id: str, options: Hl7Options | None = None,
+                     sent_at: datetime | None = None) -> Message:
+    """The ORU^R01 of a radiologist's report: OBR-25 and every OBX-11 ``F`` when signed, ``C`` for an
+    amendment (an addendum), ``P`` for a draft a site lets leave; one TX OBX per section and language
+    (OBX-4 ``<language>.<n>``, lines joined by the ``\\.br\\`` escape), the signer in an NTE."""
+    o, status = options or Hl7Options(), REPORT_STATUS[r.status]
+    m = Message("ORU_R01", version=VERSION, validation_level=VALIDATION_LEVEL.STRICT)
+    _msh(m, control_id, o, sent_at or datetime.now(UTC))
+    result = m.add_group("ORU_R01_PATIENT_RESULT")
+    _patient(result, r, o)
+    signed = f"Signed by {r.signed_by} at {_ts(r.signed_at)}" if r.signed_by and r.signed_at else "Unsigned draft"
+    notes = [signed + ("; amended by an addendum" if r.status == AMENDED else "")]
+    order = _order(result, r, o, status=status, notes=notes)
+    for n, s in enumerate(r.sections, start=1):
+        obx = order.add_group("ORU_R01_OBSERVATION").obx
+        obx.obx_1, obx.obx_2, obx.obx_3, obx.obx_4 = str(n), "TX", REPORT_CODES[s.section], f"{s.language}.{n}"
+        obx.obx_5 = "\\.br\\".join(escape(line) for line in s.text.splitlines())
+        obx.obx_11, obx.obx_14 = status, _ts(r.signed_at or r.created_at)
+    m.validate()
+    return m
+
+
+def report_er7(r: ExportedReport, control_id: str, options: Hl7Options | None = None,
+               sent_at: datetime | None = None) -> str:
+    return build_report_oru(r, control_id, options, sent_at).to_er7()
 
 
 # --------------------------------------------------------------------------- MLLP

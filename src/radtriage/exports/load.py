@@ -11,7 +11,9 @@ from sqlalchemy import Connection
 from radtriage.db import exports as rows
 from radtriage.domain import TaskResult
 from radtriage.pipelines import PipelineSpec
-from radtriage.exports.model import PRELIMINARY, ExportedResult, Patient, SourceInstance
+from radtriage.exports.model import (
+    PRELIMINARY, ExportedReport, ExportedResult, Patient, ReportSection, SourceInstance,
+)
 
 
 def _text(v: Any) -> str | None:
@@ -35,9 +37,7 @@ def exported_result(conn: Connection, payload: Mapping[str, Any],
         study_uid=ctx["study_uid"], accession=_text(st.get("accession_number")),
         study_description=_text(st.get("study_description")), study_date=_text(st.get("study_date")),
         study_time=_text(st.get("study_time")),
-        patient=Patient(patient_id=_text(st.get("patient_id")), issuer=_text(st.get("patient_id_issuer")),
-                        name=_text(st.get("patient_name")), birth_date=_text(st.get("patient_birth_date")),
-                        sex=_text(st.get("patient_sex"))),
+        patient=_patient(st),
         series_uid=ctx["series_uid"], series_number=se.get("series_number"), series_version=ctx["series_version"],
         modality=_text(se.get("modality")), header=header,
         instances=tuple(SourceInstance(i["sop_class_uid"], i["sop_instance_uid"], i["instance_number"], i["path"])
@@ -45,6 +45,46 @@ def exported_result(conn: Connection, payload: Mapping[str, Any],
         status=str(payload.get("status", PRELIMINARY)), revision=int(payload.get("revision", 0)),
         replaces=payload.get("replaces"), notes={k: payload[k] for k in ("replaces_revision", "reason") if k in payload},
     )
+
+
+def _patient(st: Mapping[str, Any]) -> Patient:
+    return Patient(patient_id=_text(st.get("patient_id")), issuer=_text(st.get("patient_id_issuer")),
+                   name=_text(st.get("patient_name")), birth_date=_text(st.get("patient_birth_date")),
+                   sex=_text(st.get("patient_sex")))
+
+
+def exported_report(conn: Connection, payload: Mapping[str, Any],
+                    about: Mapping[str, Mapping[str, Any]] | None = None) -> ExportedReport | None:
+    """The report of ``payload["report_id"]`` as the report builders take it: the signed languages' sections
+    (the draft's, for a preliminary send) and every addendum; the series its AI results were read from as
+    evidence. None when it is gone."""
+    from radtriage.db import reports as report_rows
+    from radtriage.reports.sections import exported_sections
+
+    report = report_rows.get_by_id(conn, int(payload["report_id"]))
+    if report is None:
+        return None
+    evidence, pipelines = [], []
+    for rid in report["result_ids"]:
+        ctx = rows.result_context(conn, int(rid))
+        if ctx is None:
+            continue
+        pipelines.append(ctx["pipeline_id"])
+        if ctx["series_uid"] not in [uid for uid, _ in evidence]:
+            evidence.append((ctx["series_uid"], tuple(SourceInstance(i["sop_class_uid"], i["sop_instance_uid"],
+                                                                     i["instance_number"], i["path"])
+                                                      for i in ctx["instances"])))
+    st = rows.study_row(conn, report["study_uid"])
+    status = str(payload.get("status", PRELIMINARY))
+    sections = exported_sections(report, status)
+    return ExportedReport(
+        report_id=report["id"], study_uid=report["study_uid"], accession=_text(st.get("accession_number")),
+        study_description=_text(st.get("study_description")), study_date=_text(st.get("study_date")),
+        study_time=_text(st.get("study_time")), patient=_patient(st), modality=_text(st.get("modality")),
+        sections=tuple(ReportSection(*s) for s in sections), languages=tuple(dict.fromkeys(s[0] for s in sections)),
+        status=status, revision=int(payload.get("revision", 0)),
+        created_at=report["signed_at"] or report["updated_at"], signed_by=report["signed_by"],
+        signed_at=report["signed_at"], evidence=tuple(evidence), pipelines=tuple(dict.fromkeys(pipelines)))
 
 
 def pipelines_about(specs: Iterable[PipelineSpec], models_dir: Path) -> dict[str, dict[str, Any]]:

@@ -23,6 +23,11 @@ PRELIMINARY = "preliminary"  # the first send of an AI result (OBX-11 P)
 CORRECTED = "corrected"  # a replacement of what was sent: a new series version, or a reader's correction (C)
 WITHDRAWN = "withdrawn"  # the result must not be used: its pipeline was demoted, or it was marked wrong (entered-in-error)
 STATUSES = (PRELIMINARY, CORRECTED, WITHDRAWN)
+# A radiologist's report (radtriage.reports): final once signed (OBX-11 F, DiagnosticReport final, a verified
+# SR); an addendum after signing goes as amended (C, amended); a draft leaves only as preliminary, where allowed.
+FINAL = "final"
+AMENDED = "amended"
+REPORT_STATUSES = (PRELIMINARY, FINAL, AMENDED)
 
 
 @dataclass(frozen=True)
@@ -85,3 +90,48 @@ def object_uid(result_id: int, kind: str, revision: int = 0, site_key: bytes = b
     digest = hashlib.sha256(site_key + f"radtriage/{result_id}/{kind}/{revision}".encode()).hexdigest()
     name = uuid.uuid5(uuid.NAMESPACE_OID, digest)  # a name-based UUID
     return UID(f"2.25.{name.int}")  # a UUID-derived UID (PS3.5 B.2)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """One section of a report in one language: its key (examination, findings...), heading and text."""
+
+    language: str
+    section: str
+    heading: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ExportedReport:
+    """A radiologist's report of one study, as the report builders need it (DICOM SR TID 2000, ORU, FHIR)."""
+
+    report_id: int
+    study_uid: str
+    accession: str | None
+    study_description: str | None
+    study_date: str | None
+    study_time: str | None
+    patient: Patient
+    modality: str | None
+    sections: tuple[ReportSection, ...]  # the signed languages' sections, then the addenda (section "addendum")
+    languages: tuple[str, ...]
+    status: str  # preliminary | final | amended
+    revision: int  # 0 for the first send to a destination; each later send of the same report adds one
+    created_at: datetime  # when it was signed (or, for a preliminary draft, saved)
+    signed_by: str | None = None
+    signed_at: datetime | None = None
+    evidence: tuple[tuple[str, tuple[SourceInstance, ...]], ...] = ()  # (series UID, its instances) read for it
+    pipelines: tuple[str, ...] = ()
+
+    @property
+    def series_uid(self) -> str:
+        return self.evidence[0][0] if self.evidence else ""
+
+    @property
+    def instances(self) -> tuple[SourceInstance, ...]:
+        return self.evidence[0][1] if self.evidence else ()
+
+    @property
+    def result_id(self) -> int:  # the id `object_uid` and the builders key their objects by
+        return self.report_id

@@ -93,3 +93,25 @@ def queue_withdrawal(conn: Connection, result_ids: Iterable[int], reason: str, n
                    "replaces": int(subject), "replaces_revision": int(last["revision"]), "reason": reason[:200]}
         n += _queue(conn, int(subject), last["channel"], target, payload, now)
     return n
+
+
+def queue_report(conn: Connection, settings: ExportSettings, report_id: int, pipelines: Iterable[str], status: str,
+                 now: dt.datetime) -> int:
+    """Queue a report (``status`` final, amended or preliminary) to every destination that takes one of its
+    pipelines (all destinations that take every pipeline, for a report without AI results). Its revision at a
+    destination counts what was queued there before, so an addendum follows its report in order."""
+    subject, wanted = f"report-{report_id}", list(pipelines)
+    earlier: dict[str, int] = {}
+    for target in conn.execute(select(outbox.c.target).where(outbox.c.kind == KIND, outbox.c.subject == subject)).scalars():
+        earlier[target] = earlier.get(target, 0) + 1
+    n = 0
+    for channel, dest in settings.destinations():
+        if not (any(dest.takes(p) for p in wanted) if wanted else not dest.pipelines):
+            continue
+        revision = earlier.get(dest.name, 0)
+        key = f"{KIND}:{subject}:{dest.name}:r{revision}"
+        if conn.execute(select(outbox.c.id).where(outbox.c.idempotency_key == key)).first() is None:
+            rows.add(conn, KIND, key, subject=subject, target=dest.name, channel=channel,
+                     payload={"report_id": report_id, "status": status, "revision": revision}, now=now)
+            n += 1
+    return n

@@ -22,7 +22,7 @@ from radtriage.config import Settings
 from radtriage.config.exports import Destination
 from radtriage.db import audit
 from radtriage.db import exports as rows
-from radtriage.exports.load import exported_result
+from radtriage.exports.load import exported_report, exported_result
 from radtriage.exports.model import ExportedResult
 from radtriage.outbox import Attempt, Retry
 
@@ -51,9 +51,10 @@ class ExportSender:
             log.warning("export %s: destination %s (%s) is no longer configured: cancelled", item["id"],
                         item["target"], item["channel"])
             return False
-        result = exported_result(conn, item["payload"], self.about)
+        load = exported_report if "report_id" in item["payload"] else exported_result  # a report, or a result
+        result = load(conn, item["payload"], self.about)
         if result is None:
-            log.warning("export %s: result %s is gone: cancelled", item["id"], item["payload"].get("result_id"))
+            log.warning("export %s: %s is gone: cancelled", item["id"], item["subject"])
             return False
         attempt.context = (found[1], result)
         return True
@@ -70,7 +71,8 @@ class ExportSender:
         action = "result_exported" if attempt.outcome == "delivered" else "result_export_failed"
         study_uid = attempt.context[1].study_uid if attempt.context else None
         audit.record(conn, action, actor="radtriage", role="system", study_uid=study_uid,
-                     detail={"result": p.get("result_id"), "destination": item["target"], "channel": item["channel"],
+                     detail={**({"report": p["report_id"]} if "report_id" in p else {"result": p.get("result_id")}),
+                             "destination": item["target"], "channel": item["channel"],
                              "status": p.get("status"), "revision": p.get("revision"),
                              **({"error": attempt.error} if attempt.error else {}), **({"notes": notes} if notes else {})})
 
@@ -78,7 +80,7 @@ class ExportSender:
         item = attempt.item
         self.sent.labels(item["channel"], attempt.outcome or "unknown").inc()
         if attempt.outcome == "delivered":
-            log.info("export %s: result %s %s r%s delivered to %s", item["id"], item["payload"].get("result_id"),
+            log.info("export %s: %s %s r%s delivered to %s", item["id"], item["subject"],
                      item["payload"].get("status"), item["payload"].get("revision"), item["target"])
         else:
             log.warning("export %s: to %s %s: %s", item["id"], item["target"],
