@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, select
+from sqlalchemy import Select, and_, bindparam, case, func, select
 
 from radtriage.db.clock import aware
 from radtriage.db.engine import Database
@@ -36,17 +37,23 @@ class Seen:
     inputs: tuple[Any, ...]  # the values of `INPUTS`, as the routing header keeps them
 
 
+@lru_cache(maxsize=32)
+def _results_query(score_key: str | None) -> Select:
+    """The query of `results_after`, built once per score key (it runs after every recorded result)."""
+    score = results.c.result[("scores", score_key)] if score_key else None
+    return (select(results.c.id, results.c.state, results.c.positive, results.c.study_uid, results.c.created_at,
+                   *([score.label("score")] if score is not None else []),
+                   *(jobs.c.case[("header", k)].label(k) for k in INPUTS))
+            .join(jobs, jobs.c.id == results.c.job_id)
+            .where(results.c.pipeline_id == bindparam("pipeline_id"), results.c.id > bindparam("after_id"))
+            .order_by(results.c.id.desc()).limit(bindparam("limit")))
+
+
 def results_after(db: Database, pipeline_id: str, score_key: str | None, after_id: int, limit: int) -> list[Seen]:
     """The newest ``limit`` results of the pipeline with an id above ``after_id``, oldest first."""
-    score = results.c.result[("scores", score_key)] if score_key else None
-    q = (select(results.c.id, results.c.state, results.c.positive, results.c.study_uid, results.c.created_at,
-                *([score.label("score")] if score is not None else []),
-                *(jobs.c.case[("header", k)].label(k) for k in INPUTS))
-         .join(jobs, jobs.c.id == results.c.job_id)
-         .where(results.c.pipeline_id == pipeline_id, results.c.id > after_id)
-         .order_by(results.c.id.desc()).limit(limit))
     with db.read() as conn:
-        rows = conn.execute(q).mappings().all()
+        rows = conn.execute(_results_query(score_key),
+                            {"pipeline_id": pipeline_id, "after_id": after_id, "limit": limit}).mappings().all()
     return [Seen(r["id"], r["state"], bool(r["positive"]), _number(r.get("score")), r["study_uid"],
                  aware(r["created_at"]), tuple(r[k] for k in INPUTS)) for r in reversed(rows)]
 

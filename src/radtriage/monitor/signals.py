@@ -56,6 +56,7 @@ class Window:
     refused: int = 0
     failed: int = 0
     verdicts: Mapping[str, int] | None = None
+    mix: tuple[Signal, ...] | None = None  # the input-mix signals measured a moment ago (None: measure them)
 
 
 def _pct(x: float) -> str:
@@ -177,6 +178,6 @@ def attempts(spec: MonitorSpec, w: Window) -> list[Signal]:
 
 def judge(spec: MonitorSpec, w: Window, ref: Reference | None) -> Verdict:
     """Every signal of the window, and the hard limit's verdict."""
-    signals = [positive_rate(spec, w), *score_drift(spec, w, ref), *input_mix(spec, w), *agreement(spec, w),
-               *attempts(spec, w)]
+    mix = w.mix if w.mix is not None else input_mix(spec, w)
+    signals = [positive_rate(spec, w), *score_drift(spec, w, ref), *mix, *agreement(spec, w), *attempts(spec, w)]
     return Verdict(tuple(signals), hard_limit(spec, w))

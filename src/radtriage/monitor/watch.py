@@ -37,11 +37,13 @@ from radtriage.monitor.baseline import reference
 from radtriage.monitor.defaults import monitor_for
 from radtriage.monitor.metrics import MonitorMetrics
 from radtriage.monitor.notify import ACTOR, enqueue_all, message
-from radtriage.monitor.signals import Verdict, Window, inputs_of, judge
+from radtriage.monitor.signals import Verdict, Window, input_mix, inputs_of, judge
 from radtriage.pipelines import MonitorSpec, PipelineSpec
 
 log = logging.getLogger(__name__)
 RELOAD_S = 300.0  # the window is read again in full this often (a result committed out of id order)
+SLOW_S = 10.0  # refusals, failures, readers' verdicts and the input mix change slowly: measured this often
+DECISIONS_S = 2.0  # the pipeline's decisions are read again this often (and always before demoting it)
 CLEAR_AFTER = 10  # evaluations in a row with nothing out of range before a warning is cleared
 
 
@@ -56,6 +58,10 @@ class Watched:
     loaded_at: float = 0.0
     warned: frozenset[str] | None = None  # None: not read from the audit trail yet
     clean: int = 0
+    slow: dict[str, Any] = field(default_factory=dict)  # the slow parts of the window (`SLOW_S`) ...
+    slow_at: float = -SLOW_S  # ... and when they were measured
+    taken: list[dict[str, Any]] = field(default_factory=list)  # the pipeline's decisions ...
+    taken_at: float = -DECISIONS_S  # ... read then
 
 
 class Monitor:
@@ -75,12 +81,12 @@ class Monitor:
         w = self.watched.get(pipeline_id)
         if w is None:
             return None
-        taken = decisions_db.decisions(self.db, pipeline_id)
-        state = resolve(self.book.prints[pipeline_id], taken, self.book.environment)
+        taken, state = self._state(pipeline_id, w)
         if w.warned is None:
             said = rows.last_said(self.db).get(pipeline_id)
             w.warned = frozenset(said["detail"].get("signals", [])) if said and said["action"] == rows.WARNING else frozenset()
         if not state.live:
+            w.slow_at = -SLOW_S  # measured afresh when it is live again
             if w.warned:
                 self._say(pipeline_id, w, frozenset(), None, f"not live ({state.state})")
             self.metrics.set_level(pipeline_id, "demoted" if taken and taken[-1]["decided_by"] == ACTOR else "ok")
@@ -95,6 +101,12 @@ class Monitor:
             self._warn(pipeline_id, w, verdict)
         return verdict
 
+    def _state(self, pipeline_id: str, w: Watched, fresh: bool = False) -> tuple[list[dict[str, Any]], Any]:
+        """The pipeline's decisions (read at most `DECISIONS_S` ago, unless ``fresh``) and its state now."""
+        if fresh or time.monotonic() - w.taken_at >= DECISIONS_S:
+            w.taken, w.taken_at = decisions_db.decisions(self.db, pipeline_id), time.monotonic()
+        return w.taken, resolve(self.book.prints[pipeline_id], w.taken, self.book.environment)
+
     def _window(self, pipeline_id: str, w: Watched, since: Any) -> Window:
         keep = w.spec.window + w.spec.input_mix.reference
         if time.monotonic() - w.loaded_at > RELOAD_S:
@@ -104,14 +116,23 @@ class Monitor:
             w.seen.append(replace(s, inputs=inputs_of(s)))  # as categories, once
             w.last_id = s.id
         seen = list(w.seen)
-        live = [i for i, s in enumerate(seen) if s.state == "live" and (since is None or s.created_at > since)]
-        first = live[-w.spec.window] if len(live) > w.spec.window else (live[0] if live else len(seen))
-        results = [seen[i] for i in live if i >= first]
+        live: list[int] = []  # the window: the newest live results since the decision, newest first
+        for i in range(len(seen) - 1, -1, -1):
+            if len(live) == w.spec.window or (since is not None and seen[i].created_at <= since):
+                break
+            if seen[i].state == "live":
+                live.append(i)
+        first = live[-1] if live else len(seen)
+        results = [seen[i] for i in reversed(live)]
         before = seen[max(0, first - w.spec.input_mix.reference):first]
         if not results:
             return Window((), before)
-        refused, failed = rows.refused_and_failed(self.db, pipeline_id, results[0].created_at)
-        return Window(results, before, refused, failed, rows.verdicts(self.db, results))
+        if time.monotonic() - w.slow_at >= SLOW_S:
+            refused, failed = rows.refused_and_failed(self.db, pipeline_id, results[0].created_at)
+            mix = tuple(input_mix(w.spec, Window(results, before)))
+            w.slow, w.slow_at = {"refused": refused, "failed": failed, "verdicts": rows.verdicts(self.db, results),
+                                 "mix": mix}, time.monotonic()
+        return Window(results, before, **w.slow)
 
     # -- acting on a verdict ------------------------------------------------------------------
     def _warn(self, pipeline_id: str, w: Watched, verdict: Verdict) -> None:
@@ -151,6 +172,8 @@ class Monitor:
     def _demote(self, pipeline_id: str, w: Watched, verdict: Verdict) -> None:
         """Demote the pipeline by a decision of the system, then page the admin on call."""
         reason = f"model monitor: {verdict.hard}"
+        if not self._state(pipeline_id, w, fresh=True)[1].live:  # someone decided meanwhile
+            return
         try:
             decision = decide(self.db, self.settings, pipeline_id, "demote", reason, ACTOR, role="system",
                               withdraw=self.withdraw)
@@ -166,7 +189,7 @@ class Monitor:
             told = enqueue_all(conn, self.alerting, f"{pipeline_id}-demoted-d{decision['id']}", payload, now)
             audit.record(conn, "monitor_demoted", actor=ACTOR, role="system", at=now,
                          detail={"pipeline": pipeline_id, "decision": decision["id"], "said": lines, "paged": told})
-        w.warned, w.clean = frozenset(), 0
+        w.warned, w.clean, w.taken_at = frozenset(), 0, -DECISIONS_S
         self.metrics.set_level(pipeline_id, "demoted")
         log.error("monitor: %s demoted to shadow (decision %s): %s; paged %s", pipeline_id, decision["id"],
                   verdict.hard, ", ".join(told) or "nobody (no monitor: section in the alerting file)")
