@@ -436,3 +436,40 @@ reads = Table(
     Column("read_by", String(64), nullable=False),
     Column("read_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- reports (radtriage.reports) ----------------------------------------------------------
+
+# A study's report: drafted from its live AI results, edited (autosaved, ``revision`` counts the saves) and
+# signed by a radiologist. ``body`` holds each language's sections; ``removed`` the AI findings the reader
+# took out ("<result id>:<finding index>"). Signed is final: a change after that is an addendum.
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, unique=True),
+    Column("state", String(16), nullable=False),  # draft | signed
+    Column("body", JSON, nullable=False),
+    Column("removed", JSON, nullable=False),
+    Column("result_ids", JSON, nullable=False),
+    Column("languages", JSON, nullable=False),  # the languages signed (and sent)
+    Column("revision", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64)),
+    Column("signed_by_id", Integer, ForeignKey("users.id")),
+    Column("signed_by", String(128)),
+    Column("signed_at", DateTime(timezone=True)),
+)
+
+# An addendum to a signed report: signed when it is made, never changed, sent as an amendment.
+report_addenda = Table(
+    "report_addenda",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("report_id", Integer, ForeignKey("reports.id"), nullable=False, index=True),
+    Column("language", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("signed_by_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("signed_by", String(128), nullable=False),
+    Column("signed_at", DateTime(timezone=True), nullable=False),
+)
