@@ -72,7 +72,13 @@ its centroid, its volume in mL (partial-volume weighted) and its density;
 per study, slice-level labels for "any" and each subtype, and a voxel label
 volume (`CtHeadSample.labels`).
 
-What it does NOT model: beam-hardening streaks and cupping, motion, metal,
+Scanner mode (``acquisition="scanner"``, `scanner` and `synth.ct_physics`)
+replaces that chain with a projection model (polychromatic attenuation, noise
+for the mAs, beam hardening, metal streaks, motion, filtered back-projection)
+and draws normal mimics and children (`mimics`, truth "mimics"); the default
+is the phantom mode described above, which what follows is about.
+
+What the phantom mode does NOT model: beam-hardening streaks and cupping, motion, metal,
 gantry tilt (pitch is modelled as head rotation instead), sutures and
 fractures other than one line beside an epidural haematoma, scalp vessels,
 contrast, chronic or subacute (iso/hypodense) collections, haematocrit
