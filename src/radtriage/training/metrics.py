@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
-from monai.metrics import compute_roc_auc
 
 
 def auc(y_true: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve (MONAI's implementation)."""
+    import torch  # here, not at import: the service reads evidence without loading torch (~300 MB)
+    from monai.metrics import compute_roc_auc
+
     return float(compute_roc_auc(torch.as_tensor(score, dtype=torch.float32),
                                  torch.as_tensor(y_true, dtype=torch.float32)))
 

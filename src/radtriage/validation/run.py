@@ -32,7 +32,6 @@ import radtriage
 from radtriage.datasets import Example
 from radtriage.inference import guard
 from radtriage.inference.card import CARD_FILE, ModelCard, ModelCardError
-from radtriage.inference.runner import OutsideValidatedRange
 from radtriage.validation.evaluate import TARGET_SENSITIVITY
 
 log = logging.getLogger(__name__)
@@ -208,6 +207,8 @@ def predict_cases(model: Any, predict: Callable, cases: Iterable[Example], limit
             volume = ex.load()
             outside = guard.failures(model.card, volume) if check_range else []
             if outside:
+                from radtriage.inference.runner import OutsideValidatedRange  # torch: only when validating
+
                 r.refused = str(OutsideValidatedRange(outside))
             else:
                 t0 = time.perf_counter()
