@@ -371,11 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_synth(sub)
     _add_validate(sub)
+    from radtriage.dose.cli import add_dose
+
+    add_dose(sub)
 
     s = sub.add_parser("users", help="manage accounts: add, list, disable, token")
     s.add_argument("action", choices=["add", "list", "disable", "token"])
     s.add_argument("username", nargs="?")
-    s.add_argument("--role", choices=["radiologist", "stroke", "admin", "service", "commissioning"], default="radiologist")
+    s.add_argument("--role", choices=["radiologist", "stroke", "admin", "service", "commissioning", "physicist"],
+                   default="radiologist")
     s.add_argument("--name", help="display name")
     s.add_argument("--generate", action="store_true", help="generate the password and print it once")
     s.add_argument("--token-name", default="api", help="label of the token (token)")

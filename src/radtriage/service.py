@@ -150,6 +150,7 @@ class Runtime:
         self.states = None  # a `radtriage.governance.StateBook` once inference starts
         self.monitor = None  # the model monitor's worker (`radtriage.monitor`) once inference starts
         self.exports = None  # results out (`radtriage.exports`) once inference starts, when destinations are set
+        self.dose = None  # the dose registry's worker (`radtriage.dose`) when settings.dose_file names one
         settings = services.settings
         self.triage = Triage(services.db, settings.inference.enabled, settings.worklist.poll_s)
         self.started = False
@@ -157,6 +158,11 @@ class Runtime:
     def start(self) -> None:
         if self.services.settings.inference.enabled:
             self._start_inference()
+        if self.services.settings.dose_file is not None:  # a bad dose file stops start-up, named
+            from radtriage.dose.worker import build_worker as build_dose
+
+            self.dose = build_dose(self.services.db, self.services.settings.dose_file, self.services.alerts)
+            self.dose.start()
         self.triage.start()
         self.scp.start()
         self.assembler.start()
@@ -207,6 +213,8 @@ class Runtime:
         self.started = False
         self.scp.stop()
         self.assembler.stop()
+        if self.dose is not None:
+            self.dose.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.monitor is not None:

@@ -250,6 +250,15 @@ class MonitorNotify(_Strict):
     channels: list[ChannelName] = Field(min_length=1)
 
 
+class DoseNotify(_Strict):
+    """Who hears from the dose registry (`radtriage.dose`), on each of ``channels`` they have: ``notify`` (the
+    medical physicists) at once for a child above a DRL, a pregnant patient's abdomen or pelvis, or a dose
+    far above; everything else in one daily digest (never a page at night)."""
+
+    notify: list[Target] = Field(min_length=1)
+    channels: list[ChannelName] = Field(min_length=1)
+
+
 class AlertingConfig(_Strict):
     enabled: bool = True
     # Whom to call when alerting is off on this server (a phone number, an extension, a desk): shown
@@ -265,6 +274,7 @@ class AlertingConfig(_Strict):
     rotas: dict[Name, Rota] = Field(default_factory=dict)
     policies: dict[Name, Policy] = Field(default_factory=dict)
     monitor: MonitorNotify | None = None  # none: the monitor's warnings show on the worklist and in the log only
+    dose: DoseNotify | None = None  # none: dose flags show on the dose page and in the audit trail only
 
     @model_validator(mode="after")
     def _references(self) -> "AlertingConfig":
@@ -297,6 +307,10 @@ class AlertingConfig(_Strict):
             self._targets_known("monitor.page", self.monitor.page, members)
             if "email" in self.monitor.channels and self.channels.email is None:
                 raise ValueError("monitor.channels: email needs channels.email (the SMTP relay)")
+        if self.dose is not None:
+            self._targets_known("dose.notify", self.dose.notify, members)
+            if "email" in self.dose.channels and self.channels.email is None:
+                raise ValueError("dose.channels: email needs channels.email (the SMTP relay)")
         return self
 
     def _targets_known(self, prefix: str, targets: list[Target], members: Mapping[str, str]) -> None:

@@ -48,3 +48,5 @@ Staff = Annotated[User, Depends(require_roles("stroke", "admin"))]  # the stroke
 AlertReaders = Annotated[User, Depends(require_roles("stroke", "admin", "radiologist"))]
 # shadow results (pipelines not yet live): admins and the silent trial's readers, nobody else
 ShadowReaders = Annotated[User, Depends(require_roles("admin", "commissioning"))]
+# the dose registry: the site's medical physicists and the admins
+Physicists = Annotated[User, Depends(require_roles("physicist", "admin"))]

@@ -157,7 +157,7 @@ class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-    role: Literal["radiologist", "stroke", "admin", "service", "commissioning"]
+    role: Literal["radiologist", "stroke", "admin", "service", "commissioning", "physicist"]
     display_name: Annotated[str, StringConstraints(max_length=128)] | None = None
     password: Annotated[str, StringConstraints(min_length=12, max_length=256)] | None = None
 

@@ -473,3 +473,95 @@ report_addenda = Table(
     Column("signed_by", String(128), nullable=False),
     Column("signed_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- the dose registry (radtriage.dose) ----------------------------------------------
+
+# Each closed series version the dose registry has read (its job), and what it found.
+dose_reads = Table(
+    "dose_reads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False, unique=True),
+    Column("study_uid", UID, nullable=False),
+    Column("outcome", String(16), nullable=False),  # rdsr | ct_header | xr_header | none | error
+    Column("read_at", DateTime(timezone=True), nullable=False),
+)
+
+# The dose of one object: an RDSR, or one image series' headers (estimated for CT); events as JSON.
+dose_reports = Table(
+    "dose_reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("series_uid", UID, nullable=False),
+    Column("sop_instance_uid", UID, nullable=False, unique=True),
+    Column("source", String(16), nullable=False),  # rdsr | header
+    Column("estimated", Boolean, nullable=False),
+    Column("modality", String(16), nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# One examination (a study) as the registry judges it: from its RDSRs where any came, else its headers.
+dose_exams = Table(
+    "dose_exams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, unique=True),
+    Column("patient_key", String(64), index=True),  # a one-way hash of issuer and patient ID (repeats)
+    Column("performed_at", DateTime(timezone=True), nullable=False),
+    Column("modality", String(16), nullable=False),
+    Column("facility", String(64), nullable=False),
+    Column("scanner", String(128), nullable=False),
+    Column("protocol", String(64)),
+    Column("study_description", String(64)),
+    Column("examination", String(64)),  # the DRL examination the site's mapping gives; None: unmapped
+    Column("band", String(32)),  # the DRL set's age / weight band
+    Column("age_years", Float),
+    Column("weight_kg", Float),
+    Column("sex", String(1)),
+    Column("pregnant", Boolean, nullable=False),
+    Column("source", String(16), nullable=False),  # rdsr | header
+    Column("estimated", Boolean, nullable=False),
+    Column("phantom_cm", Integer),  # 16 | 32 | None: CTDIvol and DLP are on this phantom
+    Column("ctdivol", Float),  # mGy (the highest of the acquisitions on the phantom)
+    Column("dlp", Float),  # mGy.cm (the examination's total on the phantom)
+    Column("dap", Float),  # Gy.cm2
+    Column("entrance_dose", Float),  # mGy
+    Column("drl_set", String(128)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_dose_exams_examination_band", dose_exams.c.examination, dose_exams.c.band, dose_exams.c.performed_at)
+
+# Why an examination was flagged: above a DRL (or the site's multiple), a child, a pregnant patient, a repeat.
+dose_flags = Table(
+    "dose_flags",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("reason", String(32), nullable=False),
+    Column("quantity", String(16), nullable=False),  # CTDIvol | DLP | DAP | EntranceDose | "-"
+    Column("value", Float),
+    Column("level", Float),
+    Column("unit", String(16)),
+    Column("drl_set", String(128)),
+    Column("urgent", Boolean, nullable=False),  # told at once; else in the daily digest
+    Column("detail", Text, nullable=False),
+    Column("digested_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("study_uid", "reason", "quantity", name="uq_dose_flags_study_reason_quantity"),
+)
+
+# A DRL set as imported (the file's rows as data), one row per name and version.
+drl_sets = Table(
+    "drl_sets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(64), nullable=False),
+    UniqueConstraint("name", "version", name="uq_drl_sets_name_version"),
+)

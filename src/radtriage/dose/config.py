@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from radtriage.dose.drl import DrlError, DrlSet, load_set
+from radtriage.dose.drl import DrlError, DrlSet, load_set, validated
 from radtriage.rules import Rule, Select, StrictModel, select_failures
 
 
@@ -65,11 +65,7 @@ class DoseConfig(StrictModel):
 
 
 def parse_dose_config(data: Any, where: str) -> DoseConfig:
-    try:
-        return DoseConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise DrlError(f"{where}: {problems}") from None
+    return validated(DoseConfig, data, where)
 
 
 def load_dose_config(path: Path) -> tuple[DoseConfig, list[tuple[DrlSet, str]]]:

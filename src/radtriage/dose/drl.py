@@ -14,7 +14,7 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -23,6 +23,7 @@ from radtriage.dose.model import CT_QUANTITIES, QUANTITIES, to_unit
 from radtriage.rules import Range, StrictModel
 
 EXAMPLE_MARK = "EXAMPLE"
+M = TypeVar("M", bound=StrictModel)
 
 
 class DrlError(ValueError):
@@ -119,12 +120,17 @@ class DrlSet(StrictModel):
         return f"{self.name} v{self.version}"
 
 
-def parse_set(data: Any, where: str) -> DrlSet:
+def validated(model: type[M], data: Any, where: str) -> M:
+    """``data`` as ``model``, or `DrlError` naming ``where`` and each problem's key."""
     try:
-        return DrlSet.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
         raise DrlError(f"{where}: {problems}") from None
+
+
+def parse_set(data: Any, where: str) -> DrlSet:
+    return validated(DrlSet, data, where)
 
 
 def load_set(path: Path) -> tuple[DrlSet, str]:

@@ -47,12 +47,25 @@ def children(container: Dataset, code: str) -> list[Dataset]:
     return [i for i in container.get("ContentSequence", []) if _code(i) == code]
 
 
-def find(container: Dataset, code: str) -> Dataset | None:
-    """The first item named by ``code`` anywhere under ``container``."""
-    return next((i for i in _walk(container) if _code(i) == code), None)
+def index(container: Dataset) -> dict[str, Dataset]:
+    """Every concept code under ``container`` -> its first item (depth first), by one walk of the subtree."""
+    out: dict[str, Dataset] = {}
+    for item in _walk(container):
+        code = _code(item)
+        if code is not None and code not in out:
+            out[code] = item
+    return out
 
 
-def num(container: Dataset, code: str, quantity: str | None = None) -> float | None:
+Index = dict[str, Dataset]
+
+
+def find(container: Dataset | Index, code: str) -> Dataset | None:
+    """The first item named by ``code`` anywhere under ``container`` (or in its `index`)."""
+    return (container if isinstance(container, dict) else index(container)).get(code)
+
+
+def num(container: Dataset | Index, code: str, quantity: str | None = None) -> float | None:
     """A NUM item's value under ``container``; with ``quantity``, in the registry's unit for it."""
     item = find(container, code)
     if item is None or not item.get("MeasuredValueSequence"):
@@ -65,14 +78,14 @@ def num(container: Dataset, code: str, quantity: str | None = None) -> float | N
     return to_unit(quantity, value, str(units[0].CodeValue) if units else "")
 
 
-def code_of(container: Dataset, code: str) -> tuple[str, str] | None:
+def code_of(container: Dataset | Index, code: str) -> tuple[str, str] | None:
     """A CODE item's (code value, code meaning) under ``container``."""
     item = find(container, code)
     seq = item.get("ConceptCodeSequence") if item is not None else None
     return (str(seq[0].CodeValue), str(seq[0].get("CodeMeaning", ""))) if seq else None
 
 
-def text_of(container: Dataset, code: str) -> str | None:
+def text_of(container: Dataset | Index, code: str) -> str | None:
     item = find(container, code)
     if item is None:
         return None
@@ -80,13 +93,14 @@ def text_of(container: Dataset, code: str) -> str | None:
     return " ".join(str(value).split())[:64] or None if value is not None else None
 
 
-def _meaning(container: Dataset, code: str) -> str | None:
+def _meaning(container: Dataset | Index, code: str) -> str | None:
     got = code_of(container, code)
     return got[1] or None if got else None
 
 
-def ct_event(acq: Dataset) -> DoseEvent:
+def ct_event(acq: Dataset | Index) -> DoseEvent:
     """One CT Acquisition container (DCM 113819)."""
+    acq = index(acq)  # type: ignore[assignment]
     phantom = code_of(acq, DCM.CtdiwPhantomType.value)
     return DoseEvent(
         kind="ct", event_uid=text_of(acq, DCM.IrradiationEventUID.value),
@@ -98,8 +112,9 @@ def ct_event(acq: Dataset) -> DoseEvent:
         tube_current_ma=num(acq, DCM.XRayTubeCurrent.value))
 
 
-def projection_event(ev: Dataset) -> DoseEvent:
+def projection_event(ev: Dataset | Index) -> DoseEvent:
     """One Irradiation Event X-Ray Data container (DCM 113706)."""
+    ev = index(ev)  # type: ignore[assignment]
     return DoseEvent(
         kind="projection", event_uid=text_of(ev, DCM.IrradiationEventUID.value),
         protocol=text_of(ev, DCM.AcquisitionProtocol.value), target_region=_meaning(ev, DCM.TargetRegion.value),
@@ -115,18 +130,23 @@ def read_rdsr(ds: Dataset) -> DoseReport:
     if not is_rdsr(ds) or _code(ds) != DOSE_REPORT:
         raise NotADoseReport("not an X-Ray Radiation Dose Report (DCM 113701)")
     fields = common_fields(ds)
-    procedure = code_of(ds, DCM.ProcedureReported.value)
-    cts = [i for i in _walk(ds) if _code(i) == DCM.CTAcquisition.value]
+    items = [(_code(i), i) for i in _walk(ds)]
+    root: Index = {}
+    for code, item in items:
+        if code is not None:
+            root.setdefault(code, item)
+    procedure = code_of(root, DCM.ProcedureReported.value)
+    cts = [i for code, i in items if code == DCM.CTAcquisition.value]
     if cts or (procedure and procedure[0] == CT_PROCEDURE):
-        accumulated = find(ds, DCM.CTAccumulatedDoseData.value)
+        accumulated = find(root, DCM.CTAccumulatedDoseData.value)
         events = tuple(ct_event(a) for a in cts)
         total = num(accumulated, DCM.CTDoseLengthProductTotal.value, "DLP") if accumulated is not None else None
         if total is None:
             total = sum(e.dlp or 0.0 for e in events) if events else None
         return DoseReport(**{**fields, "protocol": _protocol(fields, events)}, modality="CT", source="rdsr", estimated=False,
                           events=events, dlp_total=total)
-    events = tuple(projection_event(e) for e in _walk(ds) if _code(e) == DCM.IrradiationEventXRayData.value)
-    accumulated = find(ds, DCM.AccumulatedXRayDoseData.value)
+    events = tuple(projection_event(e) for code, e in items if code == DCM.IrradiationEventXRayData.value)
+    accumulated = find(root, DCM.AccumulatedXRayDoseData.value)
     dap_total = num(accumulated, DCM.DoseAreaProductTotal.value, "DAP") if accumulated is not None else None
     rp_total = num(accumulated, DCM.DoseRPTotal.value, "EntranceDose") if accumulated is not None else None
     if dap_total is None and any(e.dap is not None for e in events):
