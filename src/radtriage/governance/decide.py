@@ -20,9 +20,11 @@ from typing import Any
 
 from radtriage.config import Settings
 from radtriage.db import accounts, audit, worklist
+from radtriage.db import exports as export_rows
 from radtriage.db import governance as rows
-from radtriage.db.engine import Database
 from radtriage.db.clock import utcnow
+from radtriage.db.engine import Database
+from radtriage.exports import plan as export_plan
 from radtriage.governance.evidence import floors_for, measured, shortfalls
 from radtriage.governance.report import commission
 from radtriage.monitor.baseline import kept_scores  # a leaf: the monitor's baseline from evidence
@@ -140,6 +142,9 @@ def decide(db: Database, settings: Settings, pipeline_id: str, action: str, reas
         rows.record_report(conn, decision_id, *commission(key, {**values, "id": decision_id}))
         audit.record(conn, done, actor=by, role=role, client=client,
                      detail={**detail, "decision": decision_id, **({"evidence": kept["sha256"]} if kept else {})})
+        if action != "promote":  # what was sent of its results on unread studies is withdrawn with it
+            export_plan.queue_withdrawal(conn, export_rows.exported_unread_results(conn, pipeline_id),
+                                         f"AI under review: {pipeline_id} {state}", values["decided_at"])
     retriage(db, settings, pipeline_id)
     if withdraw is not None and action != "promote":
         withdraw(pipeline_id, action, by, role=role, client=client)
