@@ -4,6 +4,7 @@ destination that is down is a retryable failure."""
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 from pathlib import Path
@@ -70,6 +71,11 @@ def test_orthanc_stores_seg_and_sc_once_even_when_sent_twice(tmp_path: Path, obj
         assert first.notes == [] and first.refused_classes == []
         held = _orthanc_instances(http_port)
         assert sorted(_orthanc_uid(http_port, i) for i in held) == sorted(first.stored)  # two objects, not four
+        seg_id = next(i for i in held if _orthanc_uid(http_port, i) == str(objects["seg"].SOPInstanceUID))
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/instances/{seg_id}/file", timeout=10) as r:
+            back = hd.seg.segread(io.BytesIO(r.read()))
+        assert back.number_of_segments == 1
+        assert np.array_equal(back.pixel_array, objects["seg"].pixel_array)  # the mask Orthanc holds is the one sent
     finally:
         stop_process(proc)
 

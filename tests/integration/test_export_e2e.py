@@ -6,16 +6,18 @@ withdraws it everywhere (an SR marked withdrawn, OBX-11 W, entered-in-error)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+import highdicom as hd
 import pytest
 from sqlalchemy import select
 
 from radtriage.db.tables import outbox
 from radtriage.synth import synthesize
-from tests.helpers import start_orthanc, stop_process, storescu, wait_jobs_final
+from tests.helpers import need_binary, start_orthanc, stop_process, storescu, wait_jobs_final
 from tests.integration.test_export_fhir_hl7 import TOKEN, fhir_server, listener  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +35,30 @@ def _orthanc_classes(http_port: int) -> list[str]:
                                     timeout=10) as r:
             out.append(r.read().decode())
     return sorted(out)
+
+
+def _orthanc_files(http_port: int, sop_class: str, folder: Path) -> list[Path]:
+    """The files Orthanc holds of one SOP class, fetched through its REST API."""
+    out = []
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/instances", timeout=10) as r:
+        ids = json.load(r)
+    for i in ids:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/instances/{i}/metadata/SopClassUid",
+                                    timeout=10) as r:
+            if r.read().decode() != sop_class:
+                continue
+        path = folder / f"{i}.dcm"
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/instances/{i}/file", timeout=10) as r:
+            path.write_bytes(r.read())
+        out.append(path)
+    return out
+
+
+def _items(ds):
+    """Every content item of an SR tree, depth first."""
+    for item in getattr(ds, "ContentSequence", []):
+        yield item
+        yield from _items(item)
 
 
 def _exports(db) -> list[tuple[str, str, str, str]]:
@@ -81,6 +107,13 @@ def test_a_positive_head_reaches_the_pacs_the_ris_and_the_emr(make_settings, tmp
                                 ("ris", "hl7", "preliminary", "delivered")]
         classes = _orthanc_classes(http_port)
         assert SR in classes and KOS in classes and SC in classes
+        sr = _orthanc_files(http_port, SR, tmp_path)[0]
+        dump = subprocess.run([need_binary("dsrdump"), "-Ec", str(sr)], capture_output=True, text=True, timeout=60)
+        assert dump.returncode == 0 and "Error" not in dump.stderr, dump.stderr
+        volume = result["result"]["findings"][0]["measurements"]["estimated_volume_ml"]
+        values = [float(item.MeasuredValueSequence[0].NumericValue) for item in _items(hd.sr.srread(sr))
+                  if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeMeaning == "Volume"]
+        assert values == [pytest.approx(volume, abs=0.05)]
         (oru,) = listener.received
         assert "ORU^R01" in oru and any(seg.split("|")[11] == "P" for seg in oru.split("\r") if seg.startswith("OBX"))
         (report,) = fhir_server.store["DiagnosticReport"].values()
