@@ -43,3 +43,20 @@ def test_study_exports_and_the_admins_retry_and_give_up(api) -> None:  # noqa: F
     assert states == {ids[0]: "pending", ids[1]: "cancelled"}
     actions = [e["action"] for e in audit.entries(db, limit=50)[1]]
     assert "export_retry" in actions and "export_give_up" in actions
+
+
+def test_a_failed_report_delivery_is_listed_with_its_study(api) -> None:  # noqa: F811
+    from radtriage.db import outbox as rows
+    from radtriage.db.tables import reports
+
+    db = api.services.db
+    with db.write() as conn:
+        rid = conn.execute(reports.insert().values(study_uid="1.2.10", state="signed", body={}, removed=[],
+                                                   result_ids=[], languages=[], revision=0, created_at=NOW,
+                                                   updated_at=NOW)
+                           ).inserted_primary_key[0]
+        row = rows.add(conn, "export", f"export:report-{rid}:ris:r0", subject=f"report-{rid}", target="ris",
+                       channel="hl7", payload={"report_id": rid, "status": "final", "revision": 0}, now=NOW)
+        conn.execute(update(outbox).where(outbox.c.id == row).values(state="failed", last_error="ris: AR"))
+    failed = api.get("/api/v1/exports/failed", headers=api.as_["admin"]).json()
+    assert [(x["id"], x["study_uid"], x["result_id"], x["status"]) for x in failed] == [(row, "1.2.10", None, "final")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, literal, select, update
 
 from radtriage.db.clock import aware
-from radtriage.db.tables import instances, jobs, outbox, results, series, studies, worklist
+from radtriage.db.tables import instances, jobs, outbox, reports, results, series, studies, worklist
 
 KIND = "export"  # radtriage.exports.KIND: the outbox rows of results out
 
@@ -68,16 +68,20 @@ def exported_unread_results(conn: Connection, pipeline_id: str) -> list[int]:
 
 
 def failed_exports(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
-    """Exports given up on (or retrying after an error), newest first: for the admin's deliveries view."""
+    """Exports given up on (or retrying after an error), newest first: for the admin's deliveries view. A row
+    is about a result (subject: its id) or a signed report (subject: ``report-<id>``)."""
+    text = outbox.c.subject.type
     q = (select(outbox.c.id, outbox.c.subject, outbox.c.target, outbox.c.channel, outbox.c.payload, outbox.c.state,
                 outbox.c.attempts, outbox.c.last_error, outbox.c.created_at, outbox.c.finished_at,
-                results.c.study_uid, results.c.pipeline_id)
-         .join(results, results.c.id.cast(outbox.c.subject.type) == outbox.c.subject)  # a report's subject is no number
+                func.coalesce(results.c.study_uid, reports.c.study_uid).label("study_uid"), results.c.pipeline_id)
+         .select_from(outbox.outerjoin(results, results.c.id.cast(text) == outbox.c.subject)
+                      .outerjoin(reports, literal("report-", text) + reports.c.id.cast(text) == outbox.c.subject))
          .where(outbox.c.kind == KIND, (outbox.c.state == "failed") | ((outbox.c.state == "pending")
                                                                        & outbox.c.last_error.is_not(None)))
          .order_by(outbox.c.id.desc()).limit(limit))
-    return [{**dict(r), "result_id": int(r["subject"]), "created_at": aware(r["created_at"]),
-             "finished_at": aware(r["finished_at"])} for r in conn.execute(q).mappings()]
+    return [{**dict(r), "result_id": int(r["subject"]) if r["subject"].isdigit() else None,
+             "created_at": aware(r["created_at"]), "finished_at": aware(r["finished_at"])}
+            for r in conn.execute(q).mappings()]
 
 
 def retry_export(conn: Connection, row_id: int, now: Any) -> bool:
