@@ -158,6 +158,8 @@ class Runtime:
     def start(self) -> None:
         if self.services.settings.inference.enabled:
             self._start_inference()
+        else:  # signed reports still leave
+            self._start_exports([])
         if self.services.settings.dose_file is not None:  # a bad dose file stops start-up, named
             from radtriage.dose.worker import build_worker as build_dose
 
@@ -171,7 +173,6 @@ class Runtime:
     def _start_inference(self) -> None:
         """Load and check the pipelines (a bad file stops start-up), start Ray Serve and the dispatcher."""
         from radtriage.governance import StateBook
-        from radtriage.exports.worker import Exports
         from radtriage.inference.tasks import OPS
         from radtriage.monitor.worker import build_worker
         from radtriage.pipelines import load_pipelines
@@ -188,19 +189,18 @@ class Runtime:
                                     alerts)
         paging = alerts.for_pipelines(specs) if alerts is not None else None
 
-        self.exports = Exports(self.services.db, settings, specs, self.services.metrics.registry)
+        exports = self._start_exports(specs)
 
         def on_result(*recorded: Any) -> None:  # pages first, then the monitor (which only marks and wakes)
             if paging is not None:
                 paging(*recorded)
             self.monitor.recorded(*recorded)
-            self.exports.wake()  # its rows were queued in the recording transaction
+            exports.wake()  # its rows were queued in the recording transaction
 
         self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, result_priority,
                                      on_result=on_result, states=self.states.state)
-        if self.exports.enabled:
-            self.dispatcher.on_recorded = self.exports.queue
-            self.exports.start()
+        if exports.enabled:
+            self.dispatcher.on_recorded = exports.queue
         self.dispatcher.start()
         self.monitor.start()
         if alerts is not None:
@@ -208,6 +208,15 @@ class Runtime:
         log.info("inference: %d pipelines (%s) on %s", len(specs),
                  ", ".join(f"{s.id} {self.states.state(s.id).state}" for s in specs),
                  "Ray Serve" if settings.inference.use_ray else "this process")
+
+    def _start_exports(self, specs: list[Any]) -> Any:
+        """Results and signed reports out (`radtriage.exports`): its worker runs when a destination is named."""
+        from radtriage.exports.worker import Exports
+
+        self.exports = Exports(self.services.db, self.services.settings, specs, self.services.metrics.registry)
+        if self.exports.enabled:
+            self.exports.start()
+        return self.exports
 
     def stop(self) -> None:
         self.started = False
