@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -39,58 +40,30 @@ CT_PROTOCOLS = {
 
 
 def _concept(code: Code) -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code.value, code.scheme_designator, code.meaning
-    return item
-
-
-def _item(kind: str, name: Code, relationship: str = "CONTAINS") -> Dataset:
-    item = Dataset()
-    item.RelationshipType, item.ValueType = relationship, kind
-    item.ConceptNameCodeSequence = [_concept(name)]
-    return item
+    return hd.sr.CodedConcept(code.value, code.scheme_designator, code.meaning)
 
 
 def container(name: Code, items: list[Dataset], relationship: str = "CONTAINS") -> Dataset:
-    item = _item("CONTAINER", name, relationship)
-    item.ContinuityOfContent = "SEPARATE"
+    item = hd.sr.ContainerContentItem(name, is_content_continuous=False, relationship_type=relationship)
     item.ContentSequence = [i for i in items if i is not None]
     return item
 
 
 def num(name: Code, value: float | None, unit: str, meaning: str | None = None) -> Dataset | None:
-    if value is None:
-        return None
-    item = _item("NUM", name)
-    mv = Dataset()
-    mv.NumericValue = f"{value:.6g}"
-    mv.MeasurementUnitsCodeSequence = [_concept(Code(unit, UCUM, meaning or unit))]
-    item.MeasuredValueSequence = [mv]
-    return item
+    return None if value is None else hd.sr.NumContentItem(name, float(f"{value:.6g}"), Code(unit, UCUM, meaning or unit),
+                                                           relationship_type="CONTAINS")
 
 
 def code(name: Code, value: Code | None, relationship: str = "CONTAINS") -> Dataset | None:
-    if value is None:
-        return None
-    item = _item("CODE", name, relationship)
-    item.ConceptCodeSequence = [_concept(value)]
-    return item
+    return None if value is None else hd.sr.CodeContentItem(name, value, relationship_type=relationship)
 
 
 def text(name: Code, value: str | None) -> Dataset | None:
-    if value is None:
-        return None
-    item = _item("TEXT", name)
-    item.TextValue = value
-    return item
+    return None if value is None else hd.sr.TextContentItem(name, value, relationship_type="CONTAINS")
 
 
 def uidref(name: Code, value: str | None) -> Dataset | None:
-    if value is None:
-        return None
-    item = _item("UIDREF", name)
-    item.UID = value
-    return item
+    return None if value is None else hd.sr.UIDRefContentItem(name, value, relationship_type="CONTAINS")
 
 
 def _ct_acquisition(e: DoseEvent) -> Dataset:
