@@ -50,8 +50,9 @@ def container(name: Code, items: list[Dataset], relationship: str = "CONTAINS") 
 
 
 def num(name: Code, value: float | None, unit: str, meaning: str | None = None) -> Dataset | None:
-    return None if value is None else hd.sr.NumContentItem(name, float(f"{value:.6g}"), Code(unit, UCUM, meaning or unit),
-                                                           relationship_type="CONTAINS")
+    if value is None:
+        return None
+    return hd.sr.NumContentItem(name, float(f"{value:.6g}"), Code(unit, UCUM, meaning or unit), relationship_type="CONTAINS")
 
 
 def code(name: Code, value: Code | None, relationship: str = "CONTAINS") -> Dataset | None:
