@@ -52,7 +52,8 @@ def container(name: Code, items: list[Dataset], relationship: str = "CONTAINS") 
 def num(name: Code, value: float | None, unit: str, meaning: str | None = None) -> Dataset | None:
     if value is None:
         return None
-    return hd.sr.NumContentItem(name, float(f"{value:.6g}"), Code(unit, UCUM, meaning or unit), relationship_type="CONTAINS")
+    unit_code = Code(unit, UCUM, meaning or unit)
+    return hd.sr.NumContentItem(name, float(f"{value:.6g}"), unit_code, relationship_type="CONTAINS")
 
 
 def code(name: Code, value: Code | None, relationship: str = "CONTAINS") -> Dataset | None:
