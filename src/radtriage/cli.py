@@ -282,6 +282,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     db = open_database(settings.db_url)
     try:
+        if args.action == "range":
+            return _models_range(args, settings)
         if args.action == "list":
             for p in overview(db, settings):
                 print(f"{p['pipeline_id']:<14} {p['state']:<9} {p['model_id']} {p['model_version']}  {p['reason']}")
@@ -309,6 +311,31 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 2
     finally:
         db.dispose()
+
+
+def _models_range(args: argparse.Namespace, settings) -> int:
+    """``radtriage models range PIPELINE --dataset DIR [--write]``: the validated input range a dataset supports."""
+    from radtriage.governance.decide import pipelines
+    from radtriage.validation.ranges import measure_range, write_range
+
+    specs = pipelines(settings)
+    if args.pipeline not in specs or not args.dataset:
+        print(f"radtriage models range: a PIPELINE ({', '.join(sorted(specs))}) and --dataset DIR are needed",
+              file=sys.stderr)
+        return 2
+    model_dir = Path(settings.inference.models_dir) / specs[args.pipeline].model
+    card, vr, spans = measure_range(model_dir, Path(args.dataset), args.limit, args.margin)
+    declared = card.validated_range.checks if card.validated_range else {}
+    for name, r in vr.checks.items():
+        lo, hi, n = spans[name]
+        print(f"{name:<20} observed {lo:10.3f} .. {hi:10.3f} (n={n})  -> [{r.min:g}, {r.max:g}]"
+              f"   card now: {declared[name] if name in declared else '-'}")
+    missing = [n for n in declared if n not in vr.checks]
+    if missing:
+        print("not measured on this dataset (kept out of the range): " + ", ".join(missing), file=sys.stderr)
+    if args.write:
+        print(f"written: {write_range(model_dir, card, vr)}")
+    return 0
 
 
 def _positive_int(value: str) -> int:
@@ -386,8 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=float, help="token lifetime in days (token; default: until revoked)")
     s.set_defaults(func=cmd_users)
 
-    s = sub.add_parser("models", help="pipelines' states at this site: list, promote (on evidence), demote, suspend")
-    s.add_argument("action", choices=["list", "promote", "demote", "suspend"])
+    s = sub.add_parser("models", help="pipelines' states at this site: list, promote (on evidence), demote, suspend; "
+                                      "range (a model's validated input range measured on a dataset)")
+    s.add_argument("action", choices=["list", "promote", "demote", "suspend", "range"])
     s.add_argument("pipeline", nargs="?", help="pipeline id (pipelines/*.yaml)")
     s.add_argument("--evidence", metavar="METRICS_JSON",
                    help="promote: the metrics.json of radtriage validate, or 'shadow' (the silent trial's reads)")
@@ -395,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--by", metavar="ADMIN", help="the admin account taking the decision")
     s.add_argument("--carry-over", action="store_true",
                    help="promote: accept evidence of another version of the model or another threshold")
+    s.add_argument("--dataset", metavar="DIR", help="range: a labelled dataset of this site (any validate layout)")
+    s.add_argument("--margin", type=float, default=0.1, help="range: widen the observed span by this share")
+    s.add_argument("--limit", type=_positive_int, metavar="N", help="range: measure at most N cases")
+    s.add_argument("--write", action="store_true", help="range: write the measured range into the model card")
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("studies", help="list stored studies and series")

@@ -19,7 +19,7 @@ A measure that cannot be taken (no intracranial region, no age) is outside.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from radtriage.imaging.volume import Volume
-from radtriage.inference.card import ModelCard, ValidatedRange
+from radtriage.inference.card import ModelCard, Range, ValidatedRange
 
 MAX_SLICES = 48
 PLANE_PX = 256
@@ -253,3 +253,27 @@ def failures(card: ModelCard, volume: Volume) -> list[str]:
         if value is None or not r.contains(value):
             out.append(f"{name} {_fmt(value)}, validated {r}")
     return out
+
+
+def observed(kind: str, volumes: Iterable[Volume], source: str, margin: float = 0.1,
+             names: Iterable[str] | None = None) -> tuple[ValidatedRange, dict[str, tuple[float, float, int]]]:
+    """The validated range a set of volumes supports (a model's training or validation data, or a site's
+    commissioning studies): per measure, the observed span widened by ``margin`` of it on each side.
+    Also returns each measure's (lowest, highest, count measured). A measure never taken is left out."""
+    measures = KINDS[kind]
+    wanted = list(names) if names is not None else list(measures)
+    seen: dict[str, list[float]] = {n: [] for n in wanted}
+    probe = ValidatedRange(kind=kind, source=source, checks={n: Range() for n in wanted})
+    for volume in volumes:
+        for name, value in measure(probe, volume).items():
+            if value is not None and np.isfinite(value):
+                seen[name].append(float(value))
+    checks, spans = {}, {}
+    for name, values in seen.items():
+        if not values:
+            continue
+        lo, hi = min(values), max(values)
+        pad = margin * (hi - lo)
+        checks[name] = Range(min=round(lo - pad, 3), max=round(hi + pad, 3))
+        spans[name] = (lo, hi, len(values))
+    return ValidatedRange(kind=kind, source=source, checks=checks), spans
