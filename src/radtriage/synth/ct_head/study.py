@@ -37,7 +37,8 @@ def _series_names(study: Study, thickness: float) -> dict[str, Any]:
 
 def generate(rng: np.random.Generator, index: int, folder: Path, *, matrix: int = 512,
              positive: bool | None = None, subtypes: Sequence[str] | None = None,
-             identity: StudyIdentity | None = None, acquisition: str = "phantom") -> dict[str, Any]:
+             identity: StudyIdentity | None = None, acquisition: str = "phantom",
+             mimics: Sequence[str] | None = None) -> dict[str, Any]:
     """Write one synthetic CT head study under ``folder`` and return its truth.
 
     Series 1 is a lateral localizer (ImageType ORIGINAL/PRIMARY/LOCALIZER),
@@ -45,13 +46,14 @@ def generate(rng: np.random.Generator, index: int, folder: Path, *, matrix: int 
     series 3 its bone-kernel twin (same slices and frame of reference, wider
     window). Files are named ``<series:03d>_<instance:04d>.dcm``.
     ``acquisition="scanner"`` reconstructs both from one simulated
-    acquisition (`CtHeadOptions`); the default stays "phantom".
+    acquisition (`CtHeadOptions`); the default stays "phantom". ``mimics``:
+    exactly these normal mimics (`mimics.MIMICS`; None: the mode's default).
     """
     folder = Path(folder)
     age = float(np.clip(rng.normal(64, 17), 18, 96))
     study = make_study(rng, index, pick(rng, STUDY_DESCRIPTIONS), age_years=(age, age), identity=identity)
     smp, an, acq_ = _sample(rng, CtHeadOptions(positive=positive, subtypes=subtypes, matrix=matrix, age=age,
-                                               bone_kernel=True, acquisition=acquisition))
+                                               bone_kernel=True, acquisition=acquisition, mimics=mimics))
     acq = smp.truth["acquisition"]
     names = _series_names(study, smp.slice_thickness)
     frame = study.new_uid(rng)
