@@ -10,6 +10,9 @@ refusals are in the audit trail (`radtriage.governance.decide`).
 Each decision is signed with the site key and kept with its commissioning report:
 ``GET .../decisions/{id}/report`` (the printable HTML page) and ``.../signature`` (whether it still
 verifies). ``GET /api/v1/models/{pipeline}/evidence/shadow`` is the silent trial's metrics.json so far.
+``GET /api/v1/models/{pipeline}/monitor`` is what the model monitor sees of the pipeline now (positive rate
+by window with its expected range and hard limit, scores against the baseline, input mix, agreement,
+failure and "AI not applicable" rates: `radtriage.api.model_monitor`), ``.../monitor/{chart}.svg`` its charts.
 Admins and commissioning readers may read these; each reading is audited.
 """
 
@@ -20,9 +23,10 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from radtriage.api import model_monitor
 from radtriage.api.auth import client_of
 from radtriage.alerts.withdraw import withdraw_pipeline
 from radtriage.api.deps import Admin, AppSettings, Db, ShadowReaders, services_of
@@ -30,7 +34,7 @@ from radtriage.api.problems import ProblemError
 from radtriage.db import audit
 from radtriage.db import governance as rows
 from radtriage.governance import report
-from radtriage.governance.decide import DecisionRefused, decide, overview
+from radtriage.governance.decide import DecisionRefused, decide, overview, pipelines
 from radtriage.governance.reads import shadow_evidence
 from radtriage.validation.run import ValidationError
 
@@ -72,7 +76,8 @@ class DecisionIn(BaseModel):
 
 
 class PromotionIn(DecisionIn):
-    evidence: dict[str, Any] | Literal["shadow"]  # the metrics.json of `radtriage validate`, or the silent trial
+    # the metrics.json of `radtriage validate`, or the silent trial; none: refused, naming what is needed
+    evidence: dict[str, Any] | Literal["shadow"] | None = None
     carry_over: bool = False  # accept evidence of another model version or threshold, explicitly
 
 
@@ -177,3 +182,29 @@ def silent_trial_evidence(request: Request, pipeline: PipelineId, db: Db, settin
     audit.log(db, "shadow_evidence_viewed", actor=user.username, role=user.role, client=client_of(request),
               detail={"pipeline": pipeline, "cases": doc["n"]})
     return doc
+
+
+def _spec(settings: AppSettings, pipeline: str) -> Any:
+    spec = pipelines(settings).get(pipeline)
+    if spec is None:
+        raise ProblemError(404, "No such pipeline", f"no pipeline {pipeline!r}")
+    return spec
+
+
+Block = Annotated[int | None, Query(ge=5, le=500, description="live results per history window")]
+
+
+@router.get("/models/{pipeline}/monitor", response_model=model_monitor.MonitorOut)
+def monitor(pipeline: PipelineId, db: Db, settings: AppSettings, user: ShadowReaders,
+            block: Block = None) -> model_monitor.MonitorOut:
+    """What the model monitor sees of the pipeline now (its own window, baseline and rule; nothing acted on)."""
+    return model_monitor.monitor_out(db, settings, _spec(settings, pipeline), block)
+
+
+@router.get("/models/{pipeline}/monitor/{chart}.svg", response_class=Response)
+def monitor_chart(pipeline: PipelineId, chart: Annotated[str, Path(pattern="^(positive-rate|scores|rates)$")],
+                  db: Db, settings: AppSettings, user: ShadowReaders, block: Block = None) -> Response:
+    """One chart of the monitor's view as SVG (positive-rate, scores, rates)."""
+    svg = model_monitor.chart(db, settings, _spec(settings, pipeline), chart, block)
+    return Response(svg, media_type="image/svg+xml", headers={"Content-Security-Policy": "default-src 'none'",
+                                                               "Cache-Control": "no-store"})
