@@ -1,4 +1,4 @@
-"""The server-rendered pages: log in, the worklist, a study. Data comes from `/api/v1` by a little JavaScript."""
+"""The server-rendered pages: log in, the worklist, a study, the models. Data comes from `/api/v1` by a little JavaScript."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from radtriage.api.auth import authenticate
+from radtriage.api.problems import ProblemError
 from radtriage.api.schemas import UidPattern
 from radtriage.governance.state import DEMONSTRATION
 
@@ -66,3 +67,15 @@ def study_page(request: Request, study_uid: str) -> Response:
         return _page(request, "study.html", user=user, csrf="", study_uid="", error="not a study UID")
     return _page(request, "study.html", user=user, csrf=getattr(request.state, "csrf", ""), study_uid=study_uid,
                  error=None, demonstration=demonstration(request))
+
+
+@router.get("/admin/models", response_class=HTMLResponse)
+def models_page(request: Request) -> Response:
+    """Each pipeline's state, evidence, monitor charts and decisions; admins also decide here."""
+    user = authenticate(request)
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    if user.role not in ("admin", "commissioning"):
+        raise ProblemError(403, "Forbidden", f"the {user.role} role may not do this")
+    return _page(request, "models.html", user=user, csrf=getattr(request.state, "csrf", ""),
+                 demonstration=demonstration(request))

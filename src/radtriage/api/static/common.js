@@ -10,7 +10,7 @@ const RT = (() => {
     const r = await fetch(url, opts);
     if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
     const data = r.status === 204 ? null : await r.json();
-    if (!r.ok) { const e = new Error((data && (data.detail || data.title)) || r.statusText); e.status = r.status; throw e; }
+    if (!r.ok) { const e = new Error((data && (data.detail || data.title)) || r.statusText); e.status = r.status; e.problem = data; throw e; }
     return data;
   }
   function live(onChange) {
