@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import highdicom as hd
+import pydicom
 import pytest
 from sqlalchemy import select
 
@@ -130,6 +131,12 @@ def test_a_positive_head_reaches_the_pacs_the_ris_and_the_emr(make_settings, tmp
         assert any(seg.split("|")[11] == "W" for seg in listener.received[-1].split("\r") if seg.startswith("OBX"))
         assert next(iter(fhir_server.store["DiagnosticReport"].values()))["status"] == "entered-in-error"
         assert _orthanc_classes(http_port).count(SR) == 2  # the first SR and the one that withdraws it
+        first_sc = {str(pydicom.dcmread(f).SOPInstanceUID) for f in _orthanc_files(http_port, SC, tmp_path)}
+        notes = [pydicom.dcmread(f) for f in _orthanc_files(http_port, KOS, tmp_path)]
+        (rejection,) = [k for k in notes if k.ConceptNameCodeSequence[0].CodeValue == "113037"]  # IOCM
+        named = {str(i.ReferencedSOPInstanceUID) for s in rejection.CurrentRequestedProcedureEvidenceSequence
+                 for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+        assert first_sc and first_sc <= named  # the key images sent first are rejected
     finally:
         runtime.stop()
         services.close()

@@ -33,6 +33,8 @@ def _dicom(calling_ae: str, site_key: bytes) -> Deliver:
             wanted += images
         if "seg" in dest.objects and objs.seg is not None:
             wanted.append(objs.seg)
+        if objs.rejection is not None:  # a withdrawal: the IOCM rejection note of what was sent before
+            wanted.append(objs.rejection)
         done = store(dest, calling_ae, wanted, fallback=[] if "key_images" in dest.objects else images)
         for text in done.notes:
             note(attempt, text)

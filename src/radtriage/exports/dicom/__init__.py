@@ -12,17 +12,17 @@ used are listed in `radtriage.exports.dicom.codes` and docs/results-out.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import highdicom as hd
 from pydicom.dataset import Dataset
 
-from radtriage.exports.dicom.keyimages import build_key_images, build_kos
+from radtriage.exports.dicom.keyimages import build_key_images, build_kos, build_rejection
 from radtriage.exports.dicom.seg import build_seg
 from radtriage.exports.dicom.source import Source
 from radtriage.exports.dicom.sr import build_sr
 from radtriage.exports.dicom.uids import Uids
-from radtriage.exports.model import WITHDRAWN, ExportedResult
+from radtriage.exports.model import CORRECTED, PRELIMINARY, WITHDRAWN, ExportedResult
 
 __all__ = ["ResultObjects", "build"]
 
@@ -33,11 +33,12 @@ class ResultObjects:
     key_images: list[hd.sc.SCImage] = field(default_factory=list)
     kos: hd.ko.KeyObjectSelectionDocument | None = None
     seg: hd.seg.Segmentation | None = None
+    rejection: hd.ko.KeyObjectSelectionDocument | None = None  # a withdrawal's IOCM rejection note
 
     def all(self) -> list[Dataset]:
         """Every object, in the order they are sent (images before the documents that reference them)."""
         return [*self.key_images, *([self.seg] if self.seg is not None else []), self.sr,
-                *([self.kos] if self.kos is not None else [])]
+                *([self.kos] if self.kos is not None else []), *([self.rejection] if self.rejection else [])]
 
 
 def build(exported: ExportedResult, site_key: bytes = b"") -> ResultObjects:
@@ -45,7 +46,7 @@ def build(exported: ExportedResult, site_key: bytes = b"") -> ResultObjects:
     source, uids = Source(exported), Uids(exported, site_key)
     sr = build_sr(exported, source, uids)
     if exported.status == WITHDRAWN:
-        out = ResultObjects(sr=sr)
+        out = ResultObjects(sr=sr, rejection=_rejection(exported, uids, site_key))
     else:
         key_images = build_key_images(exported, source, uids)
         out = ResultObjects(sr=sr, key_images=key_images, kos=build_kos(exported, source, uids, key_images),
@@ -53,6 +54,14 @@ def build(exported: ExportedResult, site_key: bytes = b"") -> ResultObjects:
     for ds in out.all():  # dated when the result was made, so a resend is the same object
         _dated(ds, exported)
     return out
+
+
+def _rejection(exported: ExportedResult, uids: Uids, site_key: bytes) -> hd.ko.KeyObjectSelectionDocument | None:
+    """The IOCM rejection note of what the withdrawn revision had sent (rebuilt: the same UIDs)."""
+    revision = int(exported.notes.get("replaces_revision", max(exported.revision - 1, 0)))
+    sent = build(replace(exported, status=CORRECTED if revision else PRELIMINARY, revision=revision,
+                         result_id=exported.replaces or exported.result_id), site_key)
+    return build_rejection(exported, uids, sent.all())
 
 
 def _dated(ds: Dataset, exported: ExportedResult) -> None:

@@ -127,3 +127,19 @@ def build_kos(exported: ExportedResult, source: Source, uids: Uids,
         instance_number=exported.revision + 1, manufacturer=MANUFACTURER)
     kos.SeriesDescription = series_description(exported, "key objects")
     return kos
+
+
+def build_rejection(exported: ExportedResult, uids: Uids, rejected: list[Dataset]) -> hd.ko.KeyObjectSelectionDocument:
+    """An IHE IOCM rejection note for a withdrawn result: a Key Object Selection titled "Rejected for Patient
+    Safety Reasons" (DCM 113037) naming the objects sent before (SR, key images, their KOS, SEG), so a PACS
+    that follows IOCM hides them; the withdrawal SR stays and says why."""
+    content = hd.ko.KeyObjectSelection(
+        document_title=codes.DCM.RejectedForPatientSafetyReasons, referenced_objects=rejected,
+        observer_device_context=device_context(exported, uids),
+        description=f"AI result withdrawn: {exported.notes.get('reason') or 'do not use'}"[:1024])
+    kos = hd.ko.KeyObjectSelectionDocument(
+        evidence=rejected, content=content, series_instance_uid=uids.series("rejection"),
+        series_number=uids.series_number("rejection"), sop_instance_uid=uids.sop("rejection"),
+        instance_number=exported.revision + 1, manufacturer=MANUFACTURER)
+    kos.SeriesDescription = series_description(exported, "rejection note")
+    return kos

@@ -12,7 +12,7 @@ from pydicom.uid import UID
 
 from radtriage.exports.model import ExportedResult, object_uid
 
-SERIES_NUMBERS = {"sr": 9901, "sc": 9902, "kos": 9903, "seg": 9904}
+SERIES_NUMBERS = {"sr": 9901, "sc": 9902, "kos": 9903, "seg": 9904, "rejection": 9905}
 
 
 @dataclass(frozen=True)
