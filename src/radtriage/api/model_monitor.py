@@ -22,7 +22,6 @@ from radtriage.monitor.status import notices
 from radtriage.monitor.view import Snapshot, decision_marks, input_shares, score_counts, signal_of, snapshot
 from radtriage.pipelines import PipelineSpec
 
-CHARTS = ("positive-rate", "scores", "rates")
 Out = Literal["above", "below"] | None
 
 
@@ -245,7 +244,7 @@ def _rates_svg(m: MonitorOut) -> str:
 
 
 def chart(db: Database, settings: Settings, spec: PipelineSpec, name: str, block: int | None = None) -> str:
-    """One chart of the pipeline's monitor as SVG (``name`` in `CHARTS`)."""
+    """One chart of the pipeline's monitor as SVG (``name``: positive-rate, scores or rates)."""
     snap = snapshot(db, settings, spec, block=block)
     m = _out(db, spec, snap)
     if not m.enabled or snap is None:

@@ -48,7 +48,7 @@
       T("h3", "Evidence and floors"),
       T("p", promoted ? "Measured on the evidence of decision " + promoted.id + " (" + when(promoted.decided_at) + ")."
         : "No promotion on evidence yet: the floors a promotion must meet.", "note"),
-      table(["floor", "needed", "measured", ""], rows),
+      table(["floor", "needed", "measured", "met"], rows),
       p.floors.reason ? T("p", "Why: " + p.floors.reason, "note") : "");
   }
 
