@@ -8,6 +8,7 @@ ImageComments and in the SeriesDescription, with BurnedInAnnotation YES.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -116,30 +117,27 @@ def build_kos(exported: ExportedResult, source: Source, uids: Uids,
         named.setdefault(ds.SOPInstanceUID, ds)
     if not named:
         return None
-    objects = list(named.values())
-    content = hd.ko.KeyObjectSelection(
-        document_title=codes.DCM.OfInterest, referenced_objects=objects,
-        observer_device_context=device_context(exported, uids),
-        description=f"{DISCLAIMER}: {exported.pipeline_title}"[:1024])
-    kos = hd.ko.KeyObjectSelectionDocument(
-        evidence=objects, content=content, series_instance_uid=uids.series("kos"),
-        series_number=uids.series_number("kos"), sop_instance_uid=uids.sop("kos"),
-        instance_number=exported.revision + 1, manufacturer=MANUFACTURER)
-    kos.SeriesDescription = series_description(exported, "key objects")
-    return kos
+    return _kos(exported, uids, "kos", codes.DCM.OfInterest, list(named.values()),
+                f"{DISCLAIMER}: {exported.pipeline_title}", "key objects")
 
 
 def build_rejection(exported: ExportedResult, uids: Uids, rejected: list[Dataset]) -> hd.ko.KeyObjectSelectionDocument:
     """An IHE IOCM rejection note for a withdrawn result: a Key Object Selection titled "Rejected for Patient
     Safety Reasons" (DCM 113037) naming the objects sent before (SR, key images, their KOS, SEG), so a PACS
     that follows IOCM hides them; the withdrawal SR stays and says why."""
-    content = hd.ko.KeyObjectSelection(
-        document_title=codes.DCM.RejectedForPatientSafetyReasons, referenced_objects=rejected,
-        observer_device_context=device_context(exported, uids),
-        description=f"AI result withdrawn: {exported.notes.get('reason') or 'do not use'}"[:1024])
+    return _kos(exported, uids, "rejection", codes.DCM.RejectedForPatientSafetyReasons, rejected,
+                f"AI result withdrawn: {exported.notes.get('reason') or 'do not use'}", "rejection note")
+
+
+def _kos(exported: ExportedResult, uids: Uids, kind: str, title: Any, objects: list[Dataset], description: str,
+         what: str) -> hd.ko.KeyObjectSelectionDocument:
+    """A Key Object Selection document of ``objects`` titled ``title``, in the result's ``kind`` series."""
+    content = hd.ko.KeyObjectSelection(document_title=title, referenced_objects=objects,
+                                       observer_device_context=device_context(exported, uids),
+                                       description=description[:1024])
     kos = hd.ko.KeyObjectSelectionDocument(
-        evidence=rejected, content=content, series_instance_uid=uids.series("rejection"),
-        series_number=uids.series_number("rejection"), sop_instance_uid=uids.sop("rejection"),
+        evidence=objects, content=content, series_instance_uid=uids.series(kind),
+        series_number=uids.series_number(kind), sop_instance_uid=uids.sop(kind),
         instance_number=exported.revision + 1, manufacturer=MANUFACTURER)
-    kos.SeriesDescription = series_description(exported, "rejection note")
+    kos.SeriesDescription = series_description(exported, what)
     return kos
