@@ -387,7 +387,7 @@ def write_radiograph(
         ds.RescaleIntercept = 0
         ds.RescaleSlope = 1
         ds.RescaleType = "US"
-    ds.BitsAllocated = 16
+    ds.BitsAllocated = 8 if bits <= 8 else 16  # an 8-bit picture export
     ds.BitsStored = bits
     ds.HighBit = bits - 1
     ds.PixelRepresentation = 0
@@ -395,5 +395,5 @@ def write_radiograph(
     ds.WindowWidth = maxval
     for key, value in (extra or {}).items():
         setattr(ds, key, value)
-    ds.PixelData = np.rint(pixels).astype(np.uint16).tobytes()
+    ds.PixelData = np.rint(pixels).astype(np.uint8 if bits <= 8 else np.uint16).tobytes()
     return _finish(ds, folder / f"{series_number:03d}_0001.dcm")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from radtriage.synth.xr_hand.detector import render_detector
 from radtriage.synth.xr_hand.projection import (
     _blob_attenuation, _soft_tissue, _tube_attenuation, _View,
 )
@@ -16,6 +17,7 @@ from radtriage.synth.xr_hand.skeleton import _skeleton, _stage
 from radtriage.synth.xr_hand.subject import (
     CARPAL_ORDER, MU_SOFT, TEMPLATE_HAND_LENGTH, Subject, SubjectOptions, draw_subject,
 )
+from radtriage.synth.xr_physics import lowpass
 
 @dataclass(frozen=True)
 class HandSample:
@@ -26,9 +28,20 @@ class HandSample:
     truth: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where the hand lies on the plate, when chosen beforehand (detector mode): rotation, the fractions of
+    the free space above and to the left of it, and room for a second (mirrored) hand on the right."""
+
+    rotation_deg: float
+    top: float
+    left: float
+    two_hands: bool = False
+
+
 def _make_view(rng, subject: Subject, marks, view: str, pixel_spacing: float | None, size: int | None,
-               binning: int) -> tuple[_View, dict]:
-    theta = math.radians(rng.uniform(-12, 12))
+               binning: int, layout: Layout | None = None) -> tuple[_View, dict]:
+    theta = math.radians(rng.uniform(-12, 12) if layout is None else layout.rotation_deg)
     cx = 1.0 if view == "PA" else rng.uniform(0.6, 0.72)
     s = subject.size
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
@@ -39,12 +52,13 @@ def _make_view(rng, subject: Subject, marks, view: str, pixel_spacing: float | N
     lo, hi = pts.min(0) - 14 * s, pts.max(0) + 14 * s
     ext_w, ext_h = hi - lo
     fov_h = float(np.clip(ext_h * rng.uniform(1.1, 1.4), 180, 290))  # ~18x24 to 24x30 cm plates
-    fov_w = float(max(fov_h * rng.uniform(0.74, 0.84), ext_w * 1.15))
+    fov_w = float(max(fov_h * rng.uniform(0.74, 0.84), ext_w * (1.15 if layout is None or not layout.two_hands
+                                                                 else 2.3)))
     drawn_spacing = float(rng.choice((0.1, 0.139, 0.143, 0.15)))
     native = pixel_spacing or drawn_spacing
     spacing = native * binning
-    top = rng.uniform(0.05, 0.35) * max(fov_h - ext_h, 0)
-    left = (fov_w - ext_w) * rng.uniform(0.3, 0.7)
+    top = (rng.uniform(0.05, 0.35) if layout is None else layout.top) * max(fov_h - ext_h, 0)
+    left = (fov_w - ext_w) * (rng.uniform(0.3, 0.7) if layout is None else layout.left)
     origin = np.array([left - lo[0], top - lo[1]])
     if size is not None:  # square training image; same field of view, letterboxed across
         fov = max(fov_h, fov_w)
@@ -76,18 +90,6 @@ def _add_marker(att: np.ndarray, spacing: float, field: tuple[int, int, int, int
         foot = (rr >= r0 + h - stroke) & (rr < r0 + h) & (cc >= c0) & (cc < c0 + w)
         att[rs, cs] += 6.0 * (vert | foot) + 0.08  # lead letter in a plastic holder
         return
-
-
-def _lowpass(img: np.ndarray, sigma_px: float) -> np.ndarray:
-    """A wide Gaussian low-pass, computed on a block-averaged copy."""
-    k = max(1, int(sigma_px // 3))
-    if k == 1:
-        return ndimage.gaussian_filter(img, sigma_px)
-    h, w = img.shape
-    hh, ww = -(-h // k) * k, -(-w // k) * k
-    small = np.pad(img, ((0, hh - h), (0, ww - w)), mode="edge").reshape(hh // k, k, ww // k, k).mean((1, 3))
-    small = ndimage.gaussian_filter(small, sigma_px / k)
-    return ndimage.zoom(small, k, order=1, grid_mode=True, mode="nearest")[:h, :w]
 
 
 def _ramp(n: int, lo: int, hi: int) -> np.ndarray:
@@ -167,24 +169,29 @@ def _attenuation(rng: np.random.Generator, subject: Subject, tubes, blobs, geo: 
                  ex: _Exposure) -> tuple[np.ndarray, np.ndarray]:
     """Attenuation (line integral) of bone with its trabecular texture and of soft tissue, with the heel effect."""
     shape = geo.shape
-    att = np.zeros(shape, np.float32)
-    medullary = np.zeros(shape, np.float32)
-    boxes = [_tube_attenuation(t, geo, att, medullary, mineral) for t in tubes]
-    boxes += [_blob_attenuation(b, geo, att, medullary, mineral) for b in blobs]
+    att = _bone(rng, tubes, blobs, geo, mineral, ex.texture_amp)
     soft = _soft_tissue(subject, tubes, geo)
-    # trabecular texture, only where there is bone
-    boxes = [b for b in boxes if b is not None]
-    r0, r1 = min(b[0].start for b in boxes), max(b[0].stop for b in boxes)
-    c0, c1 = min(b[1].start for b in boxes), max(b[1].stop for b in boxes)
-    noise = rng.standard_normal((r1 - r0, c1 - c0), dtype=np.float32)
-    tex = ndimage.gaussian_filter(noise, max(0.35 / geo.spacing, 0.6), truncate=3.0)
-    tex *= ex.texture_amp / max(float(tex.std()), 1e-6)
-    att[r0:r1, c0:c1] += medullary[r0:r1, c0:c1] * tex
     att += MU_SOFT * soft
     yy = np.linspace(-0.5, 0.5, shape[0], dtype=np.float32)[:, None]
     xx = np.linspace(-0.5, 0.5, shape[1], dtype=np.float32)[None, :]
     att += ex.heel[0] * yy + ex.heel[1] * xx
     return att, soft
+
+
+def _bone(rng: np.random.Generator, tubes, blobs, geo: _View, mineral: float, texture_amp: float) -> np.ndarray:
+    """Attenuation of bone above soft tissue (at ~35 keV), with its trabecular texture where there is bone."""
+    att = np.zeros(geo.shape, np.float32)
+    medullary = np.zeros(geo.shape, np.float32)
+    boxes = [_tube_attenuation(t, geo, att, medullary, mineral) for t in tubes]
+    boxes += [_blob_attenuation(b, geo, att, medullary, mineral) for b in blobs]
+    boxes = [b for b in boxes if b is not None]
+    r0, r1 = min(b[0].start for b in boxes), max(b[0].stop for b in boxes)
+    c0, c1 = min(b[1].start for b in boxes), max(b[1].stop for b in boxes)
+    noise = rng.standard_normal((r1 - r0, c1 - c0), dtype=np.float32)
+    tex = ndimage.gaussian_filter(noise, max(0.35 / geo.spacing, 0.6), truncate=3.0)
+    tex *= texture_amp / max(float(tex.std()), 1e-6)
+    att[r0:r1, c0:c1] += medullary[r0:r1, c0:c1] * tex
+    return att
 
 
 def _detector(rng: np.random.Generator, att: np.ndarray, soft: np.ndarray, geo: _View, native: float,
@@ -209,7 +216,7 @@ def _detector(rng: np.random.Generator, att: np.ndarray, soft: np.ndarray, geo: 
     v *= 1 - ex.floor
     v += ex.floor
     if ex.edge > 0:
-        v += ex.edge * (v - _lowpass(v, 1.5 / geo.spacing))
+        v += ex.edge * (v - lowpass(v, 1.5 / geo.spacing))
     if ex.collimate:
         ry = _ramp(shape[0], field[0], field[1])
         rx = _ramp(shape[1], field[2], field[3])
@@ -267,10 +274,29 @@ class HandOptions(SubjectOptions):
     size: int | None = None
     pixel_spacing: float | None = None
     view: str = "PA"
+    # "phantom" (the default, as the reference model was trained) or "detector" (`detector.py`); the rest
+    # apply to the detector mode: ``conditions`` / ``variants`` force exactly those (None: each drawn with
+    # its probability), ``vendor`` a system model, ``kerma_ugy`` the open-field exposure at the detector,
+    # ``photometric`` MONOCHROME1 or MONOCHROME2 (None: as the system writes)
+    acquisition: str = "phantom"
+    conditions: tuple[str, ...] | None = None
+    variants: tuple[str, ...] | None = None
+    vendor: str | None = None
+    kerma_ugy: float | None = None
+    photometric: str | None = None
+
+
+DETECTOR_OPTIONS = ("conditions", "variants", "vendor", "kerma_ugy", "photometric")
 
 
 def sample(rng: np.random.Generator, **options: Any) -> HandSample:
     """Draw a child and render one radiograph (pure; no I/O); ``options`` are `HandOptions`."""
     o = HandOptions(**options)
+    if o.acquisition not in ("phantom", "detector"):
+        raise ValueError("acquisition must be 'phantom' or 'detector'")
     subject = draw_subject(rng, **{f.name: getattr(o, f.name) for f in fields(SubjectOptions)})
+    if o.acquisition == "detector":
+        extra = {("variant_names" if k == "variants" else k): getattr(o, k) for k in DETECTOR_OPTIONS}
+        return HandSample(*render_detector(rng, subject, view=o.view, size=o.size, pixel_spacing=o.pixel_spacing,
+                                           **extra))
     return render(rng, subject, view=o.view, size=o.size, pixel_spacing=o.pixel_spacing)

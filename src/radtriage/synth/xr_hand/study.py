@@ -11,7 +11,8 @@ import numpy as np
 
 from radtriage.synth.acquisition import pick
 from radtriage.synth.dicom import StudyIdentity, make_study, write_radiograph, xr_modality_of
-from radtriage.synth.xr_hand.acquisition import render
+from radtriage.synth.xr_hand.acquisition import DETECTOR_OPTIONS, HandSample, render
+from radtriage.synth.xr_hand.detector import BITS_STORED, render_detector
 from radtriage.synth.xr_hand.subject import DAYS_PER_MONTH
 
 STUDY_DESCRIPTIONS = (
@@ -25,12 +26,18 @@ DETECTOR_SPACING = {
     "FCR PROFECT CS": (0.1, 0.15), "DRX-Evolution": (0.139,), "DigitalDiagnost": (0.143,),
     "CR 30-X": (0.1,),
 }
-BITS_STORED = {"FCR PROFECT CS": 10, "DRX-Evolution": 12, "DigitalDiagnost": 14, "CR 30-X": 12}
 
 
 def generate(rng: np.random.Generator, index: int, folder: Path, *,
-             identity: StudyIdentity | None = None) -> dict[str, Any]:
-    """Write one bone-age study (PA, sometimes also an oblique) and return its truth."""
+             identity: StudyIdentity | None = None, acquisition: str = "phantom",
+             **detector: Any) -> dict[str, Any]:
+    """Write one bone-age study (PA, sometimes also an oblique) and return its truth.
+
+    ``acquisition="detector"`` renders through the detector mode (`detector.py`) with the study's system as
+    the vendor; ``detector`` options (conditions, variants, kerma_ugy, photometric) apply to it.
+    """
+    if acquisition not in ("phantom", "detector") or set(detector) - set(DETECTOR_OPTIONS) - {"vendor"}:
+        raise TypeError(f"unknown options for xr-hand: {acquisition=}, {sorted(detector)}")
     folder = Path(folder)
     study_date = dt.date(2026, 1, 1) + dt.timedelta(days=int(rng.integers(0, 300)))
     age_days = int(rng.integers(0, int(18 * 365.25) + 1))
@@ -47,26 +54,53 @@ def generate(rng: np.random.Generator, index: int, folder: Path, *,
     bits = BITS_STORED.get(study.model, 12)
     with_oblique = rng.random() < 0.4
     pa_first = rng.random() < 0.85
-    pa = render(rng, subject, view="PA", pixel_spacing=spacing)
+    detector = {**detector, "vendor": study.model} if acquisition == "detector" else None
+    pa = _view(rng, subject, "PA", spacing, 1, detector)
     pa_number = 1 if (pa_first or not with_oblique) else 2
     series = [{"number": pa_number, "view": "PA",
                "description": pick(rng, PA_DESCRIPTIONS)}]
-    write_radiograph(folder, rng, study, pa.image, pa.pixel_spacing, series_number=pa_number,
-                     description=series[0]["description"], view="PA", bits=bits)
+    _write(folder, rng, study, pa, pa_number, series[0]["description"], "PA", bits)
     if with_oblique:  # cheap: half the detector resolution
-        obl = render(rng, subject, view="oblique", pixel_spacing=spacing, binning=2)
+        if detector is not None:  # the same department, exposure habits redrawn
+            detector["conditions"] = tuple(pa.truth["conditions"])
+        obl = _view(rng, subject, "oblique", spacing, 2, detector)
         number = 3 - pa_number
         desc = pick(rng, OBLIQUE_DESCRIPTIONS)
-        write_radiograph(folder, rng, study, obl.image, obl.pixel_spacing, series_number=number,
-                         description=desc, view="", bits=bits)
+        _write(folder, rng, study, obl, number, desc, "", bits)
         series.append({"number": number, "view": "oblique", "description": desc})
     truth = dict(pa.truth)
     truth.update(
         chronological_age_months=round(age_days / DAYS_PER_MONTH, 2),
         modality=modality,
-        photometric="MONOCHROME1" if modality == "CR" else "MONOCHROME2",
+        photometric=pa.truth.get("acquisition", {}).get(
+            "photometric", "MONOCHROME1" if modality == "CR" else "MONOCHROME2"),
         main_series_number=pa_number,
         series=sorted(series, key=lambda s: s["number"]),
         scanner=f"{study.manufacturer} {study.model}",
     )
     return truth
+
+
+def _view(rng: np.random.Generator, subject, view: str, spacing: float, binning: int,
+          detector: dict[str, Any] | None) -> HandSample:
+    if detector is None:
+        return render(rng, subject, view=view, pixel_spacing=spacing, binning=binning)
+    options = {("variant_names" if k == "variants" else k): v for k, v in detector.items()}
+    return HandSample(*render_detector(rng, subject, view=view, pixel_spacing=spacing, binning=binning, **options))
+
+
+def _write(folder: Path, rng: np.random.Generator, study, smp: HandSample, number: int, description: str,
+           view: str, bits: int) -> None:
+    """The image as the system stores it: its depth and photometric interpretation, what it was exposed with."""
+    acq = smp.truth.get("acquisition")
+    if acq is None:
+        write_radiograph(folder, rng, study, smp.image, smp.pixel_spacing, series_number=number,
+                         description=description, view=view, bits=bits)
+        return
+    exported = "low_resolution" in smp.truth["conditions"] or acq["bits_stored"] == 8
+    extra = {"KVP": acq["kvp"], "DetectorType": "STORAGE" if acq["detector"] == "CR" else "SCINTILLATOR",
+             "Grid": "FOCUSED" if acq["grid"] else "NONE", "FilterMaterial": "ALUMINUM",
+             "ImageType": ["DERIVED", "SECONDARY"] if exported else ["ORIGINAL", "PRIMARY"]}
+    write_radiograph(folder, rng, study, smp.image, smp.pixel_spacing, series_number=number,
+                     description=description, view=view, bits=acq["bits_stored"],
+                     monochrome1=acq["photometric"] == "MONOCHROME1", extra=extra)
