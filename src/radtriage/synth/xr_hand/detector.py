@@ -45,13 +45,14 @@ class _Beam:
     leak: float  # what reaches the plate under the shutters
 
 
-def _draw_beam(rng: np.random.Generator, kind: str, conditions: frozenset[str], kerma: float | None) -> _Beam:
+def _draw_beam(rng: np.random.Generator, det: phys.Detector, conditions: frozenset[str],
+               kerma: float | None) -> _Beam:
     kvp, al_mm = rng.uniform(46, 60), rng.uniform(2.5, 4.0)
-    drawn = math.exp(rng.normal(math.log(10.0 if kind == "DR" else 20.0), 0.35))
+    drawn = math.exp(rng.normal(math.log(10.0 if det.kind == "DR" else 20.0), 0.35))
     if "low_exposure" in conditions:
         drawn *= rng.uniform(0.06, 0.2)
-    if "over_exposure" in conditions:
-        drawn *= rng.uniform(15, 40)
+    if "over_exposure" in conditions:  # the detector saturates behind thin soft tissue, not behind bone
+        drawn = det.saturation_ugy * rng.uniform(1.3, 2.2)
     return _Beam(kvp, al_mm, float(kerma if kerma is not None else drawn), rng.uniform(0.04, 0.15),
                  bool(rng.random() < 0.7), "grid" in conditions, rng.uniform(36, 80), rng.uniform(0.15, 0.35),
                  rng.uniform(15, 35), rng.uniform(0.01, 0.04))
@@ -112,7 +113,7 @@ def render_detector(rng: np.random.Generator, subject: Subject, *, view: str = "
     paths, art, anatomy = _paths(r_anat, r_dept, subject, conds, var, geo, tubes, blobs)
     vendor = vendor or pick(r_exp, VENDORS)
     det = phys.draw_detector(r_exp, DETECTOR_KIND.get(vendor, "DR"))
-    beam = _draw_beam(r_exp, det.kind, conds, kerma_ugy)
+    beam = _draw_beam(r_exp, det, conds, kerma_ugy)
     proc = phys.draw_processing(r_exp, vendor)
     if "collimation" in conds:
         field, box = department.collimation(r_dept, geo.shape, info["hand_box"], geo.spacing, "second_hand" in conds)
