@@ -151,6 +151,7 @@ class Runtime:
         self.monitor = None  # the model monitor's worker (`radtriage.monitor`) once inference starts
         self.exports = None  # results out (`radtriage.exports`) once inference starts, when destinations are set
         self.dose = None  # the dose registry's worker (`radtriage.dose`) when settings.dose_file names one
+        self.forward = None  # an edge gateway's forwarding to its hub (`radtriage.forward`) when settings.forward
         settings = services.settings
         self.triage = Triage(services.db, settings.inference.enabled, settings.worklist.poll_s)
         self.started = False
@@ -165,6 +166,11 @@ class Runtime:
 
             self.dose = build_dose(self.services.db, self.services.settings.dose_file, self.services.alerts)
             self.dose.start()
+        if self.services.settings.forward is not None:
+            from radtriage.forward.worker import Forwarding
+
+            self.forward = Forwarding(self.services.db, self.services.settings, self.services.metrics.registry)
+            self.forward.start()
         self.triage.start()
         self.scp.start()
         self.assembler.start()
@@ -224,6 +230,8 @@ class Runtime:
         self.assembler.stop()
         if self.dose is not None:
             self.dose.stop()
+        if self.forward is not None:
+            self.forward.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.monitor is not None:

@@ -55,6 +55,7 @@ class WorklistItem(BaseModel):
     study_date: str | None
     study_time: str | None
     study_description: str | None
+    site: str | None = None  # the site of origin at a hub (radtriage.forward); None: this site
 
 
 class MonitorNotice(BaseModel):

@@ -79,6 +79,7 @@ async def get_worklist(
     modality: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,4}$")] = None,
     task: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = None,
     ae: Annotated[str | None, Query(max_length=16)] = None,
+    site: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
     sort: Annotated[str, Query(pattern="^(priority|received|-received|updated)$")] = "priority",
@@ -87,7 +88,7 @@ async def get_worklist(
 ) -> Response:
     """The worklist: most urgent first, oldest first within a priority (``sort=priority``)."""
     filters = worklist.Filters(status=tuple(status or ()), priority=tuple(p.value for p in priority or ()),
-                               modality=modality, task=task, calling_ae=ae,
+                               modality=modality, task=task, calling_ae=ae, site=site,
                                received_from=received_from, received_to=received_to)
     body, shown = await _page_body(request, filters, sort, limit, offset)
     await audit_api.listed_together(request, "worklist_listed", shown, query=request.url.query[:256])

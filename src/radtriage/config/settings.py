@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from radtriage.config.exports import ExportSettings
+from radtriage.config.forward import ForwardSettings
 from radtriage.config.reports import ReportSettings
 
 # configs/radtriage.yaml beside the repository root when run from a checkout.
@@ -200,6 +201,8 @@ class Settings(BaseSettings):
     exports: ExportSettings = Field(default_factory=ExportSettings)
     # Report drafts from AI results: a site's own templates, whether drafts may be sent (radtriage.reports)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    # An edge gateway: every stored instance forwarded to a hub (radtriage.forward); None: not an edge
+    forward: ForwardSettings | None = None
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -218,6 +221,8 @@ class Settings(BaseSettings):
     def _check(self) -> "Settings":
         if self.stable_age_s < self.quiet_period_s:
             raise ValueError("stable_age_s must be at least quiet_period_s")
+        if self.forward is not None and self.forward.ai == "hub":
+            self.inference.enabled = False  # an edge that leaves AI to the hub runs none (docs/forwarding.md)
         return self
 
     def production_problems(self) -> list[str]:

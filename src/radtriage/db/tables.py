@@ -46,6 +46,7 @@ studies = Table(
     Column("study_time", String(16)),
     Column("study_description", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("site", String(64), index=True),  # the site of origin at a hub (radtriage.forward); None: this site
 )
 
 associations = Table(

@@ -135,7 +135,7 @@ _COLUMNS = (
     worklist.c.modalities, worklist.c.tasks, worklist.c.calling_ae, worklist.c.flags, worklist.c.received_at,
     worklist.c.updated_at, worklist.c.revision, studies.c.accession_number, studies.c.patient_id,
     studies.c.patient_name, studies.c.patient_sex, studies.c.patient_birth_date, studies.c.study_date,
-    studies.c.study_time, studies.c.study_description,
+    studies.c.study_time, studies.c.study_description, studies.c.site,
 )
 
 _TIMES = ("claimed_at", "reported_at", "received_at", "updated_at")
@@ -159,6 +159,7 @@ class Filters:
     calling_ae: str | None = None
     received_from: datetime | None = None
     received_to: datetime | None = None
+    site: str | None = None  # a hub's site of origin (radtriage.forward); "local": studies of no other site
 
 
 def _where(f: Filters) -> list[Any]:
@@ -179,6 +180,8 @@ def _where(f: Filters) -> list[Any]:
         clauses.append(worklist.c.received_at >= f.received_from)
     if f.received_to:
         clauses.append(worklist.c.received_at < f.received_to)
+    if f.site:
+        clauses.append(studies.c.site.is_(None) if f.site == "local" else studies.c.site == f.site)
     return clauses
 
 
@@ -189,7 +192,8 @@ def page(db: Database, filters: Filters = Filters(), sort: str = "priority", lim
     q = (select(*_COLUMNS).join(studies, studies.c.id == worklist.c.study_id).where(where)
          .order_by(*SORTS[sort]).limit(limit).offset(offset))
     with db.read() as conn:
-        total = conn.execute(select(func.count()).select_from(worklist).where(where)).scalar_one()
+        total = conn.execute(select(func.count()).select_from(worklist.join(studies, studies.c.id == worklist.c.study_id))
+                             .where(where)).scalar_one()
         rows = conn.execute(q).mappings().all()
     return total, [_row(r) for r in rows]
 

@@ -44,14 +44,18 @@ def _nodelay(event: evt.Event) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _associate(dest: DicomDestination, calling_ae: str, classes: list[str]):
+def associate(dest: DicomDestination, calling_ae: str, classes: list[str], contexts: list | None = None,
+              ext_neg: list | None = None, handlers: list | None = None):
+    """An established association with ``dest`` (its TLS where set) offering ``classes`` in Explicit and
+    Implicit VR Little Endian, or the presentation ``contexts`` given; raises `SendError` otherwise."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = dest.timeout_s
-    ae.requested_contexts = [build_context(c, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]) for c in classes]
+    ae.requested_contexts = contexts or [build_context(c, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+                                         for c in classes]
     tls = (dest.tls.context(), dest.host) if dest.tls is not None else None
     try:
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls,
-                             evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)])
+        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls, ext_neg=ext_neg,
+                             evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), *(handlers or [])])
     except OSError as exc:
         raise SendError(f"{dest.name}: cannot connect: {type(exc).__name__}") from None
     if assoc.is_rejected:
@@ -65,13 +69,24 @@ def _associate(dest: DicomDestination, calling_ae: str, classes: list[str]):
     return assoc
 
 
+def c_store(assoc, dest_name: str, obj, what: str) -> None:
+    """One C-STORE of ``obj`` (a data set, or the path of a Part 10 file sent as stored) on ``assoc``;
+    raises `SendError` unless it was stored (success or warning)."""
+    status = assoc.send_c_store(obj)
+    code = getattr(status, "Status", None)
+    if code is None:
+        raise SendError(f"{dest_name}: no C-STORE response (connection lost or timed out)")
+    if code not in _OK:
+        raise SendError(f"{dest_name}: C-STORE status 0x{code:04X} for a {what}")
+
+
 def store(dest: DicomDestination, calling_ae: str, objects: list[Dataset],
           fallback: list[Dataset] | None = None) -> Delivery:
     """C-STORE ``objects`` (in order) on one association. ``fallback`` is sent instead of any SEG the
     destination does not accept (the key images and their KOS, when they were not among ``objects``)."""
     fallback = fallback or []
     classes = list(dict.fromkeys(str(ds.SOPClassUID) for ds in [*objects, *fallback]))
-    assoc = _associate(dest, calling_ae, classes)
+    assoc = associate(dest, calling_ae, classes)
     out = Delivery()
     try:
         accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
@@ -88,12 +103,7 @@ def store(dest: DicomDestination, calling_ae: str, objects: list[Dataset],
         if not todo:
             raise SendError(f"{dest.name}: accepts none of the objects' SOP classes", permanent=True)
         for ds in todo:
-            status = assoc.send_c_store(ds)
-            code = getattr(status, "Status", None)
-            if code is None:
-                raise SendError(f"{dest.name}: no C-STORE response (connection lost or timed out)")
-            if code not in _OK:
-                raise SendError(f"{dest.name}: C-STORE status 0x{code:04X} for a {ds.SOPClassUID.name}")
+            c_store(assoc, dest.name, ds, ds.SOPClassUID.name)
             out.stored.append(str(ds.SOPInstanceUID))
     finally:
         if assoc.is_established:
