@@ -56,9 +56,17 @@ Numbers and where they come from (approximate textbook values)
   gradient, histogram-based processing with a tone curve and unsharp-mask
   edge enhancement, optional collimator shutters, a lead "L" marker.
 
+Detector mode
+-------------
+``acquisition="detector"`` (`detector`, `department`, `variants`, on
+`synth/xr_physics.py`) adds a polychromatic exposure, scatter and grid, the
+CR/DR detector and each vendor's processing, what departments produce
+(casts, jewellery, markers, collimation, a second hand, pose, exposure,
+low-resolution and 8-bit exports) and normal variants; docs/realism.md.
+
 What it does NOT model
 ----------------------
-Scatter and the grid; the real shapes of carpal bones (ellipsoids here),
+In the default mode: scatter and the grid; the real shapes of carpal bones (ellipsoids here),
 joint surfaces and the metaphyseal details Tanner-Whitehouse scoring uses
 (only the size/capping/fusion stages are drawn); flexed or overlapping
 fingers; growth disorders, fractures, dysplasias, Madelung deformity, rickets
