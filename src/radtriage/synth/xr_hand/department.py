@@ -177,7 +177,8 @@ def markers(rng: np.random.Generator, conditions: frozenset[str], soft: np.ndarr
     texts = [("marker", side)] if "marker" in conditions else []
     if "initials" in conditions:
         letters = "ABCDEHJKLMNPRSTW"
-        texts.append(("initials", "".join(letters[int(i)] for i in rng.integers(len(letters), size=int(rng.integers(2, 4))))))
+        picks = rng.integers(len(letters), size=int(rng.integers(2, 4)))
+        texts.append(("initials", "".join(letters[int(i)] for i in picks)))
     corners = [int(k) for k in rng.permutation(4)]
     for name, text in texts:
         glyph = _glyphs(text, int(round(rng.uniform(8, 12) / spacing)), mirrored=rng.random() < 0.1)
