@@ -45,6 +45,7 @@ def test_runner_gives_a_task_result_with_model_versions_and_timings(models, head
     assert r.positive and r.findings[0].code == "ich" and r.findings[0].text.startswith("ICH - ")
     assert set(r.timings_ms) == {"load", "preprocess", "inference", "postprocess"}
     assert all(v >= 0 for v in r.timings_ms.values())
+    assert r.provider == "CPUExecutionProvider"  # where it ran, shown with the timings
     assert r.findings[0].key_image and Path(r.findings[0].key_image).is_file()
     assert 0.0 <= r.scores["ich"] <= 1.0
     assert not TaskRunner(Spec(thresholds={"any": 1.01}), models).run(main).positive

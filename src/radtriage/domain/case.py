@@ -56,6 +56,7 @@ class TaskResult(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)  # categorical outputs: subtype, side, Lung-RADS...
     findings: tuple[Finding, ...] = ()
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    provider: str | None = None  # where the model ran: an ONNX Runtime execution provider, or torch:cpu / torch:cuda
 
     def fields(self) -> dict[str, Any]:
         """The flat view that pipeline priority rules test: positive, scores and labels by name."""

@@ -2,12 +2,17 @@
 
 Two kinds of folder, told apart by what they hold (`load_model`):
 
-- ONNX (`OnnxModel`): ``model.yaml`` + ``model.onnx``, run with ONNX Runtime
-  (CUDA provider where present, else CPU).
+- ONNX (`OnnxModel`): ``model.yaml`` + ``model.onnx``, run with ONNX Runtime.
 - MONAI bundle (`MonaiBundleModel`): ``model.yaml`` at the root with
   ``file: models/model.ts``, the TorchScript network in ``models/``, and
   ``configs/metadata.json`` + ``configs/inference.json`` beside it, run with
-  PyTorch (CUDA where available, else CPU).
+  PyTorch.
+
+The device follows the deployment's resources (`choose_providers`): a
+replica given GPUs (``num_gpus`` > 0) runs on CUDA and refuses to start where
+CUDA is missing (a GPU node without ``onnxruntime-gpu``, say) rather than run
+slowly on the CPU unnoticed; a replica given none runs on the CPU even where a
+GPU is present, since Ray has not given it one. ``provider`` says which ran.
 
 Either way the card's sha256 of the model file is checked at load
 (`radtriage.inference.card.load_card`), and ``run(**inputs)`` maps input
@@ -17,6 +22,7 @@ names to numpy arrays by the card's (or the ONNX graph's) names.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -27,11 +33,30 @@ import numpy as np
 from radtriage.inference.card import ModelCard, ModelCardError, load_card
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+log = logging.getLogger("radtriage.inference")
 
 BUNDLE_INFERENCE = "configs/inference.json"
 BUNDLE_METADATA = "configs/metadata.json"
 BUNDLE_MODEL_FILE = "models/model.ts"
 TORCHSCRIPT_SUFFIXES = (".ts",)
+
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+class DeviceError(ModelCardError):
+    """A deployment asked for a GPU that this node's runtime cannot use."""
+
+
+def choose_providers(gpus: float, available: list[str] | tuple[str, ...]) -> list[str]:
+    """ONNX Runtime execution providers for a replica given ``gpus`` GPUs, from those ``available``."""
+    if gpus > 0:
+        if CUDA not in available:
+            raise DeviceError(f"the deployment asks for {gpus:g} GPU but ONNX Runtime here offers "
+                              f"{', '.join(available) or 'no provider'}: install onnxruntime-gpu on GPU nodes "
+                              "(docs/operations.md, GPUs), or set num_gpus: 0")
+        return [CUDA, CPU]
+    return [CPU]
 
 
 @runtime_checkable
@@ -41,6 +66,7 @@ class Model(Protocol):
     card: ModelCard
     input_names: list[str]
     output_names: list[str]
+    provider: str  # where it runs: an ONNX Runtime execution provider, or torch:cpu / torch:cuda
 
     def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]: ...
 
@@ -48,7 +74,7 @@ class Model(Protocol):
 class OnnxModel:
     """Loads a checked model card and its ONNX file; ``run`` maps inputs to outputs by name."""
 
-    def __init__(self, folder: Path, threads: int = 2) -> None:
+    def __init__(self, folder: Path, threads: int = 2, gpus: float = 0.0) -> None:
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -56,8 +82,11 @@ class OnnxModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        providers = choose_providers(gpus, ort.get_available_providers())
         self.session = ort.InferenceSession(str(self.folder / self.card.file), opts, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        if gpus > 0 and self.provider != CUDA:
+            raise DeviceError(f"model {self.card.id}: asked for a GPU, ONNX Runtime fell back to {self.provider}")
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -87,7 +116,7 @@ class MonaiBundleModel:
     a dict keyed by output name.
     """
 
-    def __init__(self, folder: Path, threads: int = 2) -> None:
+    def __init__(self, folder: Path, threads: int = 2, gpus: float = 0.0) -> None:
         import torch
         from monai.bundle import ConfigParser
 
@@ -114,7 +143,10 @@ class MonaiBundleModel:
 
         self.threads = threads
         torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if gpus > 0 and not torch.cuda.is_available():
+            raise DeviceError(f"the deployment asks for {gpus:g} GPU but PyTorch here has no CUDA device")
+        self.device = torch.device("cuda" if gpus > 0 else "cpu")
+        self.provider = f"torch:{self.device.type}"
         try:
             with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x but still the bundle format
                 warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
@@ -154,15 +186,19 @@ class MonaiBundleModel:
         return {n: v.detach().float().cpu().numpy() for n, v in zip(self.output_names, values, strict=True)}
 
 
-def load_model(folder: Path, threads: int = 2) -> Model:
-    """The runner for what ``folder`` holds: ONNX file or MONAI bundle (card checked either way)."""
+def load_model(folder: Path, threads: int = 2, gpus: float = 0.0) -> Model:
+    """The runner for what ``folder`` holds: ONNX file or MONAI bundle (card checked either way), on CUDA when
+    the replica was given ``gpus`` > 0 (`choose_providers`), else on the CPU."""
     folder = Path(folder)
     card = load_card(folder)
     if card.file.endswith(".onnx"):
-        return OnnxModel(folder, threads=threads)
-    if card.file.endswith(TORCHSCRIPT_SUFFIXES) and (folder / BUNDLE_INFERENCE).is_file():
-        return MonaiBundleModel(folder, threads=threads)
-    raise ModelCardError(
-        f"{folder}: cannot tell how to run {card.file}: expected an ONNX file (.onnx) or a MONAI bundle "
-        f"(a TorchScript {'/'.join(TORCHSCRIPT_SUFFIXES)} file with {BUNDLE_INFERENCE})"
-    )
+        model: Model = OnnxModel(folder, threads=threads, gpus=gpus)
+    elif card.file.endswith(TORCHSCRIPT_SUFFIXES) and (folder / BUNDLE_INFERENCE).is_file():
+        model = MonaiBundleModel(folder, threads=threads, gpus=gpus)
+    else:
+        raise ModelCardError(
+            f"{folder}: cannot tell how to run {card.file}: expected an ONNX file (.onnx) or a MONAI bundle "
+            f"(a TorchScript {'/'.join(TORCHSCRIPT_SUFFIXES)} file with {BUNDLE_INFERENCE})"
+        )
+    log.info("model %s %s on %s", card.id, card.version, model.provider)
+    return model

@@ -50,9 +50,9 @@ def _stage(failure: str, run: Callable[..., None], *args: Any) -> None:
 
 
 class TaskRunner:
-    def __init__(self, spec: PipelineSpec, models_dir: Path, threads: int = 2) -> None:
+    def __init__(self, spec: PipelineSpec, models_dir: Path, threads: int = 2, gpus: float = 0.0) -> None:
         self.spec = spec
-        self.model = load_model(Path(models_dir) / spec.model, threads=threads)
+        self.model = load_model(Path(models_dir) / spec.model, threads=threads, gpus=gpus)
         card = self.model.card
         if card.task != spec.task:
             raise PipelineError(f"pipeline {spec.id}: model {spec.model} is for task {card.task}, not {spec.task}")
@@ -99,6 +99,7 @@ class TaskRunner:
             positive=bool(ctx.positive), scores=ctx.scores, labels=ctx.labels, findings=tuple(found),
             timings_ms={"load": _ms(t0, t1), "preprocess": _ms(t1, t2), "inference": _ms(t2, t3),
                         "postprocess": _ms(t3, t4)},
+            provider=getattr(self.model, "provider", None),
         )
 
     def _key_image(self, finding: Finding, view: KeyView, volume: Volume, folder: Path, i: int) -> Finding:

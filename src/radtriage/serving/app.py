@@ -42,8 +42,8 @@ def run_one(runner: TaskRunner, paths: list[str], key_dir: str | None) -> dict[s
 @serve.deployment(max_ongoing_requests=16, logging_config={"enable_access_log": False})
 class PipelineDeployment:
     def __init__(self, spec: dict[str, Any], models_dir: str, threads: int, max_batch_size: int,
-                 batch_wait_timeout_s: float) -> None:
-        self.runner = TaskRunner(PipelineSpec.model_validate(spec), Path(models_dir), threads=threads)
+                 batch_wait_timeout_s: float, gpus: float = 0.0) -> None:
+        self.runner = TaskRunner(PipelineSpec.model_validate(spec), Path(models_dir), threads=threads, gpus=gpus)
         self.run.set_max_batch_size(max_batch_size)
         self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -87,5 +87,5 @@ def build_app(specs: list[PipelineSpec], settings: Settings) -> serve.Applicatio
             num_replicas=res.replicas,
             ray_actor_options={"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "resources": dict(res.resources)},
         ).bind(spec.model_dump(mode="json", by_alias=True), str(inf.models_dir.resolve()), res.threads, res.max_batch_size,
-               res.batch_wait_timeout_s)
+               res.batch_wait_timeout_s, res.num_gpus)
     return Ingress.options(ray_actor_options={"num_cpus": 0.05}).bind(bound)

@@ -39,7 +39,8 @@ class InProcessRunner:
         self.errors: dict[str, str] = {}
         for spec in specs:
             try:
-                self.runners[spec.id] = TaskRunner(spec, inf.models_dir, threads=inf.resources(spec.id).threads)
+                res = inf.resources(spec.id)
+                self.runners[spec.id] = TaskRunner(spec, inf.models_dir, threads=res.threads, gpus=res.num_gpus)
             except (PipelineError, OSError, ValueError) as exc:  # a missing model: that pipeline fails, others run
                 self.errors[spec.id] = str(exc)
                 log.error("pipeline %s cannot run: %s", spec.id, exc)

@@ -41,7 +41,7 @@
       card.append(fd);
     });
     const t = Object.entries(r.timings_ms).map(([k, v]) => k + " " + Math.round(v) + " ms").join(", ");
-    card.append(RT.text("p", "Stage times: " + t, "timings"));
+    card.append(RT.text("p", "Stage times: " + t + (r.provider ? " (" + r.provider + ")" : ""), "timings"));
     return card;
   }
 
