@@ -118,7 +118,10 @@ def _person_name(value: str) -> str:
 def patient_mismatch(stored: Any, incoming: dict[str, str | None]) -> tuple[str, ...]:
     """The patient fields in which an instance contradicts its stored study: () when it agrees.
 
-    Patient ID, and its issuer where both have one; name and birth date where both have them.
+    Patient ID, and its issuer where both have one; name and birth date where both have them. So a
+    patient is the issuer-qualified ID: the same number under another Issuer of Patient ID (another
+    site's register, at a hub that edge gateways forward to) is another patient; an ID without an
+    issuer is not contradicted by one (an edge adds its site's where the scanner left it empty).
     """
     out = []
     for name in PATIENT_FIELDS:

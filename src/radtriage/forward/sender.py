@@ -132,7 +132,9 @@ class ForwardSender:
         what = (f"series check series_uid={p['series_uid']}" if item["channel"] == rows.CHECK
                 else f"sop_instance_uid={p['sop_instance_uid']}")
         if outcome == outbox.DELIVERED:
-            if item["channel"] == rows.CHECK:
+            if item["channel"] == rows.CHECK and attempt.notes.get("missing") is None:
+                log.warning("forward %s: %s: the hub does not offer Storage Commitment: not checked", item["id"], what)
+            elif item["channel"] == rows.CHECK:
                 log.info("forward %s: %s: the hub lacked %d, queued again", item["id"], what, queued)
             elif attempt.notes.get("issuer_added"):
                 said = p["series_uid"] in self.issuer_said  # once per series at info, each instance at debug

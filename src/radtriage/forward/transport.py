@@ -96,7 +96,12 @@ def commitment(hub: HubDicom, calling_ae: str, refs: Iterable[tuple[str, str]], 
         return 0x0000, None
 
     cx = build_context(StorageCommitmentPushModel, list(_UNCOMPRESSED))
-    assoc = associate(hub, calling_ae, [], contexts=[cx], handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    try:
+        assoc = associate(hub, calling_ae, [], contexts=[cx], handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    except SendError as exc:
+        if exc.permanent:  # it accepts no Storage Commitment context (or refuses us for good)
+            return None
+        raise
     try:
         if not any(c.abstract_syntax == StorageCommitmentPushModel for c in assoc.accepted_contexts):
             return None
