@@ -14,9 +14,13 @@ how the model reads the generator's mimics.
 
 The last line printed is machine-readable::
 
-    RESULT specificity=<s> ci_low=<l> ci_high=<h> n=<measured> refused=<n> mode=<mode>
+    RESULT specificity=<s> ci_low=<l> ci_high=<h> n=<measured> refused=<n> mode=<mode> model=<id>@<version>
 
-Usage: ``.venv/bin/python scripts/eval_ich_mimics.py [--n 60] [--mode scanner] [--matrix 256]``.
+``--model DIR`` (repeatable) reads another model folder (a candidate) instead of the shipped
+models/ich-densenet2d; given more than once, every model reads the same heads, one report and RESULT
+line each.
+
+Usage: ``.venv/bin/python scripts/eval_ich_mimics.py [--n 60] [--mode scanner] [--matrix 256] [--model DIR ...]``.
 """
 
 from __future__ import annotations
@@ -56,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", type=int, default=256)
     p.add_argument("--p-mimic", type=float, default=0.3, help="phantom mode: each mimic's probability")
     p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--model", type=Path, action="append", help="a model folder (repeatable; default the shipped model)")
     args = p.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
-    net = load_model(REPO / "models" / "ich-densenet2d", 2)
-    threshold = operating_threshold(net.card)
+    nets = [load_model(d, 2) for d in (args.model or [REPO / "models" / "ich-densenet2d"])]
     with tempfile.TemporaryDirectory(prefix="ich-mimics-") as tmp:
         root = Path(tmp)
         for i in range(args.n):
@@ -69,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
                 options["mimics"] = [m for m in MIMICS if rng.random() < args.p_mimic]
             synthesize("ct-head", 1, args.seed + i, root, options)  # one folder per study under root
         truths = {t.parent.name: json.loads(t.read_text()) for t in root.glob("*/truth.json")}
-        results = predict_cases(net, predictor("ich"), examples(root, "ich", "synthetic"), None, None)
+        for net in nets:
+            results = predict_cases(net, predictor("ich"), examples(root, "ich", "synthetic"), None, None)
+            _report(args, net.card, operating_threshold(net.card), results, truths)
+    return 0
+
+
+def _report(args: argparse.Namespace, card, threshold: float, results: list, truths: dict) -> None:
+    """Specificity, refusals, false positives per mimic and the RESULT line of one model."""
     measured = [r for r in results if r.measured]
     refused = [r for r in results if r.refused]
     positive = {r.id for r in measured if r.prediction["score"] >= threshold}
@@ -80,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             fp[m] += r.id in positive
     tn = len(measured) - len(positive)
     lo, hi = wilson(tn, len(measured))
-    print(f"{args.n} synthetic normal heads ({args.mode} mode, matrix {args.matrix}); threshold {threshold:g}")
+    print(f"{card.id} {card.version}: {args.n} synthetic normal heads ({args.mode} mode, matrix {args.matrix}); "
+          f"threshold {threshold:g}")
     print(f"refused by the input guard: {len(refused)}" + (f" (first: {refused[0].refused})" if refused else ""))
     print(f"specificity {tn}/{len(measured)} = {tn / max(len(measured), 1):.3f} (95% CI {lo:.3f}-{hi:.3f})")
     print(f"{'mimic':<30} {'heads':>5} {'FP':>4} {'FP share':>9}")
@@ -89,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = sorted(round(float(r.prediction["score"]), 3) for r in measured)
     print("scores (sorted):", scores)
     print(f"RESULT specificity={tn / max(len(measured), 1):.3f} ci_low={lo:.3f} ci_high={hi:.3f} "
-          f"n={len(measured)} refused={len(refused)} mode={args.mode}")
-    return 0
+          f"n={len(measured)} refused={len(refused)} mode={args.mode} model={card.id}@{card.version}")
 
 
 if __name__ == "__main__":

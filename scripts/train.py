@@ -3,6 +3,7 @@
     python scripts/train.py ich [--minutes 12] [--seed 1] [--out models]
     python scripts/train.py ich --smoke --out /tmp/m   # two steps, tiny data, export
     python scripts/train.py ich --dataset /data/rsna-ich   # a site's own data (RSNA ICH, LUNA16, RSNA bone age layouts)
+    python scripts/train.py ich --matrix 256 --p-mimic 0.3 --augment --version 1.1.0 --out /tmp/cand  # with mimics
 
 Only tasks whose training module exists are offered.
 """
@@ -20,6 +21,20 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 TASKS = {task: f"radtriage.training.{task}" for task in ("ich", "lvo", "nodule", "bone_age")}
 
 
+def _ich_options(args: argparse.Namespace) -> dict:
+    """The ich trainer's extra options, only those given (its defaults otherwise)."""
+    extra = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val), ("n_test", args.n_test),
+                               ("version", args.version)) if v is not None}
+    if args.matrix is not None or args.p_mimic is not None:
+        from radtriage.training.ich import DEFAULT_SAMPLE
+
+        extra["sample_kwargs"] = {**DEFAULT_SAMPLE, **({} if args.matrix is None else {"matrix": args.matrix}),
+                                  **({} if args.p_mimic is None else {"p_mimic": args.p_mimic})}
+    if args.augment:
+        extra["augment"] = {}
+    return extra
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("task", choices=sorted(TASKS))
@@ -30,9 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", type=Path, help="train on a site's labelled data instead of synthetic studies")
     p.add_argument("--layout", help="the dataset's layout (rsna-ich, luna16, rsna-bone-age); detected when left out")
     p.add_argument("--smoke", action="store_true", help="two steps on tiny data, then export")
+    p.add_argument("--n-train", type=int, help="ich: synthetic training heads")
+    p.add_argument("--n-val", type=int, help="ich: synthetic validation heads")
+    p.add_argument("--n-test", type=int, help="ich: synthetic test heads")
+    p.add_argument("--matrix", type=int, help="ich: the generator's matrix (default 512)")
+    p.add_argument("--p-mimic", type=float, help="ich: each normal mimic in a head with this probability")
+    p.add_argument("--augment", action="store_true", help="ich: domain randomisation (training.augment)")
+    p.add_argument("--version", help="ich: the card's version")
     args = p.parse_args(argv)
     module = importlib.import_module(TASKS[args.task])
-    extra = {}
+    extra = _ich_options(args) if args.task == "ich" else {}
     if args.dataset is not None:
         from radtriage.datasets.layouts import examples
 

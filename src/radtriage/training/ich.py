@@ -26,6 +26,7 @@ from monai.networks.nets import DenseNet
 from radtriage.inference.card import TensorSpec
 from radtriage.inference.ich import CHANNELS, OUTPUTS, SIZE, SUBTYPES, neighbours, windows, with_context
 from radtriage.inference.preprocess import HEAD_WINDOWS
+from radtriage.training.augment import DEFAULTS as AUGMENT_DEFAULTS, channel_windows, randomise
 from radtriage.training.data import cached, draw, site_parts
 from radtriage.training.export import export_model
 from radtriage.training.metrics import auc, binary_report, threshold_for_sensitivity
@@ -88,8 +89,24 @@ def _one_study(args: tuple[int, int, dict]) -> tuple[np.ndarray, np.ndarray, lis
 
     seed, i, kwargs = args
     torch.set_num_threads(1)
-    s = ct_head.sample(np.random.default_rng([seed, i]), **kwargs)
+    s = ct_head.sample(np.random.default_rng([seed, i]), **study_options(seed, i, kwargs))
     return windows(s.hu).astype(np.float16), slice_labels(s.truth, s.hu.shape[0]), s.truth.get("haemorrhages", [])
+
+
+def study_options(seed: int, i: int, kwargs: dict) -> dict:
+    """``sample`` options of study i: a training-only ``p_mimic`` becomes the study's own draw of normal mimics.
+
+    Each of `mimics.MIMICS` is in the study with probability ``p_mimic`` (from its own stream, (seed, i, 7)),
+    positives as well as normals, so that a mimic says nothing about the label.
+    """
+    kw = dict(kwargs)
+    p = kw.pop("p_mimic", None)
+    if p is not None:
+        from radtriage.synth.ct_head.mimics import MIMICS
+
+        r = np.random.default_rng([seed, i, 7])
+        kw["mimics"] = [m for m in MIMICS if r.random() < p]
+    return kw
 
 
 def build(seed: int, n_studies: int, sample_kwargs: dict | None = None, workers: int = 2) -> SliceSet:
@@ -206,8 +223,13 @@ def _loss(data: SliceSet) -> torch.nn.Module:
     return torch.nn.BCEWithLogitsLoss(pos_weight=torch.as_tensor(weight, dtype=torch.float32))
 
 
-def _fit(net: torch.nn.Module, data: SliceSet, seed: int, minutes: float, max_steps: int, log) -> tuple[int, int]:
-    """Train within ``minutes`` or ``max_steps``, half of each batch slices with haemorrhage; (steps, batch)."""
+def _fit(net: torch.nn.Module, data: SliceSet, seed: int, minutes: float, max_steps: int, log,
+         augment: dict | None = None) -> tuple[int, int]:
+    """Train within ``minutes`` or ``max_steps``, half of each batch slices with haemorrhage; (steps, batch).
+
+    augment: `training.augment.randomise` settings (domain randomisation in HU) in place of the default
+    calibration offset and white noise.
+    """
     base_lr = 2e-3
     opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
     loss_fn = _loss(data)
@@ -216,6 +238,7 @@ def _fit(net: torch.nn.Module, data: SliceSet, seed: int, minutes: float, max_st
     budget = minutes * 60
     step, batch = 0, 32
     pos_idx, neg_idx = np.flatnonzero(data.y[:, -1]), np.flatnonzero(data.y[:, -1] == 0)
+    window_hu = channel_windows(HEAD_WINDOWS, CHANNELS)
     while (elapsed := time.perf_counter() - t_train) < budget and step < max_steps:
         for group in opt.param_groups:  # cosine decay over the time budget
             group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * min(max(elapsed / budget, step / max_steps), 1.0)))
@@ -228,9 +251,11 @@ def _fit(net: torch.nn.Module, data: SliceSet, seed: int, minutes: float, max_st
         x = torch.as_tensor(data.inputs(idx, swap=bool(rng.random() < 0.5)), dtype=torch.float32)
         if rng.random() < 0.5:
             x = torch.flip(x, dims=[3])  # left-right
-        # scanner variation: calibration offset (~+-3 HU in the brain window) and noise
-        x = x + torch.as_tensor(rng.normal(0, 0.03, (batch, 1, 1, 1)), dtype=torch.float32)
-        x = x + torch.randn_like(x) * float(rng.uniform(0, 0.04))
+        if augment is not None:
+            x = randomise(x, rng, *window_hu, **augment)
+        else:  # scanner variation: calibration offset (~+-3 HU in the brain window) and noise
+            x = x + torch.as_tensor(rng.normal(0, 0.03, (batch, 1, 1, 1)), dtype=torch.float32)
+            x = x + torch.randn_like(x) * float(rng.uniform(0, 0.04))
         net.train()
         opt.zero_grad()
         loss = loss_fn(net(x.clamp(0, 1)), torch.as_tensor(data.y[idx], dtype=torch.float32))
@@ -252,9 +277,9 @@ def _test_metrics(test: SliceSet, test_scores: np.ndarray, threshold: float, smo
     return metrics
 
 
-def _card(threshold: float, metrics: dict, training_data: dict, training: dict) -> dict:
+def _card(threshold: float, metrics: dict, training_data: dict, training: dict, version: str = MODEL_VERSION) -> dict:
     return {
-        "id": MODEL_ID, "version": MODEL_VERSION, "task": "ich",
+        "id": MODEL_ID, "version": version, "task": "ich",
         "architecture": "MONAI DenseNet 2D (init 16, growth 12, blocks 4-8-12-8), 2.5D input, mirror-averaged",
         "inputs": [TensorSpec(name="slices", shape=["batch", len(CHANNELS), SIZE, SIZE],
                               description="per axial slice: " + ", ".join(CHANNELS) + " (CT windows brain 40/80, "
@@ -278,8 +303,13 @@ def _card(threshold: float, metrics: dict, training_data: dict, training: dict) 
 
 def train(out: Path, seed: int = 1, n_train: int = 600, n_val: int = 200, n_test: int = 200,
           minutes: float = 12.0, smoke: bool = False, steps: int | None = None,
-          sample_kwargs: dict | None = None, log=print, dataset: Iterable | None = None) -> dict:
-    """Train, choose the threshold on validation, measure on a fresh test set, export."""
+          sample_kwargs: dict | None = None, log=print, dataset: Iterable | None = None,
+          augment: dict | None = None, version: str = MODEL_VERSION) -> dict:
+    """Train, choose the threshold on validation, measure on a fresh test set, export.
+
+    sample_kwargs: `ct_head.sample` options, plus ``p_mimic`` (`study_options`); augment: domain randomisation
+    (`training.augment.randomise` settings, {} for its defaults); version: the card's version.
+    """
     torch.manual_seed(seed)
     torch.set_num_threads(2)
     kw = dict(DEFAULT_SAMPLE if sample_kwargs is None else sample_kwargs)
@@ -293,11 +323,15 @@ def train(out: Path, seed: int = 1, n_train: int = 600, n_val: int = 200, n_test
     else:
         data_card["seeds"] = {"train": [seed * 1000 + 1, n_train], "validation": [seed * 1000 + 2, n_val],
                               "test": [seed * 1000 + 3, n_test]}
+        if "p_mimic" in kw:
+            data_card["mimics"] = (f"each normal mimic (radtriage.synth.ct_head.mimics.MIMICS) in a head with probability "
+                                   f"{kw['p_mimic']}, normal and haemorrhage heads alike")
     log(f"ich: {len(data.win)} training slices from {n_train} studies in {time.perf_counter() - t0:.0f} s")
 
     net = make_net()
     t_train = time.perf_counter()
-    step, batch = _fit(net, data, seed, minutes, 2 if smoke else (steps or 10**9), log)
+    augment = None if augment is None else {**AUGMENT_DEFAULTS, **augment}
+    step, batch = _fit(net, data, seed, minutes, 2 if smoke else (steps or 10**9), log, augment)
     train_s = time.perf_counter() - t_train
     log(f"ich: trained {step} steps in {train_s:.0f} s ({time.perf_counter() - t0:.0f} s with drawing the data)")
 
@@ -312,8 +346,11 @@ def train(out: Path, seed: int = 1, n_train: int = 600, n_val: int = 200, n_test
     training = {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3", "seed": seed,
                 "sampling": "half of each batch slices with haemorrhage", "test_time": "mirror average in the graph",
                 "train_minutes": round(train_s / 60, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)}
+    if augment is not None:
+        training["domain_randomisation"] = {k: list(v) if isinstance(v, tuple) else v for k, v in augment.items()}
     card = export_model(out / MODEL_ID, net, (torch.zeros(1, len(CHANNELS), SIZE, SIZE),),
-                        _card(threshold, metrics, {**data_card, "training_slices": int(len(data.win))}, training))
+                        _card(threshold, metrics, {**data_card, "training_slices": int(len(data.win))}, training,
+                              version))
     return {"card": card, "metrics": metrics}
 
 
