@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -36,11 +34,9 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.fixture
 def site(make_settings):
-    import uvicorn
-
     from radtriage.api import create_app
     from radtriage.service import build_services
-    from tests.helpers import free_port, need_peer
+    from tests.helpers import need_peer, serving
 
     need_peer(Path(CHROMIUM).exists(), "Chromium at /usr/bin/chromium (Debian package chromium)")
     services = build_services(make_settings(inference={"enabled": True, "use_ray": False,
@@ -49,19 +45,10 @@ def site(make_settings):
     for name, role in (("ada", "admin"), ("radiologist1", "radiologist"), ("cora", "commissioning")):
         accounts.add_user(services.db, name, role, PASSWORD)
     seed_ich(services.db)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
-        yield {"url": f"http://127.0.0.1:{port}", "db": services.db}
+        with serving(create_app(services)) as url:
+            yield {"url": url, "db": services.db}
     finally:
-        server.should_exit = True
-        thread.join(15)
         services.close()
 
 

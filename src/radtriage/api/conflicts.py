@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
-from radtriage.api.auth import authenticate, client_of
-from radtriage.api.pages import _page
-from radtriage.api.problems import ProblemError
+from radtriage.api.auth import client_of
+from radtriage.api.pages import role_page
 from radtriage.api.deps import Admin, services_of
 from radtriage.db import audit, conflicts
 from radtriage.ingest.parse import InstanceRejected
@@ -117,9 +116,4 @@ def accept_as_correction(request: Request, conflict_id: int, user: Admin) -> Any
 
 @router.get("/admin/conflicts", response_class=HTMLResponse, include_in_schema=False)
 def conflicts_page(request: Request) -> Response:
-    user = authenticate(request)
-    if user is None:
-        return RedirectResponse("/login", status_code=303)
-    if user.role != "admin":
-        raise ProblemError(403, "Forbidden", f"the {user.role} role may not do this")
-    return _page(request, "conflicts.html", user=user, csrf=getattr(request.state, "csrf", ""))
+    return role_page(request, "conflicts.html", ("admin",))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
 
 from radtriage.api.auth import client_of
 from radtriage.api.deps import Admin, Db, People, StudyUid
@@ -14,14 +15,14 @@ from radtriage.db import audit
 from radtriage.db import exports as rows
 from radtriage.db.clock import utcnow
 
-router = APIRouter(prefix="/api/v1", tags=["exports"])
+router = APIRouter(tags=["exports"])  # the API under /api/v1, the admin page under /admin
 
 
 STATE_WORDS = {"pending": "queued", "sending": "sending", "delivered": "sent", "failed": "refused",
                "cancelled": "cancelled"}
 
 
-@router.get("/studies/{study_uid}/exports")
+@router.get("/api/v1/studies/{study_uid}/exports")
 def study_exports(study_uid: StudyUid, user: People, db: Db) -> list[dict[str, Any]]:
     """Where each AI result of the study went: destination, channel, what was sent (a first result, a correction,
     a withdrawal) and its state (queued, sending, sent, retrying, refused, cancelled), with the notes of a send."""
@@ -37,7 +38,7 @@ def study_exports(study_uid: StudyUid, user: People, db: Db) -> list[dict[str, A
         return out
 
 
-@router.get("/exports/failed")
+@router.get("/api/v1/exports/failed")
 def failed(user: Admin, db: Db) -> list[dict[str, Any]]:
     """Exports given up on or retrying after an error, newest first (no patient data: UIDs and states)."""
     with db.read() as conn:
@@ -61,13 +62,21 @@ def _act(request: Request, user: Any, db: Any, export_id: int, action: str) -> d
     return {"id": export_id, "action": action}
 
 
-@router.post("/exports/{export_id}/retry")
+@router.post("/api/v1/exports/{export_id}/retry")
 def retry(request: Request, export_id: int, user: Admin, db: Db) -> dict[str, Any]:
     """Send a failed export again now."""
     return _act(request, user, db, export_id, "retry")
 
 
-@router.post("/exports/{export_id}/give-up")
+@router.post("/api/v1/exports/{export_id}/give-up")
 def give_up(request: Request, export_id: int, user: Admin, db: Db) -> dict[str, Any]:
     """Stop retrying an export."""
     return _act(request, user, db, export_id, "give-up")
+
+
+@router.get("/admin/deliveries", response_class=HTMLResponse, include_in_schema=False)
+def deliveries_page(request: Request) -> Response:
+    """The admin's page of deliveries that did not leave, with send-again and give-up."""
+    from radtriage.api.pages import role_page
+
+    return role_page(request, "deliveries.html", ("admin",))

@@ -69,13 +69,17 @@ def study_page(request: Request, study_uid: str) -> Response:
                  error=None, demonstration=demonstration(request))
 
 
-@router.get("/admin/models", response_class=HTMLResponse)
-def models_page(request: Request) -> Response:
-    """Each pipeline's state, evidence, monitor charts and decisions; admins also decide here."""
+def role_page(request: Request, name: str, roles: tuple[str, ...], **context: object) -> Response:
+    """A page for these roles only: the login page for no session, 403 for another role."""
     user = authenticate(request)
     if user is None:
         return RedirectResponse("/login", status_code=303)
-    if user.role not in ("admin", "commissioning"):
+    if user.role not in roles:
         raise ProblemError(403, "Forbidden", f"the {user.role} role may not do this")
-    return _page(request, "models.html", user=user, csrf=getattr(request.state, "csrf", ""),
-                 demonstration=demonstration(request))
+    return _page(request, name, user=user, csrf=getattr(request.state, "csrf", ""), **context)
+
+
+@router.get("/admin/models", response_class=HTMLResponse)
+def models_page(request: Request) -> Response:
+    """Each pipeline's state, evidence, monitor charts and decisions; admins also decide here."""
+    return role_page(request, "models.html", ("admin", "commissioning"), demonstration=demonstration(request))
