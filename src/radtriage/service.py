@@ -31,6 +31,7 @@ class Services:
     store: InstanceStore
     secret_key: bytes = b""  # signs one-click links; see `secret_key_for`
     alerts: Any = None  # an `AlertService`, or None when alerting is off
+    recognition: Any = None  # the recognition list (`radtriage.recognition`), or None when none is configured
 
     def close(self) -> None:
         self.db.dispose()
@@ -86,6 +87,10 @@ def build_services(settings: Settings) -> Services:
     services = Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store,
                         secret_key=secret_key_for(settings))
     services.alerts = build_alerts(services)
+    if settings.recognition_file is not None:  # a bad list stops start-up with the file, key and problem
+        from radtriage.recognition import load_list
+
+        services.recognition = load_list(settings.recognition_file)
     return services
 
 

@@ -15,6 +15,7 @@ from radtriage.api import reports as reports_api
 from radtriage.api import conflicts as conflicts_api
 from radtriage.api import dose as dose_api
 from radtriage.api import exports as exports_api
+from radtriage.api import recognition as recognition_api
 from radtriage.api import forward as forward_api
 from radtriage.api import models as models_api
 from radtriage.api import shadow as shadow_api
@@ -50,8 +51,9 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     install_problem_handlers(app)
     reports_api.install(app)  # the report templates, each rendered against sample data: a bad one stops start-up
     app.add_middleware(OperatorPagesGuard, enabled=services.settings.http_is_exposed)
-    for resource in (health, dicomweb, dicomweb_read, session, worklist, studies, audit_api, live, alerts, conflicts_api,
-                     shadow_api, models_api, exports_api, forward_api, dose_api, reports_api, pages):  # one router per resource; the pages last
+    for resource in (health, dicomweb, dicomweb_read, session, worklist, studies, audit_api, live, alerts,
+                     conflicts_api, shadow_api, models_api, exports_api, forward_api, dose_api, reports_api,
+                     recognition_api, pages):  # one router per resource; the pages last
         app.include_router(resource.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

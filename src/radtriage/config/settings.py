@@ -196,6 +196,8 @@ class Settings(BaseSettings):
     # invalid file stops start-up in production; in development alerts are then off, with a warning.
     alerting_file: Path | None = Path("configs/alerting.yaml")
     dose_file: Path | None = None  # the dose registry (radtriage.dose): configs/dose.yaml; None: off
+    # Examinations recognised across sites (radtriage.recognition); None: no list, no verdicts
+    recognition_file: Path | None = None
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     # Where live results go: PACS (DICOM), RIS (HL7 v2), EMR (FHIR); none unless named (configs/radtriage.yaml)
     exports: ExportSettings = Field(default_factory=ExportSettings)

@@ -209,3 +209,13 @@ def list_sets(conn: Connection) -> list[dict[str, Any]]:
 
 def accession_of(conn: Connection, study_uid: str) -> str | None:
     return conn.execute(select(studies.c.accession_number).where(studies.c.study_uid == study_uid)).scalar()
+
+
+def drl_verdict(conn: Connection, study_uid: str) -> tuple[bool, list[str]] | None:
+    """Whether the study's examination was judged above its reference level, with those flags' details;
+    None when the registry holds no examination for it."""
+    if conn.execute(select(dose_exams.c.id).where(dose_exams.c.study_uid == study_uid)).first() is None:
+        return None
+    details = list(conn.execute(select(dose_flags.c.detail).where(
+        dose_flags.c.study_uid == study_uid, dose_flags.c.reason == "above_drl").order_by(dose_flags.c.id)).scalars())
+    return bool(details), details

@@ -49,6 +49,8 @@ SERIES_HEADER_KEYWORDS = (
     "ConvolutionKernel",
     "KVP",  # with the kernel, thickness, spacing and scanner: the input mix the model monitor follows
     "PixelSpacing",
+    "ViewPosition",  # with the exposure index: what a recognition list asks of a radiograph
+    "ExposureIndex",
     "ContrastBolusAgent",
     "PatientAge",
     "PatientSex",

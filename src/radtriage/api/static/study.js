@@ -60,7 +60,18 @@
     return sec;
   }
 
-  function draw(d, alerts, exportsList) {
+  function drawRecognition(rec) {
+    if (!rec || !rec.from_other_site || !rec.verdicts.length) return null;
+    const sec = RT.text("section", "", "recognition");
+    sec.append(RT.text("h2", "Received from " + rec.site + ": recognised here?"),
+               RT.text("p", rec.list.name + " (version " + rec.list.version + ")", "note"));
+    const ul = document.createElement("ul");
+    rec.verdicts.forEach((v) => ul.append(RT.text("li", v.words, v.recognised ? "recognised" : "not-recognised")));
+    sec.append(ul);
+    return sec;
+  }
+
+  function draw(d, alerts, exportsList, rec) {
     const e = d.entry;
     box.replaceChildren();
     const head = RT.text("div", "", "study-head");
@@ -114,6 +125,8 @@
         x.state + (x.state === "retrying" || x.state === "refused" ? ": " + (x.error || "") : ""), ...(x.notes || [])].join(" · "))));
       ex.append(ul); box.append(ex);
     }
+    const rc = drawRecognition(rec);
+    if (rc) box.append(rc);
     const al = drawAlerts(alerts);
     if (al) box.append(al);
     const se = RT.text("section", "", "series");
@@ -126,7 +139,8 @@
   async function load() {
     const alerts = RT.api("GET", "/api/v1/alerts?study_uid=" + encodeURIComponent(uid)).catch(() => null);  // 503: alerting off
     const sent = RT.api("GET", "/api/v1/studies/" + uid + "/exports").catch(() => null);
-    try { draw(await RT.api("GET", "/api/v1/studies/" + uid), await alerts, await sent); }
+    const rec = RT.api("GET", "/api/v1/studies/" + uid + "/recognition").catch(() => null);  // 404: no list
+    try { draw(await RT.api("GET", "/api/v1/studies/" + uid), await alerts, await sent, await rec); }
     catch (e) { box.replaceChildren(RT.text("p", e.message, "error")); }
   }
   RT.live(load);
