@@ -61,17 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--p-mimic", type=float, default=0.3, help="phantom mode: each mimic's probability")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--model", type=Path, action="append", help="a model folder (repeatable; default the shipped model)")
+    p.add_argument("--heads", type=Path, help="keep the generated heads in this folder; a second run with the same "
+                   "folder and options reads them instead of generating them again")
     args = p.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
     nets = [load_model(d, 2) for d in (args.model or [REPO / "models" / "ich-densenet2d"])]
     with tempfile.TemporaryDirectory(prefix="ich-mimics-") as tmp:
-        root = Path(tmp)
-        for i in range(args.n):
+        root = args.heads or Path(tmp)
+        done = root / f"done-{args.mode}-{args.n}-{args.matrix}-{args.p_mimic}-{args.seed}"
+        for i in range(0 if done.exists() else args.n):
             options = {"positive": False, "acquisition": args.mode, "matrix": args.matrix}
             if args.mode == "phantom":
                 options["mimics"] = [m for m in MIMICS if rng.random() < args.p_mimic]
             synthesize("ct-head", 1, args.seed + i, root, options)  # one folder per study under root
+        root.mkdir(parents=True, exist_ok=True)
+        done.touch()
         truths = {t.parent.name: json.loads(t.read_text()) for t in root.glob("*/truth.json")}
         for net in nets:
             results = predict_cases(net, predictor("ich"), examples(root, "ich", "synthetic"), None, None)

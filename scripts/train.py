@@ -3,7 +3,8 @@
     python scripts/train.py ich [--minutes 12] [--seed 1] [--out models]
     python scripts/train.py ich --smoke --out /tmp/m   # two steps, tiny data, export
     python scripts/train.py ich --dataset /data/rsna-ich   # a site's own data (RSNA ICH, LUNA16, RSNA bone age layouts)
-    python scripts/train.py ich --matrix 256 --p-mimic 0.3 --augment --version 1.1.0 --out /tmp/cand  # with mimics
+    python scripts/train.py ich --init models/ich-densenet2d --matrix 256 --p-mimic 0.3 --augment --version 1.1.0 --out /tmp/cand
+        # fine-tune the shipped model on heads with normal mimics, with domain randomisation
 
 Only tasks whose training module exists are offered.
 """
@@ -24,7 +25,7 @@ TASKS = {task: f"radtriage.training.{task}" for task in ("ich", "lvo", "nodule",
 def _ich_options(args: argparse.Namespace) -> dict:
     """The ich trainer's extra options, only those given (its defaults otherwise)."""
     extra = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val), ("n_test", args.n_test),
-                               ("version", args.version)) if v is not None}
+                               ("version", args.version), ("init", args.init)) if v is not None}
     if args.matrix is not None or args.p_mimic is not None:
         from radtriage.training.ich import DEFAULT_SAMPLE
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--p-mimic", type=float, help="ich: each normal mimic in a head with this probability")
     p.add_argument("--augment", action="store_true", help="ich: domain randomisation (training.augment)")
     p.add_argument("--version", help="ich: the card's version")
+    p.add_argument("--init", type=Path, help="ich: start from this model folder's weights (fine-tuning)")
     args = p.parse_args(argv)
     module = importlib.import_module(TASKS[args.task])
     extra = _ich_options(args) if args.task == "ich" else {}

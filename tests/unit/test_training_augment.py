@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -85,3 +87,25 @@ def test_clipped_bone_and_air_stay_clipped_under_a_calibration_shift():
     x[:, 3, :, :8] = 0.9  # inside the bone window
     y = randomise(x, np.random.default_rng(5), LO, WIDTH, **{**OFF, "hu_offset": 10.0, "noise_hu": 6.0})
     assert (y[:, [0, 1, 2, 4], :, :8] == 1).all() and (y[:, [0, 1, 2, 4], :, 8:] == 0).all()
+
+
+def test_a_network_started_from_the_shipped_onnx_gives_its_outputs():
+    """`onnx_init`: the folded BatchNorms restored, the torch network reads as the exported graph does."""
+    import onnxruntime as ort
+
+    from radtriage.training.ich import MirrorAverage, make_net
+    from radtriage.training.onnx_init import freeze_batchnorm, load_onnx_weights
+
+    path = Path(__file__).resolve().parents[2] / "models" / "ich-densenet2d" / "model.onnx"
+    net = make_net()
+    load_onnx_weights(net, path)
+    x = np.random.default_rng(6).random((2, len(CHANNELS), 160, 160)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        got = MirrorAverage(net).eval()(torch.as_tensor(x)).numpy()
+    assert np.abs(got - want).max() < 1e-3
+    net.train()
+    freeze_batchnorm(net)
+    assert not any(m.training for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert net.training

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from monai.networks.nets import DenseNet
 
-from radtriage.inference.card import TensorSpec
+from radtriage.inference.card import TensorSpec, load_card
 from radtriage.inference.ich import CHANNELS, OUTPUTS, SIZE, SUBTYPES, neighbours, windows, with_context
 from radtriage.inference.preprocess import HEAD_WINDOWS
 from radtriage.training.augment import DEFAULTS as AUGMENT_DEFAULTS, channel_windows, randomise
 from radtriage.training.data import cached, draw, site_parts
+from radtriage.training.onnx_init import freeze_batchnorm, load_onnx_weights
 from radtriage.training.export import export_model
 from radtriage.training.metrics import auc, binary_report, threshold_for_sensitivity
 
@@ -224,13 +225,12 @@ def _loss(data: SliceSet) -> torch.nn.Module:
 
 
 def _fit(net: torch.nn.Module, data: SliceSet, seed: int, minutes: float, max_steps: int, log,
-         augment: dict | None = None) -> tuple[int, int]:
+         augment: dict | None = None, base_lr: float = 2e-3, frozen_bn: bool = False) -> tuple[int, int]:
     """Train within ``minutes`` or ``max_steps``, half of each batch slices with haemorrhage; (steps, batch).
 
     augment: `training.augment.randomise` settings (domain randomisation in HU) in place of the default
-    calibration offset and white noise.
+    calibration offset and white noise. frozen_bn: BatchNorm on its running statistics (fine-tuning, `onnx_init`).
     """
-    base_lr = 2e-3
     opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=1e-4)
     loss_fn = _loss(data)
     rng = np.random.default_rng(seed)
@@ -257,6 +257,8 @@ def _fit(net: torch.nn.Module, data: SliceSet, seed: int, minutes: float, max_st
             x = x + torch.as_tensor(rng.normal(0, 0.03, (batch, 1, 1, 1)), dtype=torch.float32)
             x = x + torch.randn_like(x) * float(rng.uniform(0, 0.04))
         net.train()
+        if frozen_bn:
+            freeze_batchnorm(net)
         opt.zero_grad()
         loss = loss_fn(net(x.clamp(0, 1)), torch.as_tensor(data.y[idx], dtype=torch.float32))
         loss.backward()
@@ -304,11 +306,12 @@ def _card(threshold: float, metrics: dict, training_data: dict, training: dict, 
 def train(out: Path, seed: int = 1, n_train: int = 600, n_val: int = 200, n_test: int = 200,
           minutes: float = 12.0, smoke: bool = False, steps: int | None = None,
           sample_kwargs: dict | None = None, log=print, dataset: Iterable | None = None,
-          augment: dict | None = None, version: str = MODEL_VERSION) -> dict:
+          augment: dict | None = None, version: str = MODEL_VERSION, init: Path | None = None) -> dict:
     """Train, choose the threshold on validation, measure on a fresh test set, export.
 
     sample_kwargs: `ct_head.sample` options, plus ``p_mimic`` (`study_options`); augment: domain randomisation
-    (`training.augment.randomise` settings, {} for its defaults); version: the card's version.
+    (`training.augment.randomise` settings, {} for its defaults); version: the card's version; init: a model
+    folder of this architecture to start from (fine-tuning at lr 5e-4 with BatchNorm frozen, `onnx_init`).
     """
     torch.manual_seed(seed)
     torch.set_num_threads(2)
@@ -329,9 +332,12 @@ def train(out: Path, seed: int = 1, n_train: int = 600, n_val: int = 200, n_test
     log(f"ich: {len(data.win)} training slices from {n_train} studies in {time.perf_counter() - t0:.0f} s")
 
     net = make_net()
+    if init is not None:
+        load_onnx_weights(net, Path(init) / "model.onnx")
     t_train = time.perf_counter()
     augment = None if augment is None else {**AUGMENT_DEFAULTS, **augment}
-    step, batch = _fit(net, data, seed, minutes, 2 if smoke else (steps or 10**9), log, augment)
+    step, batch = _fit(net, data, seed, minutes, 2 if smoke else (steps or 10**9), log, augment,
+                       2e-3 if init is None else 5e-4, init is not None)
     train_s = time.perf_counter() - t_train
     log(f"ich: trained {step} steps in {train_s:.0f} s ({time.perf_counter() - t0:.0f} s with drawing the data)")
 
@@ -346,6 +352,8 @@ def train(out: Path, seed: int = 1, n_train: int = 600, n_val: int = 200, n_test
     training = {"steps": step, "batch": batch, "optimizer": "AdamW lr 2e-3", "seed": seed,
                 "sampling": "half of each batch slices with haemorrhage", "test_time": "mirror average in the graph",
                 "train_minutes": round(train_s / 60, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)}
+    if init is not None:
+        training.update(optimizer="AdamW lr 5e-4, BatchNorm frozen", init=str(load_card(Path(init)).version))
     if augment is not None:
         training["domain_randomisation"] = {k: list(v) if isinstance(v, tuple) else v for k, v in augment.items()}
     card = export_model(out / MODEL_ID, net, (torch.zeros(1, len(CHANNELS), SIZE, SIZE),),
