@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.helpers import start_orthanc, stop_process, storescu, wait_jobs_final  # noqa: E402
+from tests.helpers import start_orthanc, stop_process, storescu, three_destinations, wait_jobs_final  # noqa: E402
 from tests.integration.test_export_fhir_hl7 import TOKEN, FhirServer, Listener  # noqa: E402
 
 
@@ -77,9 +77,7 @@ def run(n: int) -> int:
         quiet_period_s=0.3, min_free_bytes=0, alerting_file=None,
         inference={"enabled": True, "use_ray": False, "pipelines_dir": str(REPO / "pipelines"),
                    "models_dir": str(REPO / "models"), "poll_s": 0.1},
-        exports={"dicom": [{"name": "pacs", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": dicom_port}],
-                 "hl7": [{"name": "ris", "host": "127.0.0.1", "port": mllp.port}],
-                 "fhir": [{"name": "emr", "base_url": fhir.url, "token_env": "RADTRIAGE_BENCH_FHIR_TOKEN"}]})
+        exports=three_destinations(dicom_port, mllp.port, fhir.url, "RADTRIAGE_BENCH_FHIR_TOKEN"))
     services = build_services(settings)
     runtime = Runtime(services)
     runtime.start()

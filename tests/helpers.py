@@ -217,3 +217,22 @@ def serving(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def three_destinations(dicom_port: int, mllp_port: int, fhir_url: str, token_env: str) -> dict:
+    """`exports:` settings naming a PACS (an Orthanc, AE ORTHANC), a RIS (an MLLP receiver) and an EMR (a FHIR
+    receiver whose bearer token is in ``token_env``), all on loopback."""
+    return {"dicom": [{"name": "pacs", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": dicom_port}],
+            "hl7": [{"name": "ris", "host": "127.0.0.1", "port": mllp_port}],
+            "fhir": [{"name": "emr", "base_url": fhir_url, "token_env": token_env}]}
+
+
+def wait_settled(rows, n: int, timeout: float = 120, what: str = "exports") -> list:
+    """``rows()`` once it holds at least ``n`` rows whose last field is delivered or failed (outbox rows)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = rows()
+        if len(got) >= n and all(r[-1] in ("delivered", "failed") for r in got):
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not delivered in time: {rows()}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from sqlalchemy import select
 
 from radtriage.db.tables import outbox
 from radtriage.synth import synthesize
-from tests.helpers import need_binary, start_orthanc, stop_process, storescu, wait_jobs_final
+from tests.helpers import (need_binary, start_orthanc, stop_process, storescu, three_destinations, wait_jobs_final,
+                           wait_settled)
 from tests.integration.test_export_fhir_hl7 import TOKEN, fhir_server, listener  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,13 +69,7 @@ def _exports(db) -> list[tuple[str, str, str, str]]:
 
 
 def _wait_delivered(db, n: int, timeout: float = 120) -> list[tuple[str, str, str, str]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = _exports(db)
-        if len(rows) >= n and all(r[3] in ("delivered", "failed") for r in rows):
-            return rows
-        time.sleep(0.2)
-    raise AssertionError(f"exports not delivered in time: {_exports(db)}")
+    return wait_settled(lambda: _exports(db), n, timeout)
 
 
 def test_a_positive_head_reaches_the_pacs_the_ris_and_the_emr(make_settings, tmp_path, listener, fhir_server,
@@ -90,9 +84,7 @@ def test_a_positive_head_reaches_the_pacs_the_ris_and_the_emr(make_settings, tmp
     settings = make_settings(
         inference={"enabled": True, "use_ray": False, "pipelines_dir": str(REPO / "pipelines"),
                    "models_dir": str(REPO / "models"), "poll_s": 0.1},
-        exports={"dicom": [{"name": "pacs", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": dicom_port}],
-                 "hl7": [{"name": "ris", "host": "127.0.0.1", "port": listener.port}],
-                 "fhir": [{"name": "emr", "base_url": fhir_server.url, "token_env": "RADTRIAGE_TEST_FHIR_TOKEN"}]})
+        exports=three_destinations(dicom_port, listener.port, fhir_server.url, "RADTRIAGE_TEST_FHIR_TOKEN"))
     services = build_services(settings)
     runtime = Runtime(services)
     runtime.start()

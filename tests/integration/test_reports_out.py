@@ -19,7 +19,7 @@ from radtriage.db.errors import ActionRefused
 from radtriage.db.tables import instances, jobs, outbox, series
 from radtriage.reports.samples import SAMPLES
 from radtriage.synth import synthesize
-from tests.helpers import start_orthanc, stop_process, storescu
+from tests.helpers import start_orthanc, stop_process, storescu, three_destinations, wait_settled
 from tests.integration.test_export_fhir_hl7 import TOKEN, fhir_server, listener  # noqa: F401 - fixtures
 
 ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
@@ -64,13 +64,7 @@ def _report_rows(db) -> list[tuple[str, str, int, str]]:
 
 
 def _wait(db, n: int, timeout: float = 60) -> list[tuple[str, str, int, str]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = _report_rows(db)
-        if len(rows) >= n and all(r[3] in ("delivered", "failed") for r in rows):
-            return rows
-        time.sleep(0.2)
-    raise AssertionError(f"report exports not delivered: {_report_rows(db)}")
+    return wait_settled(lambda: _report_rows(db), n, timeout, "report exports")
 
 
 def _orthanc_srs(http_port: int) -> list[dict]:
@@ -95,9 +89,7 @@ def test_a_signed_report_reaches_pacs_ris_emr_and_an_addendum_follows_as_amendme
     proc, dicom_port, http_port = start_orthanc(tmp_path / "orthanc")
     services, runtime, study_uid, rid = _stored_study(
         make_settings, tmp_path,
-        exports={"dicom": [{"name": "pacs", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": dicom_port}],
-                 "hl7": [{"name": "ris", "host": "127.0.0.1", "port": listener.port}],
-                 "fhir": [{"name": "emr", "base_url": fhir_server.url, "token_env": "RADTRIAGE_TEST_FHIR_TOKEN"}]})
+        exports=three_destinations(dicom_port, listener.port, fhir_server.url, "RADTRIAGE_TEST_FHIR_TOKEN"))
     exports = Exports(services.db, services.settings, [])
     exports.start()
     try:
