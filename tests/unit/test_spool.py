@@ -24,6 +24,16 @@ def test_place_never_replaces_an_existing_file(tmp_path):
     assert not list(sp.incoming.iterdir())
 
 
+def test_the_same_bytes_left_by_a_crash_are_shared_not_written_twice(tmp_path):
+    # a process killed after placing an instance and before indexing it leaves the file; the sender tries again
+    sp = Spool(tmp_path / "spool")
+    p = sp.instance_path("1.2", "1.2.3", "1.2.3.4")
+    sp.place(sp.stage(b"same"), p)
+    again, created = sp.place(sp.stage(b"same"), p)
+    assert (again, created) == (p, False)  # not ours to remove if indexing fails again
+    assert [f.name for f in p.parent.iterdir()] == [p.name] and not list(sp.incoming.iterdir())
+
+
 def test_failed_stage_removes_its_temporary_file(tmp_path, monkeypatch):
     sp = Spool(tmp_path / "spool")
 

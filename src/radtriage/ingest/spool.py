@@ -107,9 +107,12 @@ class Spool:
         """Give a staged file its final name; return where it is and whether
         this call created ``path`` itself.
 
-        A file already at ``path`` is never replaced: the new one then goes
-        beside it, named with its hash (the same name means the same bytes,
-        so such a file may be shared and is never removed by a loser of a race).
+        A file already at ``path`` is never replaced. When it holds these very
+        bytes (left there by a process killed after placing and before
+        indexing, say) it is shared rather than copied again; otherwise the new
+        one goes beside it, named with its hash (the same name means the same
+        bytes, so such a file may be shared and is never removed by a loser of
+        a race).
         """
         self._ensure_dir(path.parent)
         created = True
@@ -117,8 +120,11 @@ class Spool:
             os.link(staged.path, path)
         except FileExistsError:
             created = False
-            path = path.with_name(f"{path.stem}.{staged.sha256[:16]}.dcm")
-            os.replace(staged.path, path)
+            if _sha256_of(path) != staged.sha256:
+                path = path.with_name(f"{path.stem}.{staged.sha256[:16]}.dcm")
+                os.replace(staged.path, path)
+            else:
+                os.unlink(staged.path)
         else:
             os.unlink(staged.path)
         if self.fsync:
@@ -221,6 +227,11 @@ class StagingFile:
         _unlink_quiet(self.path)
         if fd is not None:
             os.close(fd)
+
+
+def _sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
