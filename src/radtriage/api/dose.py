@@ -26,8 +26,9 @@ Format = Literal["json", "csv", "xlsx"]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXAM_COLUMNS = ("study_uid", "performed_at", "modality", "facility", "scanner", "protocol", "study_description",
                 "examination", "band", "age_years", "weight_kg", "sex", "pregnant", "source", "estimated",
-                "phantom_cm", "ctdivol", "dlp", "dap", "entrance_dose", "drl_set", "flags")
-UNITS = "ctdivol mGy; dlp mGy.cm; dap Gy.cm2; entrance_dose mGy; CTDIvol and DLP on phantom_cm"
+                "phantom_cm", "ctdivol", "dlp", "dap", "entrance_dose", "dw_cm", "ssde", "drl_set", "flags")
+UNITS = ("ctdivol mGy; dlp mGy.cm; dap Gy.cm2; entrance_dose mGy; CTDIvol and DLP on phantom_cm; dw_cm "
+         "water-equivalent diameter cm (AAPM 220); ssde mGy, body CT (AAPM 204)")
 
 
 def _when(text: str | None) -> dt.datetime | None:

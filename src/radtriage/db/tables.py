@@ -529,6 +529,8 @@ dose_exams = Table(
     Column("dlp", Float),  # mGy.cm (the examination's total on the phantom)
     Column("dap", Float),  # Gy.cm2
     Column("entrance_dose", Float),  # mGy
+    Column("dw_cm", Float),  # water-equivalent diameter from the CT images (AAPM 220)
+    Column("ssde", Float),  # mGy: size-specific dose estimate, body CT (AAPM 204)
     Column("drl_set", String(128)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

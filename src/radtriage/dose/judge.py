@@ -20,7 +20,9 @@ from typing import Any
 
 from radtriage.dose.config import DoseConfig
 from radtriage.dose.drl import DrlSet
+from radtriage.dose.header import HEAD_PARTS
 from radtriage.dose.model import QUANTITIES, QUANTITY_COLUMNS, DoseReport
+from radtriage.dose.size import ssde
 
 CHILD_YEARS = 16.0  # younger is a child for the urgent rule
 
@@ -46,6 +48,8 @@ class Examination:
     examination: str | None = None
     band: str | None = None
     drl_set: str | None = None
+    water_diameter_cm: float | None = None  # from the study's CT images (`radtriage.dose.size`)
+    ssde: float | None = None  # mGy: f(Dw) x CTDIvol, body CT only (AAPM 204 / 220)
 
     @property
     def child(self) -> bool:
@@ -64,7 +68,7 @@ class Examination:
                     study_description=self.study_description, examination=self.examination, band=self.band,
                     age_years=self.age_years, weight_kg=self.weight_kg, sex=self.sex, pregnant=self.pregnant,
                     source=self.source, estimated=self.estimated, phantom_cm=self.phantom_cm,
-                    drl_set=self.drl_set, **cols)
+                    drl_set=self.drl_set, dw_cm=self.water_diameter_cm, ssde=self.ssde, **cols)
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,11 @@ def _ct_values(reports: Sequence[DoseReport]) -> tuple[int | None, dict[str, flo
 def examination_of(reports: Sequence[DoseReport], config: DoseConfig | None = None, drl: DrlSet | None = None,
                    now: dt.datetime | None = None) -> Examination | None:
     """One study's reports as its examination, mapped to the DRL set's examination and band; None if empty."""
-    if not reports:
-        return None
-    rdsr = [r for r in reports if r.source == "rdsr"]
-    used = rdsr or list(reports)
+    dosed = [r for r in reports if r.events or r.dlp_total is not None or r.dap_total is not None]
+    if not dosed:
+        return None  # nothing but a patient's size (CT images without CTDIvol)
+    rdsr = [r for r in dosed if r.source == "rdsr"]
+    used = rdsr or dosed
     first = used[0]
     patient = next((r.patient for r in used if r.patient.age_years is not None), first.patient)
     weight = next((r.patient.weight_kg for r in reports if r.patient.weight_kg is not None), None)
@@ -125,6 +130,7 @@ def examination_of(reports: Sequence[DoseReport], config: DoseConfig | None = No
         protocol=pick("protocol"), study_description=pick("study_description"), source=first.source,
         estimated=any(r.estimated for r in used), age_years=patient.age_years, weight_kg=weight, sex=patient.sex,
         pregnant=any(r.patient.pregnant for r in reports), phantom_cm=phantom, values=values, regions=regions)
+    exam = _with_size(exam, reports)
     if config is None or drl is None:
         return exam
     examination = config.examination_of(exam.header())
@@ -132,6 +138,21 @@ def examination_of(reports: Sequence[DoseReport], config: DoseConfig | None = No
     from dataclasses import replace
 
     return replace(exam, examination=examination, band=band, drl_set=drl.label)
+
+
+def _with_size(exam: Examination, reports: Sequence[DoseReport]) -> Examination:
+    """The examination with its patient's water-equivalent diameter (the mean over every slice measured in its
+    CT image series) and, for a body CT, its SSDE."""
+    from dataclasses import replace
+
+    sized = [r for r in reports if r.water_diameter_cm is not None and r.size_slices > 0]
+    if not sized:
+        return exam
+    slices = sum(r.size_slices for r in sized)
+    dw = sum((r.water_diameter_cm or 0.0) * r.size_slices for r in sized) / slices
+    head = any(p in x.upper() for x in exam.regions for p in HEAD_PARTS)
+    value = ssde(exam.values.get("CTDIvol"), dw, exam.phantom_cm, head)
+    return replace(exam, water_diameter_cm=round(dw, 2), ssde=round(value, 3) if value is not None else None)
 
 
 def judge(exam: Examination, config: DoseConfig, drl: DrlSet, earlier: Sequence[dt.datetime] = ()) -> list[Flag]:

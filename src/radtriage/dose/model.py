@@ -107,6 +107,8 @@ class DoseReport:
     protocol: str | None = None
     study_description: str | None = None
     body_part: str | None = None
+    water_diameter_cm: float | None = None  # CT images: mean water-equivalent diameter (`radtriage.dose.size`)
+    size_slices: int = 0  # the slices it was measured on
 
     @property
     def scanner(self) -> str:

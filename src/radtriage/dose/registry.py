@@ -3,7 +3,8 @@ examination judged again.
 
 `DoseRegistry.read_one` takes one closed series version (a job of the ledger, `radtriage.db.dose.unread`):
 a dose SR (RDSR) is read by `radtriage.dose.rdsr` (image pipelines never select it: its Modality is SR), a
-CT image series gives a header estimate from its first and last instances (`radtriage.dose.header`), a
+CT image series gives a header estimate from its first and last instances (`radtriage.dose.header`) and the
+patient's water-equivalent diameter from the pixels of evenly spaced slices (`radtriage.dose.size`), a
 CR/DX series its header values. The report is kept whether or not the study's images came, and the
 study's examination is made again from all its reports (`judge.examination_of`: the RDSR wins over
 estimates), so an RDSR that came before or without its images is joined to them when they come. New
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,12 @@ from radtriage.db import dose as rows
 from radtriage.db.clock import utcnow
 from radtriage.dose.config import DoseConfig
 from radtriage.dose.drl import DrlSet
-from radtriage.dose.header import ct_estimate, projection_values
+from radtriage.dose.header import common_fields, ct_estimate, projection_values
 from radtriage.dose.judge import Examination, Flag, examination_of, judge
 from radtriage.dose.model import (CT_IMAGE_CLASSES, PROJECTION_MODALITIES, RDSR_CLASSES, DoseReport,
                                   report_from_json, report_json)
 from radtriage.dose.rdsr import NotADoseReport, read_rdsr
+from radtriage.dose.size import sample, series_diameter
 
 log = logging.getLogger("radtriage.dose")
 ACTOR = "dose-registry"
@@ -48,13 +50,28 @@ def read_series(files: list[dict[str, Any]], modality: str | None) -> tuple[str,
         return ("rdsr" if out else "none"), out
     images = [f for f in files if not f["is_localizer"]]
     if images and images[0]["sop_class_uid"] in CT_IMAGE_CLASSES:
-        ends = [images[0], images[-1]] if len(images) > 1 else images[:1]
-        report = ct_estimate([pydicom.dcmread(f["path"], stop_before_pixels=True) for f in ends])
-        return ("ct_header", [report]) if report else ("none", [])
+        return ct_series([pydicom.dcmread(f["path"]) for f in sample(images)])
     if images and (modality or "").upper() in PROJECTION_MODALITIES:
         report = projection_values([pydicom.dcmread(f["path"], stop_before_pixels=True) for f in images[:20]])
         return ("xr_header", [report]) if report else ("none", [])
     return "none", []
+
+
+def ct_series(images: list[Any]) -> tuple[str, list[DoseReport]]:
+    """(outcome, reports) of a CT image series from evenly spaced slices (`radtriage.dose.size.sample`, first
+    and last included): the header estimate from its ends, and the patient's water-equivalent diameter from
+    their pixels (a report of the size alone where the headers give no CTDIvol)."""
+    report = ct_estimate([images[0], images[-1]] if len(images) > 1 else images)
+    try:
+        measured = series_diameter(images)
+    except (ValueError, AttributeError, RuntimeError, NotImplementedError) as exc:  # pixels it cannot decode
+        log.warning("dose: patient size not measured: %s", type(exc).__name__)
+        measured = None
+    if measured is None:
+        return ("ct_header", [report]) if report else ("none", [])
+    if report is None:
+        report = DoseReport(modality="CT", source="header", estimated=True, **common_fields(images[0]))
+    return "ct_header", [replace(report, water_diameter_cm=round(measured[0], 3), size_slices=measured[1])]
 
 
 class DoseRegistry:
