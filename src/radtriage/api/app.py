@@ -14,6 +14,7 @@ from radtriage.api import audit as audit_api
 from radtriage.api import reports as reports_api
 from radtriage.api import conflicts as conflicts_api
 from radtriage.api import dose as dose_api
+from radtriage.api import dose_page
 from radtriage.api import exports as exports_api
 from radtriage.api import recognition as recognition_api
 from radtriage.api import forward as forward_api
@@ -53,7 +54,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(OperatorPagesGuard, enabled=services.settings.http_is_exposed)
     for resource in (health, dicomweb, dicomweb_read, session, worklist, studies, audit_api, live, alerts,
                      conflicts_api, shadow_api, models_api, exports_api, forward_api, dose_api, reports_api,
-                     recognition_api, pages):  # one router per resource; the pages last
+                     recognition_api, dose_page, pages):  # one router per resource; the pages last
         app.include_router(resource.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

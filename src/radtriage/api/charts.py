@@ -1,17 +1,21 @@
-"""Server-rendered SVG charts for the Models page: small builders with axes, units and labels.
+"""Server-rendered SVG charts for the Models and Dose pages: small builders with axes, units and labels.
 
 No scripts, no external assets, no inline styles (the pages' CSP forbids them): colours are presentation
 attributes, text and axes take ``currentColor`` so a chart follows the page's theme, and each chart has a
 ``<title>`` and ``<desc>`` for screen readers. Every element a reader may look for has a class: ``band``
-(an expected range), ``hard-limit``, ``baseline``, ``bar``, ``point``, ``decision``.
+(an expected range), ``hard-limit``, ``baseline``, ``bar``, ``point``, ``decision``, ``box``, ``median``,
+``whisker``, ``outlier``, ``drl`` and ``local-drl`` (reference levels, each with its ``-label``).
 
 - `rate_chart`: a rate over consecutive blocks with its 95% intervals, the expected band and hard limits;
 - `histogram_chart`: a distribution per bin against a baseline (drawn as a step line);
-- `rates_chart`: several rates as horizontal bars with their intervals and allowed ranges.
+- `rates_chart`: several rates as horizontal bars with their intervals and allowed ranges;
+- `box_chart`: distributions as box plots (per scanner) against reference lines (a DRL);
+- `series_chart`: per-day medians with each day's range against reference lines.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -81,6 +85,17 @@ def axes(f: Frame, xticks: Sequence[tuple[float, str]], yticks: Sequence[tuple[f
     return "".join(parts)
 
 
+def hline(f: Frame, v: float, label: str, cls: str, label_cls: str, colour: str = LIMIT, at_start: bool = False,
+          dash: str = "6 4") -> str:
+    """A horizontal reference line across the plot at ``v`` (a limit, a reference level), labelled above it at
+    the right end (``at_start``: the left end, so two lines' labels need not overlap)."""
+    y = f.y(v)
+    x, anchor = (f.x(f.x0) + 4, "start") if at_start else (f.x(f.x1) - 2, "end")
+    return (el("line", el("title", escape(label)), x1=f.x(f.x0), y1=f"{y:.1f}", x2=f.x(f.x1), y2=f"{y:.1f}",
+               stroke=colour, stroke_dasharray=dash, stroke_width=2, class_=cls)
+            + text(x, y - 4, label, anchor=anchor, cls=label_cls, fill_opacity=0.9))
+
+
 def svg(body: str, title: str, desc: str, cls: str, width: int = W, height: int = H) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}" role="img" font-family="system-ui, sans-serif" class="chart {escape(cls)}">' + el("title", escape(title))
@@ -117,11 +132,7 @@ def rate_chart(points: Sequence[RatePoint], expected: tuple[float, float], limit
                 x=f"{f.x(f.x0):.1f}", y=f"{f.y(expected[1]):.1f}", width=f"{f.x(f.x1) - f.x(f.x0):.1f}",
                 height=f"{f.y(expected[0]) - f.y(expected[1]):.1f}", fill=BAND, fill_opacity=0.18, class_="band"),
              axes(f, xticks, share_ticks(top), xlabel, ylabel)]
-    for v, label in limits:
-        y = f.y(v)
-        parts += [el("line", x1=f.x(f.x0), y1=f"{y:.1f}", x2=f.x(f.x1), y2=f"{y:.1f}", stroke=LIMIT,
-                     stroke_dasharray="6 4", class_="hard-limit"),
-                  text(f.x(f.x1) - 2, y - 4, label, anchor="end", cls="limit-label", fill_opacity=0.9)]
+    parts += [hline(f, v, label, "hard-limit", "limit-label") for v, label in limits]
     for i, label in marks:
         x = f.x(i - 0.5)
         parts += [el("line", el("title", escape(label)), x1=f"{x:.1f}", y1=f.y(top), x2=f"{x:.1f}", y2=f.y(0),
@@ -211,3 +222,124 @@ def rates_chart(rows: Sequence[RateRow], title: str) -> str:
     parts.append(text((x(0) + x(1)) / 2, height - 3, "share (%), 95% interval as a line, allowed range shaded",
                       cls="axis-label"))
     return svg("".join(parts), title, "; ".join(r.note for r in rows), "rates-chart", height=height)
+
+
+# -- distributions against a reference level (the dose page) ----------------------------------------
+
+
+def value_ticks(top: float, n: int = 5) -> list[float]:
+    """Round ticks from 0 to at least ``top``: steps of 1, 2 or 5 x 10^k, about ``n`` of them."""
+    raw = (top if top > 0 else 1.0) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    return [round(i * step, 10) for i in range(math.ceil(top / step - 1e-9) + 1 if top > 0 else n + 1)]
+
+
+def num(v: float) -> str:
+    """A value as a physicist reads it: three significant digits ("62.5", "0.105", "1.2e+03" never)."""
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+@dataclass(frozen=True)
+class BoxStats:
+    """A box plot's numbers: quartiles by linear interpolation between order statistics (numpy's default),
+    whiskers to the furthest values within 1.5 x IQR of the box (Tukey), the values beyond as outliers."""
+
+    n: int
+    q1: float
+    median: float
+    q3: float
+    low: float
+    high: float
+    outliers: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> BoxStats:
+        from radtriage.dose.local import percentile
+
+        v = sorted(float(x) for x in values)
+        q1, med, q3 = (percentile(v, p) for p in (0.25, 0.5, 0.75))
+        lo_fence, hi_fence = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+        inside = [x for x in v if lo_fence <= x <= hi_fence]
+        return cls(len(v), q1, med, q3, inside[0], inside[-1], tuple(x for x in v if x < lo_fence or x > hi_fence))
+
+
+@dataclass(frozen=True)
+class RefLine:
+    value: float
+    label: str  # drawn on the chart, e.g. "DRL 60 mGy (set v1)"
+    cls: str = "drl"  # drl | local-drl
+
+
+def _ref_lines(f: Frame, lines: Sequence[RefLine]) -> str:
+    return "".join(hline(f, r.value, r.label, r.cls, f"{r.cls}-label", LIMIT if r.cls == "drl" else BASE,
+                         at_start=i % 2 == 1, dash="6 4" if r.cls == "drl" else "2 3") for i, r in enumerate(lines))
+
+
+def _value_frame(values: Sequence[float], lines: Sequence[RefLine], x0: float, x1: float) -> tuple[Frame, list]:
+    ticks = value_ticks(max([*values, *(r.value for r in lines), 0.0]) * 1.08)
+    return Frame(x0, x1, 0.0, ticks[-1]), [(t, num(t)) for t in ticks]
+
+
+def box_chart(groups: Sequence[tuple[str, Sequence[float]]], lines: Sequence[RefLine], title: str, ylabel: str,
+              xlabel: str = "scanner (n examinations)") -> str:
+    """One box per group (label, values; a group with no values is left out) on a linear axis from 0, with
+    horizontal reference lines (the DRL, the local DRL) labelled on the chart."""
+    boxes = [(label, BoxStats.of(v)) for label, v in groups if len(v)]
+    f, yticks = _value_frame([x for _, v in groups for x in v], lines, -0.5, max(len(boxes), 1) - 0.5)
+    half = min(28.0, (f.x(1) - f.x(0)) * 0.3) if len(boxes) > 1 else 28.0
+    short = lambda s: s if len(s) <= 18 else s[:17] + "…"  # noqa: E731
+    parts = [axes(f, [(i, f"{short(label)} (n={b.n})") for i, (label, b) in enumerate(boxes)], yticks, xlabel, ylabel)]
+    for i, (label, b) in enumerate(boxes):
+        x = f.x(i)
+        note = (f"{label}: n {b.n}, median {num(b.median)}, quartiles {num(b.q1)}-{num(b.q3)}, whiskers "
+                f"{num(b.low)}-{num(b.high)}, {len(b.outliers)} beyond")
+        parts += [el("line", x1=f"{x:.1f}", y1=f"{f.y(b.low):.1f}", x2=f"{x:.1f}", y2=f"{f.y(b.high):.1f}",
+                     stroke="currentColor", class_="whisker"),
+                  el("rect", el("title", escape(note)), x=f"{x - half:.1f}", y=f"{f.y(b.q3):.1f}", width=f"{2 * half:.1f}",
+                     height=f"{f.y(b.q1) - f.y(b.q3):.1f}", fill=BAR, fill_opacity=0.35, stroke=BAR, class_="box"),
+                  el("line", x1=f"{x - half:.1f}", y1=f"{f.y(b.median):.1f}", x2=f"{x + half:.1f}",
+                     y2=f"{f.y(b.median):.1f}", stroke="currentColor", stroke_width=2, class_="median")]
+        parts += [el("circle", el("title", escape(f"{label}: {num(v)}")), cx=f"{x:.1f}", cy=f"{f.y(v):.1f}", r=2.5,
+                     fill="none", stroke="currentColor", class_="outlier") for v in b.outliers]
+    if not boxes:
+        parts.append(text((f.x(f.x0) + f.x(f.x1)) / 2, f.y(f.y1 / 2), "no examinations", cls="empty"))
+    parts.append(_ref_lines(f, lines))
+    desc = (f"{len(boxes)} boxes (quartiles, Tukey whiskers at 1.5 IQR, outliers as circles)"
+            + "".join(f"; {r.label}" for r in lines))
+    return svg("".join(parts), title, desc, "box-chart")
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    day: int  # days since the chart's first day
+    label: str  # the date
+    median: float
+    low: float
+    high: float
+    n: int
+
+
+def series_chart(points: Sequence[DayPoint], days: int, lines: Sequence[RefLine], title: str, ylabel: str,
+                 xlabel: str) -> str:
+    """Per-day medians (points joined by a line) with each day's range (a vertical line) over ``days`` days,
+    with the reference lines."""
+    f, yticks = _value_frame([p.high for p in points], lines, -0.5, max(days, 1) - 0.5)
+    every = max(1, len(points) // 7)
+    xticks = [(p.day, p.label) for i, p in enumerate(points) if i % every == 0 or i == len(points) - 1]
+    parts = [axes(f, xticks, yticks, xlabel, ylabel)]
+    path = " ".join(f"{'M' if i == 0 else 'L'}{f.x(p.day):.1f},{f.y(p.median):.1f}" for i, p in enumerate(points))
+    if path:
+        parts.append(el("path", d=path, fill="none", stroke=BAR, stroke_width=1.5, class_="trend"))
+    for p in points:
+        x = f.x(p.day)
+        parts += [el("line", x1=f"{x:.1f}", y1=f"{f.y(p.low):.1f}", x2=f"{x:.1f}", y2=f"{f.y(p.high):.1f}",
+                     stroke=BAR, stroke_opacity=0.6, class_="range"),
+                  el("circle", el("title", escape(f"{p.label}: median {num(p.median)} of {p.n} (range "
+                                                  f"{num(p.low)}-{num(p.high)})")),
+                     cx=f"{x:.1f}", cy=f"{f.y(p.median):.1f}", r=3.5, fill=BAR, class_="point")]
+    if not points:
+        parts.append(text((f.x(f.x0) + f.x(f.x1)) / 2, f.y(f.y1 / 2), "no examinations", cls="empty"))
+    parts.append(_ref_lines(f, lines))
+    return svg("".join(parts), title, f"{len(points)} days with examinations" + "".join(f"; {r.label}" for r in lines),
+               "series-chart")

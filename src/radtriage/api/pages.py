@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from radtriage.api.auth import authenticate
+from radtriage.api.auth import User, authenticate
 from radtriage.api.problems import ProblemError
 from radtriage.api.schemas import UidPattern
 from radtriage.governance.state import DEMONSTRATION
@@ -69,14 +69,25 @@ def study_page(request: Request, study_uid: str) -> Response:
                  error=None, demonstration=demonstration(request))
 
 
-def role_page(request: Request, name: str, roles: tuple[str, ...], **context: object) -> Response:
-    """A page for these roles only: the login page for no session, 403 for another role."""
+def page_user(request: Request, roles: tuple[str, ...]) -> User | Response:
+    """The user of a page for these roles only: the way to the login page for no session, 403 for another role."""
     user = authenticate(request)
     if user is None:
         return RedirectResponse("/login", status_code=303)
     if user.role not in roles:
         raise ProblemError(403, "Forbidden", f"the {user.role} role may not do this")
+    return user
+
+
+def user_page(request: Request, name: str, user: User, **context: object) -> Response:
+    """A page rendered for ``user`` (already allowed: `page_user`)."""
     return _page(request, name, user=user, csrf=getattr(request.state, "csrf", ""), **context)
+
+
+def role_page(request: Request, name: str, roles: tuple[str, ...], **context: object) -> Response:
+    """A page for these roles only: the login page for no session, 403 for another role."""
+    user = page_user(request, roles)
+    return user if isinstance(user, Response) else user_page(request, name, user, **context)
 
 
 @router.get("/admin/models", response_class=HTMLResponse)

@@ -1,0 +1,112 @@
+"""The Dose page (``/admin/dose``): a registry loaded with synthetic examinations (judged by the shipped
+configs/dose.yaml against the EXAMPLE DRL set) shown to a physicist with the DRL line, the flagged examination
+with its reason in words and its accession masked, never the patient's name or ID; filters narrow it; an empty
+period says so; other roles get 403, no session the login page; every viewing is audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from radtriage.db import audit
+from radtriage.db.clock import utcnow
+from radtriage.db.tables import studies
+from radtriage.dose.model import DoseEvent, DoseReport, PatientDose
+from radtriage.dose.registry import load_registry
+from tests.integration.test_dose_api import dose_api  # noqa: F401 - fixture
+from tests.integration.test_worklist_api import api  # noqa: F401 - fixture
+
+ROOT = Path(__file__).parents[2]
+NAME, PATIENT_ID = "DOSEPAGE^JANE", "PID-7788991"
+# (facility, scanner station, CT head CTDIvol mGy): A CT1 all below the example's 60 mGy; B CT1 one at 130 mGy
+HEADS = [("A", "A CT1", v) for v in (40.0, 45.0, 50.0, 55.0, 58.0)] + [("B", "B CT1", v) for v in (30.0, 35.0, 130.0)]
+FLAGGED_ACCESSION = "ACC0000107"  # the 130 mGy one: shown as *******107
+
+
+def seed_registry(db, start: dt.datetime) -> list[str]:
+    """Studies (with a patient name, ID and accession) and their RDSR-read reports on consecutive days from
+    ``start``, judged by the shipped dose file; the study UIDs."""
+    registry = load_registry(db, ROOT / "configs" / "dose.yaml")
+    reports, uids = [], []
+    with db.write() as conn:
+        for i, (facility, station, ctdi) in enumerate(HEADS):
+            uid = f"1.2.826.0.1.3680043.10.999.{i}"
+            uids.append(uid)
+            conn.execute(studies.insert().values(study_uid=uid, accession_number=f"ACC{i + 100:07d}",
+                                                 patient_id=f"{PATIENT_ID}{i}", patient_name=NAME, created_at=utcnow()))
+            ev = DoseEvent(kind="ct", protocol="ROUTINE HEAD", target_region="Head", phantom_cm=16, ctdivol=ctdi,
+                           dlp=ctdi * 15)
+            reports.append(DoseReport(
+                study_uid=uid, series_uid=uid + ".1", sop_instance_uid=uid + ".1.1", modality="CT", source="rdsr",
+                estimated=False, events=(ev,), dlp_total=ctdi * 15, patient=PatientDose(age_years=40 + i),
+                facility=facility, station=station, performed_at=start + dt.timedelta(days=i, hours=10),
+                protocol="ROUTINE HEAD"))
+    registry.add_reports(reports)
+    return uids
+
+
+def _svgs(html: str) -> list[ET.Element]:
+    out, rest = [], html
+    while "<svg" in rest:
+        rest = rest[rest.index("<svg"):]
+        end = rest.index("</svg>") + len("</svg>")
+        out.append(ET.fromstring(rest[:end]))
+        rest = rest[end:]
+    return out
+
+
+@pytest.mark.parametrize("role,status", [("physicist", 200), ("admin", 200), ("radiologist", 403), ("stroke", 403),
+                                         ("service", 403)])
+def test_who_may_see_the_dose_page(dose_api, role, status):  # noqa: F811
+    assert dose_api.get("/admin/dose", headers=dose_api.as_[role]).status_code == status
+
+
+def test_no_session_goes_to_the_login(dose_api):  # noqa: F811
+    r = dose_api.get("/admin/dose", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_page_shows_the_drl_the_flag_and_no_patient(dose_api):  # noqa: F811
+    api, who = dose_api, dose_api.as_["physicist"]
+    uids = seed_registry(api.services.db, dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    r = api.get("/admin/dose", params={"since": "2026-11-01", "until": "2026-11-30"}, headers=who)
+    assert r.status_code == 200
+    html = r.text
+    assert "EXAMPLE - not a published DRL v1" in html
+    assert "DRL 60 mGy" in html and "DRL 1000 mGy·cm" in html  # CTDIvol and DLP panels, each with its level
+    assert "130 mGy (16 cm phantom) is 2.17 x the DRL 60 mGy" in html  # the reason, in words
+    assert "*******107" in html and FLAGGED_ACCESSION not in html
+    assert NAME.split("^")[0] not in html and PATIENT_ID not in html and "JANE" not in html
+    assert "/api/v1/dose/exams?" in html and "format=xlsx" in html and "/api/v1/dose/local-drl?" in html
+    charts = _svgs(html)
+    boxes = [c for c in charts if "box-chart" in c.get("class", "")]
+    assert len(boxes) == 2  # CT head adult 16 cm: CTDIvol and DLP
+    ns = "{http://www.w3.org/2000/svg}"
+    drl_lines = [e for e in boxes[0].iter(f"{ns}line") if e.get("class") == "drl"]
+    assert len(drl_lines) == 1
+    assert [e.text for e in boxes[0].iter(f"{ns}text") if e.get("class") == "axis-label"] == [
+        "scanner (n examinations)", "CTDIvol (mGy), 16 cm phantom"]
+    ticks = [e.text for e in boxes[0].iter(f"{ns}text") if e.get("class") == "tick"]
+    assert "A CT1 (n=5)" in ticks and "B CT1 (n=3)" in ticks
+    # the site's median (8 values: 30 35 40 45 50 55 58 130 -> 47.5) against the DRL: 0.79
+    assert "47.5 mGy" in html and "0.79" in html
+    _, logged = audit.entries(api.services.db, action="dose_page_viewed")
+    assert logged[0]["actor"] == "physicist1" and logged[0]["detail"]["exams"] == 8
+    assert logged[0]["detail"]["studies"] == [uids[7]]
+
+    only_a = api.get("/admin/dose", params={"since": "2026-11-01", "until": "2026-11-30", "scanner": "A CT1"},
+                     headers=who).text
+    assert "8 examination(s)" not in only_a and "5 examination(s)" in only_a
+    assert "No examination flagged under these filters." in only_a
+
+
+def test_empty_period_and_bad_dates(dose_api):  # noqa: F811
+    api, who = dose_api, dose_api.as_["physicist"]
+    seed_registry(api.services.db, dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    html = api.get("/admin/dose", params={"since": "2025-01-01", "until": "2025-01-31"}, headers=who).text
+    assert "No examinations in the dose registry match these filters" in html and "<svg" not in html
+    assert api.get("/admin/dose", params={"since": "last week"}, headers=who).status_code == 400
+    assert api.get("/admin/dose", params={"since": "2026-02-01", "until": "2026-01-01"}, headers=who).status_code == 400
