@@ -4,12 +4,15 @@ X-ray (TID 10001), written from a `DoseReport` so that a test can read one back 
 `ct_report` draws a realistic CT examination (a localizer, then one or more spiral or sequenced
 acquisitions, head on the 16 cm phantom and body on the 32 cm one, CTDIvol and lengths in the ranges
 national dose surveys report); `projection_report` a radiography one. `write_rdsr` writes either as a
-Part 10 file of the study, its own series, Modality SR. Values are synthetic.
+Part 10 file of the study, its own series, Modality SR. `generate` is ``radtriage synth ct-rdsr``: one CT
+examination's dose SR alone, with its truth. Values are synthetic.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -19,7 +22,7 @@ from pydicom.sr.coding import Code
 
 from radtriage.dose.model import DoseEvent, DoseReport, PatientDose
 from radtriage.dose.rdsr import CT_PROCEDURE
-from radtriage.synth.dicom import Study, _base, _finish
+from radtriage.synth.dicom import Study, StudyIdentity, _base, _finish, make_study
 
 RDSR_CLASS = "1.2.840.10008.5.1.4.1.1.88.67"
 DCM, SCT = codes.DCM, codes.SCT
@@ -106,6 +109,7 @@ def rdsr_dataset(report: DoseReport, study: Study, series_uid: str, sop_uid: str
     if report.protocol:
         ds.ProtocolName = report.protocol
     ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+    ds.ReferencedPerformedProcedureStepSequence, ds.PerformedProcedureCodeSequence = [], []  # type 2: empty
     template = Dataset()
     template.MappingResource, template.TemplateIdentifier = "DCMR", "10011" if report.modality == "CT" else "10001"
     ds.ContentTemplateSequence = [template]
@@ -141,9 +145,7 @@ def ct_report(rng: np.random.Generator, study: Study, parts: tuple[str, ...] = (
     """A CT examination of ``parts`` (keys of `CT_PROTOCOLS`): a localizer, then one acquisition a part.
     ``child`` scales the dose down (0.3-0.6x); ``phantom`` forces the body phantom (16 for a child's body);
     ``scale`` multiplies every CTDIvol (a test's way to go above a level)."""
-    events = [DoseEvent(kind="ct", event_uid=study.new_uid(rng), protocol="TOPOGRAM",
-                        target_region=CT_PROTOCOLS[parts[0]][1], acquisition_type="Constant Angle Acquisition",
-                        kvp=120.0, tube_current_ma=35.0, scan_length_mm=round(float(rng.uniform(250, 500)), 1))]
+    events = [_localizer(rng, study, CT_PROTOCOLS[parts[0]][1])]
     for part in parts:
         protocol, region, ph, (lo, hi), (l0, l1) = CT_PROTOCOLS[part]
         factor = float(rng.uniform(0.3, 0.6)) if child else 1.0
@@ -155,10 +157,32 @@ def ct_report(rng: np.random.Generator, study: Study, parts: tuple[str, ...] = (
             phantom_cm=ph if part == "head" or phantom is None else phantom, ctdivol=ctdi,
             dlp=round(ctdi * length / 10.0, 2), scan_length_mm=length, kvp=float(rng.choice([100.0, 120.0])),
             tube_current_ma=round(float(rng.uniform(150, 400)), 0)))
+    return _ct_dose_report(study, events)
+
+
+def _localizer(rng: np.random.Generator, study: Study, region: str) -> DoseEvent:
+    return DoseEvent(kind="ct", event_uid=study.new_uid(rng), protocol="TOPOGRAM", target_region=region,
+                     acquisition_type="Constant Angle Acquisition", kvp=120.0, tube_current_ma=35.0,
+                     scan_length_mm=round(float(rng.uniform(250, 500)), 1))
+
+
+def _ct_dose_report(study: Study, events: list[DoseEvent]) -> DoseReport:
     total = round(sum(e.dlp or 0.0 for e in events), 2)
     return DoseReport(study_uid=study.study_uid, series_uid="", sop_instance_uid="", modality="CT", source="rdsr",
                       estimated=False, events=tuple(events), dlp_total=total, protocol=events[1].protocol,
                       patient=PatientDose(sex=study.patient.sex))
+
+
+def acquisition_report(rng: np.random.Generator, study: Study, *, protocol: str, region: str, phantom: int,
+                       ctdivol: float, length_mm: float, kvp: float | None = None, ma: float | None = None,
+                       acquisition_type: str = "Spiral Acquisition") -> DoseReport:
+    """The RDSR of a study written by a CT generator: a localizer, then the one acquisition its images show
+    (CTDIvol and scanned length as the images' headers give them)."""
+    ctdi, length = round(float(ctdivol), 2), round(float(length_mm), 1)
+    return _ct_dose_report(study, [_localizer(rng, study, region), DoseEvent(
+        kind="ct", event_uid=study.new_uid(rng), protocol=protocol, target_region=region,
+        acquisition_type=acquisition_type, phantom_cm=phantom, ctdivol=ctdi, dlp=round(ctdi * length / 10.0, 2),
+        scan_length_mm=length, kvp=kvp, tube_current_ma=ma)])
 
 
 def projection_report(rng: np.random.Generator, study: Study, views: int = 2, region: str = "Chest") -> DoseReport:
@@ -173,3 +197,35 @@ def projection_report(rng: np.random.Generator, study: Study, views: int = 2, re
                       estimated=False, events=events, dap_total=round(sum(e.dap or 0 for e in events), 4),
                       entrance_dose_total=round(sum(e.entrance_dose or 0 for e in events), 4),
                       protocol=events[0].protocol, patient=PatientDose(sex=study.patient.sex))
+
+
+DESCRIPTIONS = {"head": "CT HEAD", "chest": "CT CHEST", "abdomen-pelvis": "CT ABDOMEN PELVIS"}
+
+
+def generate(rng: np.random.Generator, index: int, folder: Path, *, identity: StudyIdentity | None = None,
+             parts: str = "head", child: bool = False, phantom: int | None = None, scale: float = 1.0
+             ) -> dict[str, Any]:
+    """``radtriage synth ct-rdsr``: one CT examination's RDSR (no images) under ``folder``, and its truth.
+
+    ``parts``: the acquisitions after the localizer, keys of `CT_PROTOCOLS` joined by ``+`` (e.g.
+    ``chest+abdomen-pelvis``); ``child``, ``phantom`` and ``scale`` as `ct_report`. An option this generator
+    does not know, or a part it does not, raises `TypeError` (the command's option error)."""
+    wanted = tuple(p.strip() for p in str(parts).split("+") if p.strip())
+    unknown = [p for p in wanted if p not in CT_PROTOCOLS]
+    if not wanted or unknown:
+        raise TypeError(f"parts: {'+'.join(unknown) or '(none)'} unknown; one or more of {', '.join(CT_PROTOCOLS)}"
+                        " joined by +")
+    if phantom not in (None, 16, 32):
+        raise TypeError("phantom: 16 or 32 (cm)")
+    description = " AND ".join(DESCRIPTIONS[p] for p in wanted).replace(" AND CT ", " AND ")
+    study = make_study(rng, index, description, age_years=(2, 12) if child else (18, 90), identity=identity)
+    weight = round(float(rng.uniform(12, 40) if child else rng.uniform(50, 105)), 1)
+    report = ct_report(rng, study, wanted, child=bool(child), phantom=phantom, scale=float(scale))
+    report = replace(report, patient=replace(report.patient, weight_kg=weight))
+    path = write_rdsr(Path(folder), rng, study, report)
+    events = [{k: v for k, v in asdict(e).items() if v is not None} for e in report.events]
+    return {"study_uid": study.study_uid, "study_description": description, "parts": list(wanted),
+            "child": bool(child), "patient_sex": study.patient.sex, "weight_kg": weight,
+            "manufacturer": study.manufacturer, "model": study.model, "files": [path.name], "events": events,
+            "dlp_total_mgy_cm": report.dlp_total,
+            "ctdivol_max_mgy": max(e.ctdivol for e in report.events if e.ctdivol is not None)}

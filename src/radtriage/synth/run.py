@@ -20,6 +20,7 @@ GENERATORS: dict[str, str] = {
     "cta-head": "cta_head",
     "ct-chest": "ct_chest",
     "xr-hand": "xr_hand",
+    "ct-rdsr": "rdsr",  # a CT examination's dose SR alone
 }
 
 Generator = Callable[[np.random.Generator, int, Path], dict[str, Any]]

@@ -32,8 +32,10 @@ def generate(rng: np.random.Generator, index: int, folder: Path, *, identity: St
              **options: Any) -> dict[str, Any]:
     """Write one chest CT study (localizer, thin main series, 5 mm soft-tissue twin) under ``folder``.
 
-    ``options`` go to `sample` (e.g. ``matrix=128`` in tests).
+    ``options`` go to `sample` (e.g. ``matrix=128`` in tests); ``rdsr=True`` also writes the study's dose SR
+    (series 997, `radtriage.synth.rdsr.acquisition_report`).
     """
+    rdsr = bool(options.pop("rdsr", False))
     protocol = options.pop("protocol", None) or str(rng.choice(list(PROTOCOLS), p=_PROTOCOL_P))
     description = PROTOCOLS[protocol][0]
     study = make_study(rng, index, description, age_years=(50, 80) if protocol == "low-dose" else (25, 90),
@@ -70,7 +72,14 @@ def generate(rng: np.random.Generator, index: int, folder: Path, *, identity: St
             number=3, description=thick_desc, kernel=soft_kernel, window_center=40, window_width=400,
             exposure_mas=mas, ctdi_vol=scan.ctdi_vol, **common),
             thick, (g * scan.dz, scan.pixel, scan.pixel), origin3, slice_thickness=g * scan.dz)
+    if rdsr:
+        from radtriage.synth.rdsr import acquisition_report, write_rdsr
+
+        write_rdsr(folder, rng, study, acquisition_report(
+            rng, study, protocol=description, region="Chest", phantom=32, ctdivol=scan.ctdi_vol,
+            length_mm=scan.nz * scan.dz, kvp=float(scan.kvp)))
     return study_truth(s.truth, study, main=2, series=[
         {"number": 1, "description": loc_desc, "role": "localizer"},
         {"number": 2, "description": main_desc, "role": "main"},
-        *([{"number": 3, "description": thick_desc, "role": "thick-soft-tissue"}] if nz else [])])
+        *([{"number": 3, "description": thick_desc, "role": "thick-soft-tissue"}] if nz else []),
+        *([{"number": 997, "description": "Dose Report", "role": "dose"}] if rdsr else [])])

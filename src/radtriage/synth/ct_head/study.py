@@ -38,7 +38,7 @@ def _series_names(study: Study, thickness: float) -> dict[str, Any]:
 def generate(rng: np.random.Generator, index: int, folder: Path, *, matrix: int = 512,
              positive: bool | None = None, subtypes: Sequence[str] | None = None,
              identity: StudyIdentity | None = None, acquisition: str = "phantom",
-             mimics: Sequence[str] | None = None) -> dict[str, Any]:
+             mimics: Sequence[str] | None = None, rdsr: bool = False) -> dict[str, Any]:
     """Write one synthetic CT head study under ``folder`` and return its truth.
 
     Series 1 is a lateral localizer (ImageType ORIGINAL/PRIMARY/LOCALIZER),
@@ -48,6 +48,7 @@ def generate(rng: np.random.Generator, index: int, folder: Path, *, matrix: int 
     ``acquisition="scanner"`` reconstructs both from one simulated
     acquisition (`CtHeadOptions`); the default stays "phantom". ``mimics``:
     exactly these normal mimics (`mimics.MIMICS`; None: the mode's default).
+    ``rdsr``: also the study's dose SR (series 997, `radtriage.synth.rdsr.acquisition_report`).
     """
     folder = Path(folder)
     age = float(np.clip(rng.normal(64, 17), 18, 96))
@@ -74,6 +75,14 @@ def generate(rng: np.random.Generator, index: int, folder: Path, *, matrix: int 
                      window_center=float(wc), window_width=float(ww), extra=common, exposure_mas=acq["mas"], **base)
         write_ct_series(folder, rng, study, s, pixels, smp.spacing, smp.origin, slice_thickness=smp.slice_thickness)
         series.append((role, s, pixels.shape[0]))
+    if rdsr:
+        from radtriage.synth.rdsr import acquisition_report, write_rdsr
+
+        write_rdsr(folder, rng, study, acquisition_report(
+            rng, study, protocol=names["protocol"], region="Head", phantom=16, ctdivol=acq["ctdi_vol_mgy"],
+            length_mm=smp.hu.shape[0] * smp.spacing[0], kvp=acq["kvp"], ma=acq["ma"],
+            acquisition_type="Sequenced Acquisition"))
+    dose = [{"number": 997, "role": "dose", "description": "Dose Report", "images": 1}] if rdsr else []
     return study_truth(smp.truth, study, main=2, patient_sex=study.patient.sex, series=[
-        {"number": s.number, "role": role, "description": s.description, "kernel": s.kernel,
-         "image_type": list(s.image_type), "images": n} for role, s, n in series])
+        *({"number": s.number, "role": role, "description": s.description, "kernel": s.kernel,
+           "image_type": list(s.image_type), "images": n} for role, s, n in series), *dose])
