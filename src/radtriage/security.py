@@ -29,9 +29,10 @@ class WeakPassword(ValueError):
     """A password too short to be accepted."""
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+def hash_password(password: str, min_length: int = MIN_PASSWORD_LENGTH) -> str:
+    """Argon2id of ``password`` (a share's passcode may be shorter: it locks after a few wrong tries)."""
+    if len(password) < min_length:
+        raise WeakPassword(f"a password needs at least {min_length} characters")
     return _hasher.hash(password)
 
 

@@ -20,7 +20,7 @@ from radtriage.config.settings import AuthSettings
 from radtriage.db import Database, accounts
 from radtriage.security import same
 
-Role = Literal["radiologist", "stroke", "admin", "service", "commissioning", "physicist"]
+Role = Literal["radiologist", "stroke", "admin", "service", "commissioning", "physicist", "clinician"]
 SESSION_COOKIE = "radtriage_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

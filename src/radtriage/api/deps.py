@@ -50,3 +50,5 @@ AlertReaders = Annotated[User, Depends(require_roles("stroke", "admin", "radiolo
 ShadowReaders = Annotated[User, Depends(require_roles("admin", "commissioning"))]
 # the dose registry: the site's medical physicists and the admins
 Physicists = Annotated[User, Depends(require_roles("physicist", "admin"))]
+# authorised shares of a study (QR links a patient carries): the clinicians, radiologists and admins
+Sharers = Annotated[User, Depends(require_roles("clinician", "radiologist", "admin"))]

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from radtriage.api.auth import Role
 from radtriage.domain import Finding, Priority, TaskResult
 
 UidPattern = r"^[0-9]+(\.[0-9]+)*$"
@@ -158,7 +159,7 @@ class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-    role: Literal["radiologist", "stroke", "admin", "service", "commissioning", "physicist"]
+    role: Role
     display_name: Annotated[str, StringConstraints(max_length=128)] | None = None
     password: Annotated[str, StringConstraints(min_length=12, max_length=256)] | None = None
 

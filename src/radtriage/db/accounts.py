@@ -18,8 +18,8 @@ from radtriage.db.engine import Database
 from radtriage.db.tables import api_tokens, login_attempts, users, web_sessions
 from radtriage.security import hash_password, new_token, token_digest
 
-ROLES = ("radiologist", "stroke", "admin", "service", "commissioning", "physicist")  # commissioning: silent-trial
-# readers; physicist: the dose registry's medical physicists
+ROLES = ("radiologist", "stroke", "admin", "service", "commissioning", "physicist", "clinician")  # commissioning:
+# silent-trial readers; physicist: the dose registry's medical physicists; clinician: issues shares of a study
 
 
 class AccountError(ValueError):

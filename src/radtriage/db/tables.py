@@ -568,3 +568,44 @@ drl_sets = Table(
     Column("imported_by", String(64), nullable=False),
     UniqueConstraint("name", "version", name="uq_drl_sets_name_version"),
 )
+
+# Authorised shares of one study (patient-carried QR links, radtriage.sharing). The link's id is stored only as
+# its SHA-256 (lookup) and its key not at all: the shared copy under data/shares/<folder> is encrypted with it.
+shares = Table(
+    "shares",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("lookup", String(64), nullable=False, unique=True),  # SHA-256 of the link's id
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("folder", String(32), nullable=False, unique=True),  # random, not derived from the link
+    Column("issued_by", String(64), nullable=False),
+    Column("issued_role", String(16), nullable=False),
+    Column("consent", String(32), nullable=False),  # who consented: patient | guardian | representative
+    Column("legal_basis", String(128), nullable=False),
+    Column("audience", String(16), nullable=False),  # anyone (link + passcode) | hospital (+ its token)
+    Column("recipient", String(64)),  # the named receiving hospital
+    Column("recipient_digest", String(64)),  # SHA-256 of the hospital's token
+    Column("scope", String(16), nullable=False),  # study | key_images
+    Column("instances", Integer, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("passcode_hash", String(128), nullable=False),  # Argon2id
+    Column("failed_tries", Integer, nullable=False),
+    Column("max_opens", Integer, nullable=False),
+    Column("opens", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("locked_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(64)),
+)
+
+# An opened share: the holder's browser session (cookie digest), valid until expires_at.
+share_sessions = Table(
+    "share_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("share_id", Integer, ForeignKey("shares.id"), nullable=False, index=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
