@@ -4,6 +4,7 @@ sits at the y the axis gives its value, the axes carry their units, and an empty
 
 from __future__ import annotations
 
+import datetime as dt
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -46,8 +47,8 @@ def test_box_quartiles_equal_numpy_percentiles(values):
 
 def test_box_chart_is_drawn_to_scale_with_the_drl_line_and_units():
     a, c = [40.0, 45, 50, 55, 58, 61, 130], [30.0, 35, 52]
-    drl = charts.RefLine(60.0, "DRL 60 mGy (EXAMPLE v1)")
-    local = charts.RefLine(54.0, "local DRL 54 mGy (P75 of 3 facility medians)", "local-drl")
+    drl = charts.RefLine(60.0, "DRL 60 mGy", "DRL 60 mGy (EXAMPLE v1)")
+    local = charts.RefLine(54.0, "local DRL 54 mGy", "P75 of 3 facility medians", "local-drl")
     root = _parse(charts.box_chart([("A CT1", a), ("C CT2", c), ("empty", [])], [drl, local], "CT head: CTDIvol",
                                    "CTDIvol (mGy), 16 cm phantom"))
     y = _value_to_y(root)
@@ -62,16 +63,20 @@ def test_box_chart_is_drawn_to_scale_with_the_drl_line_and_units():
     assert float(outlier.get("cy")) == pytest.approx(y(130), abs=0.15)
     (line,) = _of(root, "line", "drl")
     assert float(line.get("y1")) == float(line.get("y2")) == pytest.approx(y(60.0), abs=0.15)
-    assert [t.text for t in _of(root, "text", "drl-label")] == ["DRL 60 mGy (EXAMPLE v1)"]
+    assert line.find(f"{SVG}title").text == "DRL 60 mGy (EXAMPLE v1)"
+    (label,) = _of(root, "text", "drl-label")
+    assert label.text == "DRL 60 mGy" and float(label.get("y")) < y(60.0)  # above its line
     (lline,) = _of(root, "line", "local-drl")
     assert float(lline.get("y1")) == pytest.approx(y(54.0), abs=0.15)
+    (llabel,) = _of(root, "text", "local-drl-label")  # close below the DRL: its label goes under its line
+    assert llabel.text == "local DRL 54 mGy" and float(llabel.get("y")) > y(54.0)
     assert [t.text for t in _of(root, "text", "axis-label")] == ["scanner (n examinations)",
                                                                  "CTDIvol (mGy), 16 cm phantom"]
     assert {"A CT1 (n=7)", "C CT2 (n=3)"} <= {t.text for t in _of(root, "text", "tick")}
 
 
 def test_the_axis_reaches_a_drl_above_every_value():
-    root = _parse(charts.box_chart([("X", [0.02, 0.03, 0.04])], [charts.RefLine(0.1, "DRL 0.1 Gy·cm²")], "t",
+    root = _parse(charts.box_chart([("X", [0.02, 0.03, 0.04])], [charts.RefLine(0.1, "DRL 0.1 Gy·cm²", "the set")], "t",
                                    "DAP (Gy·cm²)"))
     y = _value_to_y(root)
     (line,) = _of(root, "line", "drl")
@@ -81,7 +86,8 @@ def test_the_axis_reaches_a_drl_above_every_value():
 
 def test_series_chart_medians_range_and_drl():
     points = [charts.DayPoint(0, "11-01", 50.0, 40.0, 60.0, 3), charts.DayPoint(4, "11-05", 70.0, 65.0, 75.0, 2)]
-    root = _parse(charts.series_chart(points, 30, [charts.RefLine(60.0, "DRL 60 mGy")], "CT head: median per day",
+    root = _parse(charts.series_chart(points, dt.date(2026, 11, 1), 30, [charts.RefLine(60.0, "DRL 60 mGy", "set")],
+                                      "CT head: median per day",
                                       "CTDIvol (mGy)", "day (UTC), 2026-11-01 to 2026-11-30"))
     y = _value_to_y(root)
     dots = [e for e in root.iter(f"{SVG}circle") if e.get("class") == "point"]
@@ -93,11 +99,19 @@ def test_series_chart_medians_range_and_drl():
     (line,) = _of(root, "line", "drl")
     assert float(line.get("y1")) == pytest.approx(y(60.0), abs=0.15)
     assert "CTDIvol (mGy)" in [t.text for t in _of(root, "text", "axis-label")]
+    ticks = [t.text for t in _of(root, "text", "tick") if t.get("text-anchor") == "middle"]
+    assert ticks == ["11-01", "11-08", "11-15", "11-22", "11-29"]  # weekly over 30 days, spaced by date
+
+
+def test_day_ticks_stay_few_over_long_periods():
+    for days in (1, 10, 90, 365, 3660):
+        ticks = charts.day_ticks(dt.date(2026, 1, 1), days)
+        assert 1 <= len(ticks) <= 8 and ticks[0] == (0, "01-01") and all(d < max(days, 1) for d, _ in ticks)
 
 
 def test_empty_charts_say_so():
-    for svg in (charts.box_chart([], [charts.RefLine(60.0, "DRL 60 mGy")], "t", "CTDIvol (mGy)"),
-                charts.series_chart([], 10, [], "t", "CTDIvol (mGy)", "day")):
+    for svg in (charts.box_chart([], [charts.RefLine(60.0, "DRL 60 mGy", "set")], "t", "CTDIvol (mGy)"),
+                charts.series_chart([], dt.date(2026, 11, 1), 10, [], "t", "CTDIvol (mGy)", "day")):
         assert [t.text for t in _of(_parse(svg), "text", "empty")] == ["no examinations"]
 
 

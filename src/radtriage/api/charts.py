@@ -15,6 +15,7 @@ attributes, text and axes take ``currentColor`` so a chart follows the page's th
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,15 +86,14 @@ def axes(f: Frame, xticks: Sequence[tuple[float, str]], yticks: Sequence[tuple[f
     return "".join(parts)
 
 
-def hline(f: Frame, v: float, label: str, cls: str, label_cls: str, colour: str = LIMIT, at_start: bool = False,
-          dash: str = "6 4") -> str:
-    """A horizontal reference line across the plot at ``v`` (a limit, a reference level), labelled above it at
-    the right end (``at_start``: the left end, so two lines' labels need not overlap)."""
+def hline(f: Frame, v: float, label: str, cls: str, label_cls: str, colour: str = LIMIT, below: bool = False,
+          dash: str = "6 4", note: str | None = None) -> str:
+    """A horizontal reference line across the plot at ``v`` (a limit, a reference level), labelled at its right
+    end above it (``below``: under it, so two lines' labels need not overlap); ``note``: its tooltip."""
     y = f.y(v)
-    x, anchor = (f.x(f.x0) + 4, "start") if at_start else (f.x(f.x1) - 2, "end")
-    return (el("line", el("title", escape(label)), x1=f.x(f.x0), y1=f"{y:.1f}", x2=f.x(f.x1), y2=f"{y:.1f}",
+    return (el("line", el("title", escape(note or label)), x1=f.x(f.x0), y1=f"{y:.1f}", x2=f.x(f.x1), y2=f"{y:.1f}",
                stroke=colour, stroke_dasharray=dash, stroke_width=2, class_=cls)
-            + text(x, y - 4, label, anchor=anchor, cls=label_cls, fill_opacity=0.9))
+            + text(f.x(f.x1) - 2, y + 13 if below else y - 4, label, anchor="end", cls=label_cls, fill_opacity=0.9))
 
 
 def svg(body: str, title: str, desc: str, cls: str, width: int = W, height: int = H) -> str:
@@ -267,13 +267,20 @@ class BoxStats:
 @dataclass(frozen=True)
 class RefLine:
     value: float
-    label: str  # drawn on the chart, e.g. "DRL 60 mGy (set v1)"
+    label: str  # drawn on the chart, short: "DRL 60 mGy"
+    note: str  # its tooltip and description: where the level comes from
     cls: str = "drl"  # drl | local-drl
 
 
 def _ref_lines(f: Frame, lines: Sequence[RefLine]) -> str:
-    return "".join(hline(f, r.value, r.label, r.cls, f"{r.cls}-label", LIMIT if r.cls == "drl" else BASE,
-                         at_start=i % 2 == 1, dash="6 4" if r.cls == "drl" else "2 3") for i, r in enumerate(lines))
+    """The lines, each label above its line but the lower of two close ones' below it."""
+    out = []
+    for r in lines:
+        close = [o for o in lines if o is not r and abs(f.y(o.value) - f.y(r.value)) < 16]
+        out.append(hline(f, r.value, r.label, r.cls, f"{r.cls}-label", LIMIT if r.cls == "drl" else BASE,
+                         below=any(o.value > r.value for o in close), dash="6 4" if r.cls == "drl" else "2 3",
+                         note=r.note))
+    return "".join(out)
 
 
 def _value_frame(values: Sequence[float], lines: Sequence[RefLine], x0: float, x1: float) -> tuple[Frame, list]:
@@ -306,7 +313,7 @@ def box_chart(groups: Sequence[tuple[str, Sequence[float]]], lines: Sequence[Ref
         parts.append(text((f.x(f.x0) + f.x(f.x1)) / 2, f.y(f.y1 / 2), "no examinations", cls="empty"))
     parts.append(_ref_lines(f, lines))
     desc = (f"{len(boxes)} boxes (quartiles, Tukey whiskers at 1.5 IQR, outliers as circles)"
-            + "".join(f"; {r.label}" for r in lines))
+            + "".join(f"; {r.note}" for r in lines))
     return svg("".join(parts), title, desc, "box-chart")
 
 
@@ -320,13 +327,18 @@ class DayPoint:
     n: int
 
 
-def series_chart(points: Sequence[DayPoint], days: int, lines: Sequence[RefLine], title: str, ylabel: str,
-                 xlabel: str) -> str:
-    """Per-day medians (points joined by a line) with each day's range (a vertical line) over ``days`` days,
-    with the reference lines."""
+def day_ticks(first: dt.date, days: int, most: int = 8) -> list[tuple[int, str]]:
+    """Ticks over ``days`` days from ``first``: every 1, 2, 7, 14 or 28 days (or more), at most ``most``."""
+    step = next((s for s in (1, 2, 7, 14, 28, 56, 91, 182) if days / s <= most), 364 * math.ceil(days / 364 / most))
+    return [(d, f"{first + dt.timedelta(days=d):%m-%d}") for d in range(0, max(days, 1), step)]
+
+
+def series_chart(points: Sequence[DayPoint], first: dt.date, days: int, lines: Sequence[RefLine], title: str,
+                 ylabel: str, xlabel: str) -> str:
+    """Per-day medians (points joined by a line) with each day's range (a vertical line) over ``days`` days
+    from ``first``, with the reference lines."""
     f, yticks = _value_frame([p.high for p in points], lines, -0.5, max(days, 1) - 0.5)
-    every = max(1, len(points) // 7)
-    xticks = [(p.day, p.label) for i, p in enumerate(points) if i % every == 0 or i == len(points) - 1]
+    xticks = day_ticks(first, days)
     parts = [axes(f, xticks, yticks, xlabel, ylabel)]
     path = " ".join(f"{'M' if i == 0 else 'L'}{f.x(p.day):.1f},{f.y(p.median):.1f}" for i, p in enumerate(points))
     if path:
@@ -341,5 +353,5 @@ def series_chart(points: Sequence[DayPoint], days: int, lines: Sequence[RefLine]
     if not points:
         parts.append(text((f.x(f.x0) + f.x(f.x1)) / 2, f.y(f.y1 / 2), "no examinations", cls="empty"))
     parts.append(_ref_lines(f, lines))
-    return svg("".join(parts), title, f"{len(points)} days with examinations" + "".join(f"; {r.label}" for r in lines),
+    return svg("".join(parts), title, f"{len(points)} days with examinations" + "".join(f"; {r.note}" for r in lines),
                "series-chart")

@@ -118,10 +118,12 @@ def _options(found: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
 
 def _lines(p: Panel, drl_label: str | None) -> list[charts.RefLine]:
     unit = unit_text(p.unit)
-    out = [charts.RefLine(p.drl, f"DRL {charts.num(p.drl)} {unit} ({drl_label})")] if p.drl else []
+    out = [charts.RefLine(p.drl, f"DRL {charts.num(p.drl)} {unit}", f"DRL {charts.num(p.drl)} {unit} ({drl_label})")
+           ] if p.drl else []
     if p.local is not None:
-        out.append(charts.RefLine(p.local.drl, f"local DRL {charts.num(p.local.drl)} {unit} (P75 of "
-                                               f"{p.local.groups} {p.local.by} medians)", "local-drl"))
+        out.append(charts.RefLine(p.local.drl, f"local DRL {charts.num(p.local.drl)} {unit}",
+                                  f"local DRL {charts.num(p.local.drl)} {unit}: 75th percentile of {p.local.groups} "
+                                  f"{p.local.by} medians ({p.local.exams} examinations)", "local-drl"))
     return out
 
 
@@ -139,7 +141,7 @@ def _draw(p: Panel, items: Sequence[Mapping[str, Any]], f: Filters, drl_label: s
     p.box_svg = charts.box_chart(sorted(per_scanner.items()), lines, f"{name} per scanner", ylabel)
     points = [charts.DayPoint((d - f.since).days, f"{d:%m-%d}", percentile(sorted(v), 0.5), min(v), max(v), len(v))
               for d, v in sorted(per_day.items())]
-    p.series_svg = charts.series_chart(points, (f.until - f.since).days + 1, lines, f"{name}: median per day",
+    p.series_svg = charts.series_chart(points, f.since, (f.until - f.since).days + 1, lines, f"{name}: median per day",
                                        ylabel, f"day (UTC), {f.since:%Y-%m-%d} to {f.until:%Y-%m-%d}")
 
 
