@@ -67,7 +67,9 @@
     if (e.key === "ArrowDown" || e.key === "ArrowRight") step(1);
     if (e.key === "ArrowUp" || e.key === "ArrowLeft") step(-1);
   });
-  // start mid-series: the middle of a head CT says more than its first slice
+  // start with the longest series (not a localizer), mid-series: the middle of a head CT says more than its top
+  series.forEach(function (s, i) { if (s.images.length > images().length) state.series = i; });
+  select.value = String(state.series);
   state.index = Math.floor(images().length / 2);
   show();
 })();
