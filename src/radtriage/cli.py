@@ -50,9 +50,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("radtriage.cli").warning(
             "first start: created user '%s'; its password is in %s (readable by this user only). Log in, add "
             "the real accounts (radtriage users add), then delete that file", created[0], where)
-    runtime = Runtime(services)
+    from radtriage.ingest.listeners import listener_count
+
+    runtime = Runtime(services, listener_processes=listener_count(settings))
     runtime.start()
     tls = " (TLS)" if settings.tls.enabled else ""
+    tls += f" ({listener_count(settings)} processes)" if runtime.listeners is not None else ""
     print(
         f"radtriage {settings.environment}: data in {settings.data_dir.resolve()}\n"
         f"  DICOM listener  {settings.dicom_host}:{runtime.scp.port}  AE title {settings.ae_title}{tls}\n"

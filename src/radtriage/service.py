@@ -83,7 +83,7 @@ def build_services(settings: Settings) -> Services:
     if removed:
         log.info("removed %d partial files left by an interrupted write", removed)
     metrics = IngestMetrics()
-    store = InstanceStore(db, spool, metrics, max_bytes=settings.max_upload_bytes)
+    store = store_for(settings, db, metrics, spool)
     services = Services(settings=settings, db=db, spool=spool, metrics=metrics, store=store,
                         secret_key=secret_key_for(settings))
     services.alerts = build_alerts(services)
@@ -92,6 +92,12 @@ def build_services(settings: Settings) -> Services:
 
         services.recognition = load_list(settings.recognition_file)
     return services
+
+
+def store_for(settings: Settings, db: Database, metrics: IngestMetrics, spool: Spool | None = None) -> InstanceStore:
+    """The `InstanceStore` of a process that stores instances (the service, each listener process)."""
+    spool = spool or Spool(settings.spool_dir, fsync=settings.fsync, min_free_bytes=settings.min_free_bytes)
+    return InstanceStore(db, spool, metrics, max_bytes=settings.max_upload_bytes)
 
 
 def build_alerts(services: Services) -> Any:
@@ -146,9 +152,17 @@ def first_admin(services: Services) -> tuple[str, str] | None:
 class Runtime:
     """The background parts of `radtriage serve`: the DICOM listener, assembly and the inference dispatcher."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, listener_processes: int = 1) -> None:
         self.services = services
-        self.scp = StorageSCP(services.settings, services.store)
+        self.listeners = None  # the other DICOM listener processes (`radtriage.ingest.listeners`), if more than one
+        if listener_processes > 1:
+            from radtriage.ingest.listeners import ListenerProcesses
+
+            self.listeners = ListenerProcesses(services.settings, listener_processes)
+            self.scp = StorageSCP(services.settings, services.store, tally=self.listeners.tally.for_listener(0),
+                                  shared_port=True)
+        else:
+            self.scp = StorageSCP(services.settings, services.store)
         self.assembler = Assembler(services.settings, services.db, services.metrics)
         self.dispatcher = None
         self.runner = None
@@ -178,6 +192,8 @@ class Runtime:
             self.forward.start()
         self.triage.start()
         self.scp.start()
+        if self.listeners is not None:
+            self.listeners.start(self.scp.port)
         self.assembler.start()
         self.started = True
 
@@ -231,6 +247,8 @@ class Runtime:
 
     def stop(self) -> None:
         self.started = False
+        if self.listeners is not None:
+            self.listeners.stop()
         self.scp.stop()
         self.assembler.stop()
         if self.dose is not None:

@@ -44,6 +44,9 @@ def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    """Prometheus exposition of the ingest counters and histograms."""
+    """Prometheus exposition of the service's counters and histograms (all listener processes summed)."""
     registry = services_of(request).metrics.registry
+    listeners = getattr(request.app.state.runtime, "listeners", None)
+    if listeners is not None:  # the other listener processes' counts, summed in
+        registry = listeners.summed(registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -169,6 +169,9 @@ class Settings(BaseSettings):
     pre_association_timeout_s: float = Field(default=5.0, gt=0)
     max_connections_per_address: int = Field(default=8, ge=1)
     max_pending_connections: int = Field(default=256, ge=1)
+    # `radtriage serve` runs this many DICOM listener processes on the one port (SO_REUSEPORT);
+    # None: one per CPU core. Each stores with the same guarantees; the limits above hold across them.
+    dicom_processes: int | None = Field(default=None, ge=1, le=64)
     fsync: bool = True
     min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 

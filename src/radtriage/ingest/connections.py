@@ -81,49 +81,71 @@ def source_of(address: str) -> str:
     return str(ip)
 
 
-class ConnectionGuard:
-    """Counts open connections per source address; admits, refuses and logs."""
+class LocalTally:
+    """Open connections per source address and pending ones, in this process."""
 
-    def __init__(self, limits: ConnectionLimits, metrics: IngestMetrics) -> None:
-        self.limits = limits
-        self.metrics = metrics
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: collections.Counter[str] = collections.Counter()
         self._pending = 0
-        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
 
-    def admit(self, address: str) -> bool:
-        """Take a pending place for a new connection from ``address``, or refuse it."""
-        address = source_of(address)
+    def take(self, address: str, limits: ConnectionLimits) -> str | None:
+        """Count a new pending connection from ``address``; the `Refusal` when a limit is reached."""
         with self._lock:
-            if self._open[address] >= self.limits.per_address:
-                reason = Refusal.PER_ADDRESS_LIMIT
-            elif self._pending >= self.limits.pending:
-                reason = Refusal.PENDING_LIMIT
-            else:
-                self._open[address] += 1
-                self._pending += 1
-                self.metrics.connections_open.labels("pending").inc()
-                return True
-        self.refuse(address, reason)
-        return False
+            if self._open[address] >= limits.per_address:
+                return Refusal.PER_ADDRESS_LIMIT
+            if self._pending >= limits.pending:
+                return Refusal.PENDING_LIMIT
+            self._open[address] += 1
+            self._pending += 1
+            return None
 
     def associating(self) -> None:
-        """A pending connection has sent its A-ASSOCIATE-RQ and goes to pynetdicom."""
         with self._lock:
             self._pending -= 1
-            self.metrics.connections_open.labels("pending").dec()
-            self.metrics.connections_open.labels("associated").inc()
 
-    def closed(self, address: str, pending: bool) -> None:
-        address = source_of(address)
+    def release(self, address: str, pending: bool) -> None:
         with self._lock:
             self._open[address] -= 1
             if self._open[address] <= 0:
                 del self._open[address]
             if pending:
                 self._pending -= 1
-            self.metrics.connections_open.labels("pending" if pending else "associated").dec()
+
+
+class ConnectionGuard:
+    """Counts open connections per source address; admits, refuses and logs.
+
+    The counts live in a tally: this process's own (`LocalTally`), or one shared by every
+    listener process on the port (`radtriage.ingest.listeners.SharedTally`), so the limits
+    hold across processes."""
+
+    def __init__(self, limits: ConnectionLimits, metrics: IngestMetrics, tally: Any = None) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.tally = tally if tally is not None else LocalTally()
+        self._lock = threading.Lock()
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def admit(self, address: str) -> bool:
+        """Take a pending place for a new connection from ``address``, or refuse it."""
+        address = source_of(address)
+        reason = self.tally.take(address, self.limits)
+        if reason is None:
+            self.metrics.connections_open.labels("pending").inc()
+            return True
+        self.refuse(address, reason)
+        return False
+
+    def associating(self) -> None:
+        """A pending connection has sent its A-ASSOCIATE-RQ and goes to pynetdicom."""
+        self.tally.associating()
+        self.metrics.connections_open.labels("pending").dec()
+        self.metrics.connections_open.labels("associated").inc()
+
+    def closed(self, address: str, pending: bool) -> None:
+        self.tally.release(source_of(address), pending)
+        self.metrics.connections_open.labels("pending" if pending else "associated").dec()
 
     def refuse(self, address: str, reason: str) -> None:
         """Count a refusal; warn at most once a minute per address and reason."""
@@ -269,3 +291,13 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         """Stop accepting and close the listening socket (the AE never listed this server)."""
         socketserver.BaseServer.shutdown(self)  # pynetdicom's would also unlist it from the AE
         self.server_close()
+
+
+class SharedPortServer(GuardedAssociationServer):
+    """The same, bound with SO_REUSEPORT: several listener processes accept on one port and the
+    kernel spreads new connections among them."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # pynetdicom's bind sets SO_REUSEADDR only
+        super().server_bind()

@@ -17,7 +17,7 @@ class IngestMetrics:
         self.associations = Counter("radtriage_associations", "DICOM associations by outcome", ["outcome"], registry=r)
         self.connections_open = Gauge("radtriage_dicom_connections_open",
                                       "DICOM connections open: pending (no A-ASSOCIATE-RQ yet) or associated",
-                                      ["state"], registry=r)
+                                      ["state"], registry=r, multiprocess_mode="livesum")
         for state in ("pending", "associated"):
             self.connections_open.labels(state)
         self.connections_refused = Counter("radtriage_dicom_connections_refused",

@@ -24,7 +24,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from radtriage.config import Peer, Settings
 from radtriage.db import associations
-from radtriage.ingest.connections import ConnectionGuard, ConnectionLimits, GuardedAssociationServer
+from radtriage.ingest.connections import (
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedAssociationServer,
+    SharedPortServer,
+)
 from radtriage.ingest.meta import part10_header
 from radtriage.ingest.parse import InstanceRejected, RejectReason
 from radtriage.ingest.received import ReceivedFiles, discard_partial, receive_to_disk
@@ -105,17 +110,25 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 class StorageSCP:
-    """The listener. `start()` serves in background threads; `stop()` ends it."""
+    """The listener. `start()` serves in background threads; `stop()` ends it.
 
-    def __init__(self, settings: Settings, store: InstanceStore) -> None:
+    One of several listener processes on one port (`radtriage.ingest.listeners`) binds with
+    SO_REUSEPORT (``shared_port``), counts connections in the tally they share, and names its
+    ``listener`` number in its log lines."""
+
+    def __init__(self, settings: Settings, store: InstanceStore, *, tally: object = None,
+                 shared_port: bool = False, listener: int = 0) -> None:
         self.settings = settings
         self.store = store
+        self.shared_port = shared_port
+        self.listener = listener
         self.policy = PeerPolicy(tuple(settings.allowed_peers))
         self.ae = self._make_ae()
         self.guard = ConnectionGuard(
             ConnectionLimits(settings.max_connections_per_address, settings.max_pending_connections,
                              settings.pre_association_timeout_s),
             store.metrics,
+            tally,
         )
         self.received = ReceivedFiles(store.spool, store.max_bytes)
         self._server: GuardedAssociationServer | None = None
@@ -156,7 +169,7 @@ class StorageSCP:
             (self.settings.dicom_host, self.settings.dicom_port),
             evt_handlers=handlers,
             ssl_context=tls_context(self.settings),
-            server_class=GuardedAssociationServer,
+            server_class=SharedPortServer if self.shared_port else GuardedAssociationServer,
             guard=self.guard,
             network_timeout_s=self.settings.network_timeout_s,
         )
@@ -211,7 +224,7 @@ class StorageSCP:
             log.exception("could not record association")
         assoc.radtriage_id = assoc_id  # type: ignore[attr-defined]
         self.store.metrics.associations.labels("accepted").inc()
-        log.info("association accepted: id=%s calling_ae=%s", assoc_id, calling)
+        log.info("association accepted: id=%s calling_ae=%s listener=%d", assoc_id, calling, self.listener)
 
     def _on_released(self, event: evt.Event) -> None:
         event.assoc.radtriage_how = "released"  # type: ignore[attr-defined]
