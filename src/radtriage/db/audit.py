@@ -130,10 +130,15 @@ EVENTS: dict[str, tuple[str, str]] = {
     "login_refused": ("110114", "E"),
     "user_added": ("110113", "E"), "user_disabled": ("110113", "E"), "token_issued": ("110113", "E"),
     "audit_exported": ("110101", "R"),
+    # authorised shares (radtriage.sharing): issued and downloaded are exports; an open is a read
+    "share_issued": ("110106", "C"), "share_opened": ("110103", "R"), "share_viewed": ("110103", "R"),
+    "share_downloaded": ("110106", "R"), "share_retrieved": ("110104", "R"), "shares_listed": ("110112", "E"),
+    "share_passcode_failed": ("110114", "E"), "share_token_failed": ("110114", "E"),
 }
 APPLICATION_ACTIVITY = ("110100", "E")  # anything else (alert deliveries, escalations, ...)
 # ATNA event outcome: 0 success, 4 minor failure, 8 serious failure, 12 major failure
-FAILURES = {"login_failed": 4, "login_refused": 4, "stow_refused": 8, "alert_failed": 8}
+FAILURES = {"login_failed": 4, "login_refused": 4, "stow_refused": 8, "alert_failed": 8, "share_passcode_failed": 4,
+            "share_token_failed": 4}
 CSV_COLUMNS = ("id", "event_time", "action", "event_id", "event_action", "outcome", "actor", "role", "client",
                "study_uids", "detail")
 SD_ID = "audit@32473"  # RFC 5424 structured-data ID; 32473 is the example enterprise number (RFC 5612)

@@ -79,7 +79,7 @@ def _refuse_try(db: Database, row: dict[str, Any], refusal: Refusal, actor: str,
                 now: datetime, via: str) -> ShareRefused:
     tries = share_rows.failed_try(db, row["id"], MAX_TRIES, now, entry(
         row, "share_passcode_failed" if refusal is Refusal.WRONG_PASSCODE else "share_token_failed", actor,
-        client, via=via, outcome=4))
+        client, via=via))
     return ShareRefused(Refusal.LOCKED if tries >= MAX_TRIES else refusal, MAX_TRIES - tries)
 
 
