@@ -197,6 +197,29 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright
+
+
+@contextlib.contextmanager
+def browser_site(settings, users: dict[str, str], password: str, seed=None) -> Iterator[dict]:
+    """The API for a browser test, served on loopback (Chromium needed): ``users`` (name: role) with
+    ``password``, then ``seed(services)`` (a dict of what the test needs); yields ``{"url", "db", **seeded}``."""
+    from radtriage.api import create_app
+    from radtriage.db import accounts
+    from radtriage.service import build_services
+
+    need_peer(Path(CHROMIUM).exists(), "Chromium at /usr/bin/chromium (Debian package chromium)")
+    services = build_services(settings)
+    try:
+        for name, role in users.items():
+            accounts.add_user(services.db, name, role, password)
+        seeded = seed(services) if seed is not None else {}
+        with serving(create_app(services)) as url:
+            yield {"url": url, "db": services.db, **(seeded or {})}
+    finally:
+        services.close()
+
+
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:
     """The FastAPI ``app`` served by uvicorn on an ephemeral loopback port in a thread; yields its base URL."""

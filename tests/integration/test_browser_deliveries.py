@@ -5,32 +5,24 @@ each audited; a radiologist is refused the page."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
 from radtriage.config.exports import ExportSettings
-from radtriage.db import accounts, audit, ledger
+from radtriage.db import audit, ledger
 from radtriage.db.tables import outbox
 from radtriage.exports import plan
-from tests.integration.test_browser_models import CHROMIUM, PASSWORD, login
+from tests.helpers import CHROMIUM, browser_site
+from tests.integration.test_browser_models import PASSWORD, assert_refused, login
 from tests.integration.test_export_plan import _job, _result
 
 pytestmark = [pytest.mark.browser]
 NOW = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def site(make_settings):
-    from radtriage.api import create_app
-    from radtriage.service import build_services
-    from tests.helpers import need_peer, serving
-
-    need_peer(Path(CHROMIUM).exists(), "Chromium at /usr/bin/chromium (Debian package chromium)")
-    services = build_services(make_settings())
-    for name, role in (("ada", "admin"), ("radiologist1", "radiologist")):
-        accounts.add_user(services.db, name, role, PASSWORD)
+def _failed_deliveries(services) -> dict:
+    """One export the PACS refused (given up on) and one retrying after an error; their outbox ids."""
     db = services.db
     dests = ExportSettings(dicom=[{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 104}],
                            hl7=[{"name": "ris", "host": "127.0.0.1", "port": 2575}])
@@ -41,11 +33,14 @@ def site(make_settings):
         conn.execute(update(outbox).where(outbox.c.id == ids[0]).values(
             state="failed", attempts=8, last_error="pacs: C-STORE status 0xA700", finished_at=NOW))
         conn.execute(update(outbox).where(outbox.c.id == ids[1]).values(attempts=3, last_error="ris: no ACK"))
-    try:
-        with serving(create_app(services)) as url:
-            yield {"url": url, "db": db, "ids": ids}
-    finally:
-        services.close()
+    return {"ids": ids}
+
+
+@pytest.fixture
+def site(make_settings):
+    with browser_site(make_settings(), {"ada": "admin", "radiologist1": "radiologist"}, PASSWORD,
+                      _failed_deliveries) as s:
+        yield s
 
 
 def test_deliveries_page_send_again_and_give_up(site):
@@ -69,10 +64,7 @@ def test_deliveries_page_send_again_and_give_up(site):
             retrying.get_by_role("button", name="Give up").click()
             expect(retrying).to_have_count(0)
 
-            other = browser.new_page()
-            login(other, site["url"], "radiologist1")
-            expect(other.get_by_role("link", name="Deliveries")).to_have_count(0)
-            assert other.goto(site["url"] + "/admin/deliveries").status == 403
+            assert_refused(browser, site["url"], "radiologist1", "Deliveries", "/admin/deliveries")
         finally:
             browser.close()
     with site["db"].read() as conn:

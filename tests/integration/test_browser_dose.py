@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 
 import pytest
 
-from radtriage.db import accounts
-from tests.integration.test_browser_models import ARTIFACTS, CHROMIUM, PASSWORD, login
+from tests.helpers import CHROMIUM, browser_site
+from tests.integration.test_browser_models import ARTIFACTS, PASSWORD, assert_refused, login
 from tests.integration.test_dose_page import NAME, seed_registry
 
 pytestmark = [pytest.mark.browser]
@@ -20,21 +19,10 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.fixture
 def site(make_settings):
-    from radtriage.api import create_app
-    from radtriage.service import build_services
-    from tests.helpers import need_peer, serving
-
-    need_peer(Path(CHROMIUM).exists(), "Chromium at /usr/bin/chromium (Debian package chromium)")
-    services = build_services(make_settings())
-    for name, role in (("phoebe", "physicist"), ("radiologist1", "radiologist")):
-        accounts.add_user(services.db, name, role, PASSWORD)
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    seed_registry(services.db, today - dt.timedelta(days=9))  # inside the page's default 90 days
-    try:
-        with serving(create_app(services)) as url:
-            yield {"url": url, "db": services.db}
-    finally:
-        services.close()
+    seed = lambda services: {"uids": seed_registry(services.db, today - dt.timedelta(days=9))}  # noqa: E731
+    with browser_site(make_settings(), {"phoebe": "physicist", "radiologist1": "radiologist"}, PASSWORD, seed) as s:
+        yield s  # the examinations inside the page's default 90 days
 
 
 def _drawn_across(line) -> None:
@@ -87,9 +75,6 @@ def test_dose_page_charts_drl_line_and_a_filter(site):
             expect(page.locator(".dose-flagged")).to_contain_text("No examination flagged under these filters.")
             assert errors == []
 
-            other = browser.new_page()
-            login(other, site["url"], "radiologist1")
-            expect(other.get_by_role("link", name="Dose")).to_have_count(0)
-            assert other.goto(site["url"] + "/admin/dose").status == 403
+            assert_refused(browser, site["url"], "radiologist1", "Dose", "/admin/dose")
         finally:
             browser.close()

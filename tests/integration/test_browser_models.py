@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from radtriage.db import accounts, audit
+from radtriage.db import audit
 from radtriage.db import governance as decisions_db
+from tests.helpers import CHROMIUM, browser_site
 from tests.integration.test_model_decisions import ich_evidence
 from tests.integration.test_models_monitor_api import seed_ich
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("RADTRIAGE_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 PIPELINES = ("bone_age", "lung_nodule", "stroke_ich", "stroke_lvo")
 
@@ -34,22 +34,11 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.fixture
 def site(make_settings):
-    from radtriage.api import create_app
-    from radtriage.service import build_services
-    from tests.helpers import need_peer, serving
-
-    need_peer(Path(CHROMIUM).exists(), "Chromium at /usr/bin/chromium (Debian package chromium)")
-    services = build_services(make_settings(inference={"enabled": True, "use_ray": False,
-                                                       "pipelines_dir": str(REPO / "pipelines"),
-                                                       "models_dir": str(REPO / "models")}))
-    for name, role in (("ada", "admin"), ("radiologist1", "radiologist"), ("cora", "commissioning")):
-        accounts.add_user(services.db, name, role, PASSWORD)
-    seed_ich(services.db)
-    try:
-        with serving(create_app(services)) as url:
-            yield {"url": url, "db": services.db}
-    finally:
-        services.close()
+    settings = make_settings(inference={"enabled": True, "use_ray": False, "pipelines_dir": str(REPO / "pipelines"),
+                                        "models_dir": str(REPO / "models")})
+    with browser_site(settings, {"ada": "admin", "radiologist1": "radiologist", "cora": "commissioning"}, PASSWORD,
+                      lambda services: seed_ich(services.db)) as s:
+        yield s
 
 
 def login(page, url: str, user: str) -> None:
@@ -58,6 +47,16 @@ def login(page, url: str, user: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"/$"))
+
+
+def assert_refused(browser, url: str, user: str, link: str, path: str) -> None:
+    """``user`` (another role) has no ``link`` in the header and gets 403 at ``path``."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    login(page, url, user)
+    expect(page.get_by_role("link", name=link)).to_have_count(0)
+    assert page.goto(url + path).status == 403
 
 
 def test_models_page_states_charts_demotion_and_refusals(site, tmp_path):
