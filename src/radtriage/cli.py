@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from radtriage.config import load_settings
+from radtriage.db.accounts import ROLES
 from radtriage.logs import setup_logging
 
 
@@ -408,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("users", help="manage accounts: add, list, disable, token")
     s.add_argument("action", choices=["add", "list", "disable", "token"])
     s.add_argument("username", nargs="?")
-    s.add_argument("--role", choices=["radiologist", "stroke", "admin", "service", "commissioning", "physicist"],
+    s.add_argument("--role", choices=list(ROLES),
                    default="radiologist")
     s.add_argument("--name", help="display name")
     s.add_argument("--generate", action="store_true", help="generate the password and print it once")
