@@ -160,6 +160,11 @@ def test_a_share_opens_within_its_limits(site, tmp_path: Path) -> None:
         assert link.split("#")[1] not in str(e["detail"])
 
 
+def _folder(site, share_id: int) -> str:
+    with site["services"].db.read() as conn:
+        return conn.execute(shares.select().where(shares.c.id == share_id)).mappings().one()["folder"]
+
+
 def test_expired_revoked_used_up_and_locked_shares_are_refused_with_a_clear_page(site) -> None:
     db = site["services"].db
     expired = issue(site)
@@ -169,6 +174,10 @@ def test_expired_revoked_used_up_and_locked_shares_are_refused_with_a_clear_page
     r = open_share(holder(site), expired)
     assert r.status_code == 410 and "This share has expired." in r.text
     assert holder(site).get(expired["link"].split("#")[0]).status_code == 410
+    folder = _folder(site, expired["id"])
+    assert (shares_root(site["data"]) / folder).is_dir()
+    issue(site)  # issuing purges the sealed copies of shares that ended
+    assert not (shares_root(site["data"]) / folder).exists()
 
     revoked = issue(site)
     client = holder(site)
@@ -183,9 +192,7 @@ def test_expired_revoked_used_up_and_locked_shares_are_refused_with_a_clear_page
     assert r.status_code == 410 and "revoked" in r.text
     r = open_share(holder(site), revoked)
     assert r.status_code == 410 and "revoked by the clinician" in r.text
-    with db.read() as conn:
-        folder = conn.execute(shares.select().where(shares.c.id == revoked["id"])).mappings().one()["folder"]
-    assert not (shares_root(site["data"]) / folder).exists()  # its sealed copy deleted
+    assert not (shares_root(site["data"]) / _folder(site, revoked["id"])).exists()  # its sealed copy deleted
 
     once = issue(site, max_opens=1)
     assert open_share(holder(site), once).status_code == 200
@@ -212,9 +219,7 @@ def test_expired_revoked_used_up_and_locked_shares_are_refused_with_a_clear_page
 
 def test_the_sealed_copy_cannot_be_read_without_the_key(site) -> None:
     issued = issue(site)
-    with site["services"].db.read() as conn:
-        folder = conn.execute(shares.select().where(shares.c.id == issued["id"])).mappings().one()["folder"]
-    files = sorted((shares_root(site["data"]) / folder).iterdir())
+    files = sorted((shares_root(site["data"]) / _folder(site, issued["id"])).iterdir())
     assert len(files) == site["count"] + 1  # the instances and the manifest
     for f in files:
         data = f.read_bytes()

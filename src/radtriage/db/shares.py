@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from radtriage.db import audit
 from radtriage.db.clock import aware
@@ -92,6 +92,14 @@ def take_open(db: Database, share_id: int, now: datetime, entry: dict[str, Any],
                                                             expires_at=session[1]))
             audit.record(conn, **entry)
     return taken
+
+
+def ended_folders(db: Database, now: datetime) -> list[str]:
+    """The sealed folders of shares that can no longer be opened (expired, revoked or locked)."""
+    q = select(shares.c.folder).where(or_(shares.c.expires_at <= now, shares.c.revoked_at.is_not(None),
+                                          shares.c.locked_at.is_not(None)))
+    with db.read() as conn:
+        return list(conn.execute(q).scalars())
 
 
 def session_valid(db: Database, share_id: int, digest: str, now: datetime) -> bool:

@@ -11,7 +11,7 @@ from radtriage.security import new_token, token_digest
 from radtriage.sharing.build import build_sealed
 from radtriage.sharing.crypto import hash_passcode, key_text, lookup_of, new_id, new_passcode
 from radtriage.sharing.model import Issued, ShareRequest
-from radtriage.sharing.store import remove_sealed
+from radtriage.sharing.store import purge_ended, remove_sealed
 
 
 def link_of(base_url: str, share_id: str, key: bytes) -> str:
@@ -21,6 +21,7 @@ def link_of(base_url: str, share_id: str, key: bytes) -> str:
 
 def issue_share(db: Database, spool_root: Path, root: Path, study_uid: str, req: ShareRequest, issuer: str,
                 role: str, client: str | None, base_url: str, system: str, now: datetime) -> Issued:
+    purge_ended(db, root, now)
     share_id = new_id()
     passcode = req.passcode or new_passcode()
     recipient_token = new_token("rh_") if req.audience == "hospital" else None

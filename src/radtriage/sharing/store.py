@@ -12,9 +12,12 @@ import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from radtriage.db import shares as share_rows
+from radtriage.db.engine import Database
 from radtriage.sharing.crypto import seal, unseal
 
 MANIFEST = "manifest"
@@ -55,6 +58,17 @@ def write_sealed(root: Path, folder: str, key: bytes, manifest: dict[str, Any],
 def remove_sealed(root: Path, folder: str) -> None:
     """Delete a share's sealed files (revoked or expired); copies already downloaded are not recalled."""
     shutil.rmtree(root / folder, ignore_errors=True)
+
+
+def purge_ended(db: Database, root: Path, now: datetime) -> int:
+    """Delete the sealed copies of shares that can no longer be opened (done whenever a share is issued); how
+    many were still there."""
+    gone = 0
+    for folder in share_rows.ended_folders(db, now):
+        if (root / folder).exists():
+            remove_sealed(root, folder)
+            gone += 1
+    return gone
 
 
 @dataclass(frozen=True)
