@@ -110,3 +110,25 @@ def test_empty_period_and_bad_dates(dose_api):  # noqa: F811
     assert "No examinations in the dose registry match these filters" in html and "<svg" not in html
     assert api.get("/admin/dose", params={"since": "last week"}, headers=who).status_code == 400
     assert api.get("/admin/dose", params={"since": "2026-02-01", "until": "2026-01-01"}, headers=who).status_code == 400
+
+
+def test_another_drl_set_is_drawn_when_chosen(dose_api):  # noqa: F811
+    import yaml
+
+    from radtriage.db import dose as rows
+
+    api, who = dose_api, dose_api.as_["physicist"]
+    seed_registry(api.services.db, dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    doc = yaml.safe_load((ROOT / "drl" / "example.yaml").read_text())
+    doc.update(name="EXAMPLE - other set", version="2")
+    for level in doc["levels"]:
+        if (level["examination"], level["band"], level["quantity"]) == ("CT head", "adult", "CTDIvol"):
+            level["value"] = 50
+    with api.services.db.write() as conn:
+        rows.import_set(conn, doc["name"], doc["version"], "0" * 64, doc, "test", utcnow())
+    params = {"since": "2026-11-01", "until": "2026-11-30"}
+    html = api.get("/admin/dose", params={**params, "drl": "EXAMPLE - other set v2"}, headers=who).text
+    assert ">DRL 50 mGy</text>" in html and ">DRL 60 mGy</text>" not in html and "0.95" in html  # median 47.5 / 50
+    assert "is 2.17 x the DRL 60 mGy (EXAMPLE - not a published DRL v1)" in html  # flags: as the registry judged
+    # an unknown set falls back to the one that judged the examinations
+    assert ">DRL 60 mGy</text>" in api.get("/admin/dose", params={**params, "drl": "no such set"}, headers=who).text
