@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, func, literal, select, union_all, update
 
 from radtriage.db.clock import aware
 from radtriage.db.tables import (dose_exams, dose_flags, dose_reads, dose_reports, drl_sets, instances, jobs, series,
@@ -168,15 +168,29 @@ def group_values(conn: Connection, column: str, by: str, *filters: Any) -> Itera
     yield from conn.execute(q)
 
 
-def group_medians_sql(conn: Connection, column: str, by: str, *filters: Any) -> list[tuple]:
-    """(examination, band, phantom, group, median, n) in the database (PostgreSQL: percentile_cont, the
-    linear interpolation between order statistics)."""
+def local_drl_sql(conn: Connection, columns: Mapping[str, str], by: str, *filters: Any, min_groups: int = 1
+                  ) -> list[tuple]:
+    """The local DRL table in one PostgreSQL query: (quantity, examination, band, phantom, P75, P25, P50 of the
+    medians per group, groups, examinations) for each quantity -> column of ``columns``. The medians per
+    examination, band, phantom and group (``by``: facility or scanner) come from one scan of the covering index
+    ``ix_dose_exams_local_drl_<by>`` in its order; percentile_cont is the linear interpolation between order
+    statistics in both steps."""
     e = dose_exams.c
-    value, group = getattr(e, column), getattr(e, by)
-    q = (select(e.examination, e.band, e.phantom_cm, group, func.percentile_cont(0.5).within_group(value), func.count())
-         .where(e.examination.is_not(None), e.band.is_not(None), value.is_not(None), *filters)
-         .group_by(e.examination, e.band, e.phantom_cm, group))
-    return [tuple(r) for r in conn.execute(q)]
+    group = getattr(e, by)
+    keys = (e.examination, e.band, e.phantom_cm, group)
+    per_group = [agg for c in columns.values() for agg in (func.percentile_cont(0.5).within_group(getattr(e, c))
+                                                           .label(f"m_{c}"), func.count(getattr(e, c)).label(f"n_{c}"))]
+    m = (select(*keys, *per_group).where(e.examination.is_not(None), e.band.is_not(None), *filters)
+         .group_by(*keys).cte("medians"))
+    parts = []
+    for quantity, c in columns.items():
+        median = m.c[f"m_{c}"]
+        parts.append(select(literal(quantity).label("quantity"), m.c.examination, m.c.band, m.c.phantom_cm,
+                            *[func.percentile_cont(p).within_group(median) for p in (0.75, 0.25, 0.5)],
+                            func.count(), func.sum(m.c[f"n_{c}"]))
+                     .where(median.is_not(None)).group_by(m.c.examination, m.c.band, m.c.phantom_cm)
+                     .having(func.count() >= min_groups))
+    return [tuple(r) for r in conn.execute(union_all(*parts))]
 
 
 # --- DRL sets ---------------------------------------------------------------------------

@@ -535,6 +535,11 @@ dose_exams = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_dose_exams_examination_band", dose_exams.c.examination, dose_exams.c.band, dose_exams.c.performed_at)
+# local DRLs (radtriage.dose.local): the medians per facility or scanner read in group order from the index alone
+_DRL_KEYS = (dose_exams.c.examination, dose_exams.c.band, dose_exams.c.phantom_cm)
+_DRL_INCLUDE = ["ctdivol", "dlp", "dap", "entrance_dose", "performed_at"]
+Index("ix_dose_exams_local_drl_facility", *_DRL_KEYS, dose_exams.c.facility, postgresql_include=_DRL_INCLUDE)
+Index("ix_dose_exams_local_drl_scanner", *_DRL_KEYS, dose_exams.c.scanner, postgresql_include=_DRL_INCLUDE)
 
 # Why an examination was flagged: above a DRL (or the site's multiple), a child, a pregnant patient, a repeat.
 dose_flags = Table(

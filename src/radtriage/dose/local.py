@@ -5,7 +5,8 @@ facilities and examinations behind each value.
 
 Percentiles are by linear interpolation between order statistics (Hyndman and Fan type 7: the value at
 rank h = (n - 1) p, interpolated; PostgreSQL's ``percentile_cont`` and numpy's default), in both steps.
-On PostgreSQL the medians are computed in the database; elsewhere from the sorted values streamed out.
+On PostgreSQL the whole table is one query (medians and percentiles in the database, read from a covering
+index); elsewhere the medians come from the sorted values streamed out.
 `csv_text` and `xlsx_bytes` export the table for a regulator.
 """
 
@@ -52,38 +53,48 @@ class LocalDrl:
     by: str  # facility | scanner
 
 
-def _medians(db: Database, column: str, by: str, filters: list[Any]) -> list[tuple]:
-    with db.read() as conn:
-        if conn.dialect.name == "postgresql":
-            return rows.group_medians_sql(conn, column, by, *filters)
-        out = []
-        for key, items in groupby(rows.group_values(conn, column, by, *filters), key=lambda r: r[:4]):
-            values = [float(r[4]) for r in items]
-            out.append((*key, percentile(values, 0.5), len(values)))
-        return out
+def _medians(conn: Any, column: str, by: str, filters: list[Any]) -> list[tuple]:
+    """(examination, band, phantom, group, median, n) from the sorted values streamed out of the database."""
+    out = []
+    for key, items in groupby(rows.group_values(conn, column, by, *filters), key=lambda r: r[:4]):
+        values = [float(r[4]) for r in items]
+        out.append((*key, percentile(values, 0.5), len(values)))
+    return out
+
+
+def _in_python(conn: Any, quantity: str, by: str, filters: list[Any], min_groups: int) -> list[LocalDrl]:
+    medians = sorted(_medians(conn, QUANTITY_COLUMNS[quantity], by, filters),
+                     key=lambda r: (r[0], r[1], r[2] or 0, float(r[4])))
+    out = []
+    for (exam, band, phantom), items in groupby(medians, key=lambda r: (r[0], r[1], r[2])):
+        items = list(items)
+        if len(items) < min_groups:
+            continue
+        values = [float(r[4]) for r in items]
+        out.append(LocalDrl(exam, band, phantom, quantity, QUANTITIES[quantity][0], percentile(values, 0.75),
+                            percentile(values, 0.25), percentile(values, 0.5), len(items),
+                            sum(int(r[5]) for r in items), by))
+    return out
 
 
 def local_drls(db: Database, *, by: str = "facility", since: dt.datetime | None = None,
                until: dt.datetime | None = None, quantities: Iterable[str] = QUANTITIES,
                min_groups: int = 1) -> list[LocalDrl]:
     """The local DRL table over [since, until), one row per examination, band, phantom and quantity with at
-    least ``min_groups`` facilities (or scanners)."""
+    least ``min_groups`` facilities (or scanners): on PostgreSQL in one query (`radtriage.db.dose.local_drl_sql`),
+    elsewhere from the values streamed out, quantity by quantity."""
     if by not in ("facility", "scanner"):
         raise ValueError("by is facility or scanner")
     filters = rows.exam_filters(since=since, until=until)
-    out = []
-    for quantity in quantities:
-        medians = sorted(_medians(db, QUANTITY_COLUMNS[quantity], by, filters),
-                         key=lambda r: (r[0], r[1], r[2] or 0, float(r[4])))
-        for (exam, band, phantom), items in groupby(medians, key=lambda r: (r[0], r[1], r[2])):
-            items = list(items)
-            if len(items) < min_groups:
-                continue
-            values = [float(r[4]) for r in items]
-            out.append(LocalDrl(exam, band, phantom, quantity, QUANTITIES[quantity][0], percentile(values, 0.75),
-                                percentile(values, 0.25), percentile(values, 0.5), len(items),
-                                sum(int(r[5]) for r in items), by))
-    return out
+    quantities = list(quantities)
+    with db.read() as conn:
+        if conn.dialect.name != "postgresql":
+            return [r for q in quantities for r in _in_python(conn, q, by, filters, min_groups)]
+        got = rows.local_drl_sql(conn, {q: QUANTITY_COLUMNS[q] for q in quantities}, by, *filters,
+                                 min_groups=min_groups)
+    table = [LocalDrl(exam, band, phantom, q, QUANTITIES[q][0], float(p75), float(p25), float(p50), int(groups),
+                      int(n), by) for q, exam, band, phantom, p75, p25, p50, groups, n in got]
+    return sorted(table, key=lambda r: (quantities.index(r.quantity), r.examination, r.band, r.phantom_cm or 0))
 
 
 COLUMNS = ("examination", "band", "phantom_cm", "quantity", "unit", "drl", "achievable", "median", "groups", "exams",

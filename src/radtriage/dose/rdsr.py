@@ -1,20 +1,23 @@
 """Reading a Radiation Dose Structured Report (CT: TID 10011; projection X-ray: TID 10001) by concept codes.
 
-The content tree is walked with pydicom, each value found by its concept name code (DCM 113813 CT Dose
-Length Product Total, 113830 Mean CTDIvol, 113838 DLP, 113835 CTDIw Phantom Type...) within its container,
-never by position, so that the order and nesting scanners choose do not matter. Values are converted to
+The content tree (`radtriage.dose.srtree`: from pydicom, or straight from a file's bytes) is walked, each
+value found by its concept name code (DCM 113813 CT Dose Length Product Total, 113830 Mean CTDIvol, 113838
+DLP, 113835 CTDIw Phantom Type...) within its container, never by position, so that the order and nesting
+scanners choose do not matter. Values are converted to
 the registry's units (`radtriage.dose.model.to_unit`) from the units each item carries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from radtriage.dose.header import PHANTOM_CODES, common_fields
 from radtriage.dose.model import RDSR_CLASSES, DoseEvent, DoseReport, to_unit
+from radtriage.dose.srtree import Item, from_dataset, read_file
 
 DCM, SCT = codes.DCM, codes.SCT
 CT_PROCEDURE = "77477000"  # SCT "Computed Tomography X-Ray" (P5-08000): Procedure reported of a CT RDSR
@@ -29,78 +32,64 @@ def is_rdsr(ds: Dataset) -> bool:
     return str(ds.get("SOPClassUID", "")) in RDSR_CLASSES
 
 
-def _code(item: Dataset) -> str | None:
-    seq = item.get("ConceptNameCodeSequence")
-    return str(seq[0].CodeValue) if seq else None
-
-
-def _walk(items: Dataset | list[Dataset]) -> Iterator[Dataset]:
-    """Every content item under ``items`` (depth first)."""
-    seq = items.get("ContentSequence", []) if isinstance(items, Dataset) else items
-    for item in seq:
+def _walk(container: Item) -> Iterator[Item]:
+    """Every content item under ``container`` (depth first)."""
+    for item in container.children:
         yield item
         yield from _walk(item)
 
 
-def children(container: Dataset, code: str) -> list[Dataset]:
+def children(container: Item, code: str) -> list[Item]:
     """The direct children of ``container`` named by ``code``."""
-    return [i for i in container.get("ContentSequence", []) if _code(i) == code]
+    return [i for i in container.children if i.code == code]
 
 
-def index(container: Dataset) -> dict[str, Dataset]:
+Index = dict[str, Item]
+
+
+def index(container: Item) -> Index:
     """Every concept code under ``container`` -> its first item (depth first), by one walk of the subtree."""
-    out: dict[str, Dataset] = {}
+    out: Index = {}
     for item in _walk(container):
-        code = _code(item)
-        if code is not None and code not in out:
-            out[code] = item
+        if item.code is not None and item.code not in out:
+            out[item.code] = item
     return out
 
 
-Index = dict[str, Dataset]
-
-
-def find(container: Dataset | Index, code: str) -> Dataset | None:
+def find(container: Item | Index, code: str) -> Item | None:
     """The first item named by ``code`` anywhere under ``container`` (or in its `index`)."""
     return (container if isinstance(container, dict) else index(container)).get(code)
 
 
-def num(container: Dataset | Index, code: str, quantity: str | None = None) -> float | None:
+def num(container: Item | Index, code: str, quantity: str | None = None) -> float | None:
     """A NUM item's value under ``container``; with ``quantity``, in the registry's unit for it."""
     item = find(container, code)
-    if item is None or not item.get("MeasuredValueSequence"):
+    if item is None or item.number is None:
         return None
-    mv = item.MeasuredValueSequence[0]
-    value = float(mv.NumericValue)
-    if quantity is None:
-        return value
-    units = mv.get("MeasurementUnitsCodeSequence")
-    return to_unit(quantity, value, str(units[0].CodeValue) if units else "")
+    return item.number if quantity is None else to_unit(quantity, item.number, item.unit or "")
 
 
-def code_of(container: Dataset | Index, code: str) -> tuple[str, str] | None:
+def code_of(container: Item | Index, code: str) -> tuple[str, str] | None:
     """A CODE item's (code value, code meaning) under ``container``."""
     item = find(container, code)
-    seq = item.get("ConceptCodeSequence") if item is not None else None
-    return (str(seq[0].CodeValue), str(seq[0].get("CodeMeaning", ""))) if seq else None
+    return item.concept if item is not None else None
 
 
-def text_of(container: Dataset | Index, code: str) -> str | None:
+def text_of(container: Item | Index, code: str) -> str | None:
     item = find(container, code)
-    if item is None:
+    if item is None or item.text is None:
         return None
-    value = item.get("TextValue") or item.get("UID")
-    return " ".join(str(value).split())[:64] or None if value is not None else None
+    return " ".join(item.text.split())[:64] or None
 
 
-def _meaning(container: Dataset | Index, code: str) -> str | None:
+def _meaning(container: Item | Index, code: str) -> str | None:
     got = code_of(container, code)
     return got[1] or None if got else None
 
 
-def ct_event(acq: Dataset | Index) -> DoseEvent:
+def ct_event(acq: Item | Index) -> DoseEvent:
     """One CT Acquisition container (DCM 113819)."""
-    acq = index(acq)  # type: ignore[assignment]
+    acq = acq if isinstance(acq, dict) else index(acq)
     phantom = code_of(acq, DCM.CtdiwPhantomType.value)
     return DoseEvent(
         kind="ct", event_uid=text_of(acq, DCM.IrradiationEventUID.value),
@@ -112,9 +101,9 @@ def ct_event(acq: Dataset | Index) -> DoseEvent:
         tube_current_ma=num(acq, DCM.XRayTubeCurrent.value))
 
 
-def projection_event(ev: Dataset | Index) -> DoseEvent:
+def projection_event(ev: Item | Index) -> DoseEvent:
     """One Irradiation Event X-Ray Data container (DCM 113706)."""
-    ev = index(ev)  # type: ignore[assignment]
+    ev = ev if isinstance(ev, dict) else index(ev)
     return DoseEvent(
         kind="projection", event_uid=text_of(ev, DCM.IrradiationEventUID.value),
         protocol=text_of(ev, DCM.AcquisitionProtocol.value), target_region=_meaning(ev, DCM.TargetRegion.value),
@@ -125,18 +114,20 @@ def projection_event(ev: Dataset | Index) -> DoseEvent:
         deviation_index=num(ev, DCM.DeviationIndex.value))
 
 
-def read_rdsr(ds: Dataset) -> DoseReport:
-    """The `DoseReport` of an X-Ray Radiation Dose SR (CT or projection); `NotADoseReport` otherwise."""
-    if not is_rdsr(ds) or _code(ds) != DOSE_REPORT:
+def read_rdsr(ds: Dataset, tree: Item | None = None) -> DoseReport:
+    """The `DoseReport` of an X-Ray Radiation Dose SR (CT or projection); `NotADoseReport` otherwise.
+    ``tree``: its content tree where already read (`radtriage.dose.srtree.read_file`)."""
+    tree = tree if tree is not None else from_dataset(ds)
+    if not is_rdsr(ds) or tree.code != DOSE_REPORT:
         raise NotADoseReport("not an X-Ray Radiation Dose Report (DCM 113701)")
     fields = common_fields(ds)
-    items = [(_code(i), i) for i in _walk(ds)]
+    items = list(_walk(tree))
     root: Index = {}
-    for code, item in items:
-        if code is not None:
-            root.setdefault(code, item)
+    for item in items:
+        if item.code is not None:
+            root.setdefault(item.code, item)
     procedure = code_of(root, DCM.ProcedureReported.value)
-    cts = [i for code, i in items if code == DCM.CTAcquisition.value]
+    cts = [i for i in items if i.code == DCM.CTAcquisition.value]
     if cts or (procedure and procedure[0] == CT_PROCEDURE):
         accumulated = find(root, DCM.CTAccumulatedDoseData.value)
         events = tuple(ct_event(a) for a in cts)
@@ -145,7 +136,7 @@ def read_rdsr(ds: Dataset) -> DoseReport:
             total = sum(e.dlp or 0.0 for e in events) if events else None
         return DoseReport(**{**fields, "protocol": _protocol(fields, events)}, modality="CT", source="rdsr", estimated=False,
                           events=events, dlp_total=total)
-    events = tuple(projection_event(e) for code, e in items if code == DCM.IrradiationEventXRayData.value)
+    events = tuple(projection_event(e) for e in items if e.code == DCM.IrradiationEventXRayData.value)
     accumulated = find(root, DCM.AccumulatedXRayDoseData.value)
     dap_total = num(accumulated, DCM.DoseAreaProductTotal.value, "DAP") if accumulated is not None else None
     rp_total = num(accumulated, DCM.DoseRPTotal.value, "EntranceDose") if accumulated is not None else None
@@ -156,6 +147,12 @@ def read_rdsr(ds: Dataset) -> DoseReport:
     modality = "XA" if procedure and procedure[0] != DCM.ProjectionXRay.value else "DX"
     return DoseReport(**{**fields, "protocol": _protocol(fields, events)}, modality=modality, source="rdsr", estimated=False,
                       events=events, dap_total=dap_total, entrance_dose_total=rp_total)
+
+
+def read_rdsr_file(path: str | Path) -> DoseReport:
+    """`read_rdsr` of a file, its content tree read straight from the bytes (`radtriage.dose.srtree`)."""
+    ds, tree = read_file(path)
+    return read_rdsr(ds, tree)
 
 
 def _protocol(fields: dict, events: tuple[DoseEvent, ...]) -> str | None:

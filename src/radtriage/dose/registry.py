@@ -30,7 +30,7 @@ from radtriage.dose.header import common_fields, ct_estimate, projection_values
 from radtriage.dose.judge import Examination, Flag, examination_of, judge
 from radtriage.dose.model import (CT_IMAGE_CLASSES, PROJECTION_MODALITIES, RDSR_CLASSES, DoseReport,
                                   report_from_json, report_json)
-from radtriage.dose.rdsr import NotADoseReport, read_rdsr
+from radtriage.dose.rdsr import NotADoseReport, read_rdsr_file
 from radtriage.dose.size import sample, series_diameter
 
 log = logging.getLogger("radtriage.dose")
@@ -44,7 +44,7 @@ def read_series(files: list[dict[str, Any]], modality: str | None) -> tuple[str,
         out = []
         for f in rdsr:
             try:
-                out.append(read_rdsr(pydicom.dcmread(f["path"])))
+                out.append(read_rdsr_file(f["path"]))
             except (NotADoseReport, OSError, ValueError, AttributeError) as exc:
                 log.warning("dose SR not read: %s", type(exc).__name__)
         return ("rdsr" if out else "none"), out

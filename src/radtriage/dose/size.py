@@ -27,22 +27,26 @@ from scipy import ndimage
 THRESHOLD_HU = -500.0
 SAMPLE_SLICES = 9
 OPENING_MM = 2.5
+MEASURE_MATRIX = 256
 FIT = {32: (3.704369, 0.03671937), 16: (1.874799, 0.03871313)}  # phantom cm -> (a, b); AAPM 204 / 220
 FIT_RANGE_CM = (8.0, 45.0)
 
 
 def patient_mask(hu: np.ndarray, pixel_mm: float = 1.0, threshold: float = THRESHOLD_HU) -> np.ndarray:
-    """The patient on one axial slice (HU): the largest region above ``threshold``, holes filled."""
+    """The patient on one axial slice (HU): the largest region above ``threshold`` after an opening of
+    `OPENING_MM` (which cuts a table touching the patient by a thin bridge), its holes filled."""
     body = hu > threshold
     steps = max(1, round(OPENING_MM / max(pixel_mm, 1e-3)))
-    opened = ndimage.binary_opening(body, iterations=steps) if steps else body
+    opened = ndimage.binary_opening(body, iterations=steps)
     labels, n = ndimage.label(opened if opened.any() else body)
     if n == 0:
         return np.zeros_like(body)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    largest = labels == int(np.argmax(sizes))
-    return ndimage.binary_fill_holes(largest | (body & ndimage.binary_dilation(largest, iterations=steps)))
+    patient = labels == int(np.argmax(sizes))
+    outside, _ = ndimage.label(~patient)  # holes: the parts of the rest that do not reach the image's edge
+    edge = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
+    return patient | ~np.isin(outside, edge)
 
 
 def water_equivalent_area(hu: np.ndarray, pixel_area_mm2: float, pixel_mm: float = 1.0) -> tuple[float, bool]:
@@ -65,13 +69,24 @@ def sample(items: Sequence, n: int = SAMPLE_SLICES) -> list:
     return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))]
 
 
+def pooled(hu: np.ndarray, factor: int) -> np.ndarray:
+    """``hu`` averaged over ``factor`` x ``factor`` blocks (the sum of HU/1000 + 1 over an area is kept)."""
+    if factor <= 1:
+        return hu
+    rows, cols = (hu.shape[0] // factor) * factor, (hu.shape[1] // factor) * factor
+    total = sum(hu[i:rows:factor, j:cols:factor] for i in range(factor) for j in range(factor))
+    return total / float(factor * factor)
+
+
 def slice_diameter(ds: Dataset) -> tuple[float, bool] | None:
-    """(Dw cm, truncated) of one axial CT image, or None when it has no pixel spacing."""
+    """(Dw cm, truncated) of one axial CT image, or None when it has no pixel spacing. Measured on a matrix of
+    at most `MEASURE_MATRIX` (2 x 2 averages of a 512 x 512 image): the water-equivalent area is kept."""
     spacing = ds.get("PixelSpacing")
     if not spacing:
         return None
-    dy, dx = float(spacing[0]), float(spacing[1])
-    hu = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    factor = max(1, int(ds.Rows) // MEASURE_MATRIX)
+    dy, dx = float(spacing[0]) * factor, float(spacing[1]) * factor
+    hu = pooled(apply_modality_lut(ds.pixel_array, ds).astype(np.float32), factor)
     aw, truncated = water_equivalent_area(hu, dy * dx, (dy + dx) / 2.0)
     return diameter_cm(aw), truncated
 
