@@ -34,19 +34,16 @@ PATIENT = "SYNTHETIC"  # the synthetic study's patient name starts with this
 FINDINGS = "No acute intracranial haemorrhage."
 
 
-def make_site(settings):
-    """Services with a synthetic head CT stored, its signed report (EN and zh-Hant), and one user per role."""
-    from radtriage.service import build_services
+USERS = {"cli1": "clinician", "cli2": "clinician", "rad1": "radiologist", "ada": "admin", "stroke1": "stroke"}
 
-    services = build_services(settings)
-    src = settings.data_dir.parent / "src"
+
+def seed_study(services) -> dict:
+    """A synthetic head CT stored, with its signed report in English and Traditional Chinese."""
+    src = services.settings.data_dir.parent / "src"
     folder = synthesize("ct-head", 1, 7, src, {"positive": False, "matrix": 64})[0]
     assert import_folder(services.store, folder).stored > 0
     files = sorted(folder.glob("*.dcm"))
     study_uid = str(pydicom.dcmread(files[0]).StudyInstanceUID)
-    for name, role in (("cli1", "clinician"), ("cli2", "clinician"), ("rad1", "radiologist"), ("ada", "admin"),
-                       ("stroke1", "stroke")):
-        accounts.add_user(services.db, name, role, PASSWORD)
     now = dt.datetime.now(dt.UTC)
     body = {"en": {"sections": {"findings": FINDINGS, "impression": "Normal CT head."},
                    "headings": {"findings": "Findings", "impression": "Impression"}},
@@ -55,23 +52,25 @@ def make_site(settings):
     with services.db.write() as conn:
         report = report_rows.create(conn, study_uid, body, [], now, "rad1")
         report_rows.sign(conn, report, 1, "Dr Rad One", ["en", "zh-Hant"], now)
-    return services, study_uid, len(files)
+    return {"study": study_uid, "count": len(files)}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     from radtriage.api import create_app
     from radtriage.config import load_settings
+    from radtriage.service import build_services
 
     tmp = tmp_path_factory.mktemp("shares")
     settings = load_settings(config_file=tmp / "absent.yaml", data_dir=tmp / "data", dicom_host="127.0.0.1",
                              dicom_port=0, min_free_bytes=0, inference={"enabled": False}, alerting_file=None)
-    services, study_uid, count = make_site(settings)
+    services = build_services(settings)
+    for name, role in USERS.items():
+        accounts.add_user(services.db, name, role, PASSWORD)
+    seeded = seed_study(services)
     with TestClient(create_app(services)) as api:
-        tokens = {u: {"Authorization": f"Bearer {accounts.issue_token(services.db, u)}"}
-                  for u in ("cli1", "cli2", "rad1", "ada", "stroke1")}
-        yield {"api": api, "services": services, "study": study_uid, "count": count, "auth": tokens,
-               "data": settings.data_dir}
+        tokens = {u: {"Authorization": f"Bearer {accounts.issue_token(services.db, u)}"} for u in USERS}
+        yield {"api": api, "services": services, "auth": tokens, "data": settings.data_dir, **seeded}
     services.close()
 
 

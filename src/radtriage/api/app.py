@@ -20,7 +20,7 @@ from radtriage.api import recognition as recognition_api
 from radtriage.api import forward as forward_api
 from radtriage.api import models as models_api
 from radtriage.api import shadow as shadow_api
-from radtriage.api import share_dicomweb, share_pages
+from radtriage.api import share_dicomweb, share_issue_page, share_pages
 from radtriage.api import shares as shares_api
 from radtriage.api.auth import LoginLimiter
 from radtriage.api.operator_pages import OperatorPagesGuard
@@ -57,7 +57,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     for resource in (health, dicomweb, dicomweb_read, session, worklist, studies, audit_api, live, alerts,
                      conflicts_api, shadow_api, models_api, exports_api, forward_api, dose_api, reports_api,
                      recognition_api, dose_page, shares_api, share_pages, share_dicomweb,
-                     pages):  # one router per resource; the pages last
+                     share_issue_page, pages):  # one router per resource; the pages last
         app.include_router(resource.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

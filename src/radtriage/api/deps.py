@@ -16,6 +16,7 @@ from radtriage.api.auth import User, require_roles
 from radtriage.api.schemas import UidPattern
 from radtriage.config import Settings
 from radtriage.db import Database
+from radtriage.sharing.model import SHARERS
 
 if TYPE_CHECKING:
     from radtriage.service import Services
@@ -51,4 +52,4 @@ ShadowReaders = Annotated[User, Depends(require_roles("admin", "commissioning"))
 # the dose registry: the site's medical physicists and the admins
 Physicists = Annotated[User, Depends(require_roles("physicist", "admin"))]
 # authorised shares of a study (QR links a patient carries): the clinicians, radiologists and admins
-Sharers = Annotated[User, Depends(require_roles("clinician", "radiologist", "admin"))]
+Sharers = Annotated[User, Depends(require_roles(*SHARERS))]

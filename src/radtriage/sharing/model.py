@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from radtriage.ingest.parse import valid_uid
 
+SHARERS = ("clinician", "radiologist", "admin")  # who may issue, list and revoke shares
 MIN_HOURS, MAX_HOURS = 1, 30 * 24  # an hour to thirty days
 MAX_OPENS = 20
 MAX_TRIES = 5  # wrong passcodes (or hospital tokens) before the share locks
