@@ -132,3 +132,20 @@ def test_another_drl_set_is_drawn_when_chosen(dose_api):  # noqa: F811
     assert "is 2.17 x the DRL 60 mGy (EXAMPLE - not a published DRL v1)" in html  # flags: as the registry judged
     # an unknown set falls back to the one that judged the examinations
     assert ">DRL 60 mGy</text>" in api.get("/admin/dose", params={**params, "drl": "no such set"}, headers=who).text
+
+
+def test_a_radiograph_dap_panel_in_gy_cm2(dose_api):  # noqa: F811
+    api, who = dose_api, dose_api.as_["physicist"]
+    registry = load_registry(api.services.db, ROOT / "configs" / "dose.yaml")
+    registry.add_reports([DoseReport(
+        study_uid=f"1.2.826.0.1.3680043.10.997.{i}", series_uid=f"1.2.826.0.1.3680043.10.997.{i}.1",
+        sop_instance_uid=f"1.2.826.0.1.3680043.10.997.{i}.1.1", modality="DX", source="header", estimated=False,
+        events=(DoseEvent(kind="projection", dap=dap),), dap_total=dap, patient=PatientDose(age_years=60),
+        facility="A", station="A DX1", performed_at=dt.datetime(2026, 11, 2 + i, 9, tzinfo=dt.UTC),
+        protocol="CHEST PA") for i, dap in enumerate((0.05, 0.08, 0.2))])
+    html = api.get("/admin/dose", params={"since": "2026-11-01", "until": "2026-11-30"}, headers=who).text
+    (box,) = [c for c in _svgs(html) if "box-chart" in c.get("class", "")]
+    ns = "{http://www.w3.org/2000/svg}"
+    assert "DAP (Gy·cm²)" in [e.text for e in box.iter(f"{ns}text") if e.get("class") == "axis-label"]
+    assert [e.text for e in box.iter(f"{ns}text") if e.get("class") == "drl-label"] == ["DRL 0.1 Gy·cm²"]
+    assert "XR chest PA, adult: DAP" in html and "is 2.00 x the DRL 0.1 Gy.cm2" in html

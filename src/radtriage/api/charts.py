@@ -294,6 +294,7 @@ def box_chart(groups: Sequence[tuple[str, Sequence[float]]], lines: Sequence[Ref
     horizontal reference lines (the DRL, the local DRL) labelled on the chart."""
     boxes = [(label, BoxStats.of(v)) for label, v in groups if len(v)]
     f, yticks = _value_frame([x for _, v in groups for x in v], lines, -0.5, max(len(boxes), 1) - 0.5)
+    f = Frame(f.x0, f.x1, f.y0, f.y1, width=max(W, LEFT + RIGHT + 90 * len(boxes)))  # room for each label
     half = min(28.0, (f.x(1) - f.x(0)) * 0.3) if len(boxes) > 1 else 28.0
     short = lambda s: s if len(s) <= 18 else s[:17] + "…"  # noqa: E731
     parts = [axes(f, [(i, f"{short(label)} (n={b.n})") for i, (label, b) in enumerate(boxes)], yticks, xlabel, ylabel)]
@@ -303,8 +304,9 @@ def box_chart(groups: Sequence[tuple[str, Sequence[float]]], lines: Sequence[Ref
                 f"{num(b.low)}-{num(b.high)}, {len(b.outliers)} beyond")
         parts += [el("line", x1=f"{x:.1f}", y1=f"{f.y(b.low):.1f}", x2=f"{x:.1f}", y2=f"{f.y(b.high):.1f}",
                      stroke="currentColor", class_="whisker"),
-                  el("rect", el("title", escape(note)), x=f"{x - half:.1f}", y=f"{f.y(b.q3):.1f}", width=f"{2 * half:.1f}",
-                     height=f"{f.y(b.q1) - f.y(b.q3):.1f}", fill=BAR, fill_opacity=0.35, stroke=BAR, class_="box"),
+                  el("rect", el("title", escape(note)), x=f"{x - half:.1f}", y=f"{f.y(b.q3):.1f}",
+                     width=f"{2 * half:.1f}", height=f"{f.y(b.q1) - f.y(b.q3):.1f}", fill=BAR, fill_opacity=0.35,
+                     stroke=BAR, class_="box"),
                   el("line", x1=f"{x - half:.1f}", y1=f"{f.y(b.median):.1f}", x2=f"{x + half:.1f}",
                      y2=f"{f.y(b.median):.1f}", stroke="currentColor", stroke_width=2, class_="median")]
         parts += [el("circle", el("title", escape(f"{label}: {num(v)}")), cx=f"{x:.1f}", cy=f"{f.y(v):.1f}", r=2.5,
@@ -314,7 +316,7 @@ def box_chart(groups: Sequence[tuple[str, Sequence[float]]], lines: Sequence[Ref
     parts.append(_ref_lines(f, lines))
     desc = (f"{len(boxes)} boxes (quartiles, Tukey whiskers at 1.5 IQR, outliers as circles)"
             + "".join(f"; {r.note}" for r in lines))
-    return svg("".join(parts), title, desc, "box-chart")
+    return svg("".join(parts), title, desc, "box-chart", width=f.width)
 
 
 @dataclass(frozen=True)

@@ -167,16 +167,18 @@ def _panels(found: Sequence[Mapping[str, Any]], drl: DrlSet | None, local: Seque
     return out
 
 
+FLAG_COLUMNS = ("study_uid", "performed_at", "facility", "scanner", "examination", "band", "protocol", "phantom_cm",
+                "estimated", "flags")
+
+
 def _flagged(conn: Any, found: Sequence[Mapping[str, Any]], privacy: Privacy) -> list[dict[str, Any]]:
     out = []
     for r in [r for r in found if r["flags"]][:MAX_FLAGGED]:
         accession = None if privacy.patient == "none" else mask(rows.accession_of(conn, r["study_uid"]),
                                                                 privacy.id_visible_chars)
-        out.append({**{k: r[k] for k in ("study_uid", "performed_at", "facility", "scanner", "examination", "band", "protocol",
-                                          "phantom_cm", "estimated", "flags")},
-                    "accession": accession or "(hidden)",
-                    "values": [f"{q} {charts.num(r[c])} {unit_text(QUANTITIES[q][0])}" for q, c in QUANTITY_COLUMNS.items()
-                               if r[c] is not None]})
+        values = [f"{q} {charts.num(r[c])} {unit_text(QUANTITIES[q][0])}" for q, c in QUANTITY_COLUMNS.items()
+                  if r[c] is not None]
+        out.append({**{k: r[k] for k in FLAG_COLUMNS}, "accession": accession or "(hidden)", "values": values})
     return out
 
 
