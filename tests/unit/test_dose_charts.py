@@ -118,3 +118,11 @@ def test_empty_charts_say_so():
 def test_value_ticks_are_round_and_reach_the_top():
     for top, want in ((64.8, [0, 20, 40, 60, 80]), (0.108, [0, 0.05, 0.1, 0.15]), (1080, [0, 500, 1000, 1500])):
         assert charts.value_ticks(top) == pytest.approx(want)
+
+
+def test_many_scanners_widen_the_chart_so_labels_keep_apart():
+    groups = [(f"Site {i} CT scanner", [10.0 + i, 20.0, 30.0]) for i in range(10)]
+    root = _parse(charts.box_chart(groups, [], "t", "CTDIvol (mGy)"))
+    assert int(root.get("width")) > charts.W
+    xs = sorted(float(t.get("x")) for t in _of(root, "text", "tick") if t.get("text-anchor") == "middle")
+    assert len(xs) == 10 and min(b - a for a, b in zip(xs, xs[1:])) >= 85

@@ -283,9 +283,11 @@ def _ref_lines(f: Frame, lines: Sequence[RefLine]) -> str:
     return "".join(out)
 
 
-def _value_frame(values: Sequence[float], lines: Sequence[RefLine], x0: float, x1: float) -> tuple[Frame, list]:
+def _value_frame(values: Sequence[float], lines: Sequence[RefLine], x0: float, x1: float, width: int = W
+                 ) -> tuple[Frame, list]:
+    """A frame from 0 to a round tick above every value and reference line, and its y ticks."""
     ticks = value_ticks(max([*values, *(r.value for r in lines), 0.0]) * 1.08)
-    return Frame(x0, x1, 0.0, ticks[-1]), [(t, num(t)) for t in ticks]
+    return Frame(x0, x1, 0.0, ticks[-1], width=width), [(t, num(t)) for t in ticks]
 
 
 def box_chart(groups: Sequence[tuple[str, Sequence[float]]], lines: Sequence[RefLine], title: str, ylabel: str,
@@ -293,8 +295,8 @@ def box_chart(groups: Sequence[tuple[str, Sequence[float]]], lines: Sequence[Ref
     """One box per group (label, values; a group with no values is left out) on a linear axis from 0, with
     horizontal reference lines (the DRL, the local DRL) labelled on the chart."""
     boxes = [(label, BoxStats.of(v)) for label, v in groups if len(v)]
-    f, yticks = _value_frame([x for _, v in groups for x in v], lines, -0.5, max(len(boxes), 1) - 0.5)
-    f = Frame(f.x0, f.x1, f.y0, f.y1, width=max(W, LEFT + RIGHT + 90 * len(boxes)))  # room for each label
+    f, yticks = _value_frame([x for _, v in groups for x in v], lines, -0.5, max(len(boxes), 1) - 0.5,
+                             width=max(W, LEFT + RIGHT + 90 * len(boxes)))  # room for each scanner's label
     half = min(28.0, (f.x(1) - f.x(0)) * 0.3) if len(boxes) > 1 else 28.0
     short = lambda s: s if len(s) <= 18 else s[:17] + "…"  # noqa: E731
     parts = [axes(f, [(i, f"{short(label)} (n={b.n})") for i, (label, b) in enumerate(boxes)], yticks, xlabel, ylabel)]
