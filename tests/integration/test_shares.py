@@ -28,6 +28,7 @@ from radtriage.sharing.crypto import WrongKey, new_key, unseal
 from radtriage.sharing.store import shares_root
 from radtriage.synth import synthesize
 from tests.helpers import need_binary
+from tests.integration.test_dicomweb_read import database_url  # noqa: F401 - the fixture: SQLite and PostgreSQL
 
 PASSWORD = "correct horse battery"
 PATIENT = "SYNTHETIC"  # the synthetic study's patient name starts with this
@@ -56,14 +57,16 @@ def seed_study(services) -> dict:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, database_url):
+    """The API with the study, on SQLite and on PostgreSQL (`database_url`, from the DICOMweb read tests)."""
     from radtriage.api import create_app
     from radtriage.config import load_settings
     from radtriage.service import build_services
 
     tmp = tmp_path_factory.mktemp("shares")
     settings = load_settings(config_file=tmp / "absent.yaml", data_dir=tmp / "data", dicom_host="127.0.0.1",
-                             dicom_port=0, min_free_bytes=0, inference={"enabled": False}, alerting_file=None)
+                             dicom_port=0, min_free_bytes=0, inference={"enabled": False}, alerting_file=None,
+                             database_url=database_url)
     services = build_services(settings)
     for name, role in USERS.items():
         accounts.add_user(services.db, name, role, PASSWORD)

@@ -87,7 +87,7 @@ def build_sealed(db: Database, spool_root: Path, root: Path, study_uid: str, key
                                 "report": signed_report(db, study_uid)}
     by_series: dict[str, dict[str, Any]] = {}
 
-    def instances():
+    def instances():  # the manifest is filled as the instances are sealed, and sealed after them
         for n, f in enumerate(files):
             path = Path(f.path).resolve()
             if not path.is_relative_to(spool_root) or not path.is_file():
@@ -95,18 +95,12 @@ def build_sealed(db: Database, spool_root: Path, root: Path, study_uid: str, key
             ds, data = shared_copy_bytes(path, issued_at, system)
             name = f"i{n:05d}"
             manifest["study"] = manifest["study"] or _study_entry(ds)
-            series = by_series.setdefault(f.series_uid, _series_entry(ds))
-            series["instances"].append(_instance_entry(name, ds))
+            by_series.setdefault(f.series_uid, _series_entry(ds))["instances"].append(_instance_entry(name, ds))
             yield name, data
+        manifest["series"] = sorted(by_series.values(), key=lambda s: (s["number"], s["uid"]))
+        for s in manifest["series"]:
+            s["instances"].sort(key=lambda i: (i["number"], i["file"]))
 
     folder, key = secrets.token_hex(16), new_key()
-    # the manifest is sealed after the instances, so it is complete when written
-    size = write_sealed(root, folder, key, manifest, _filled(instances(), manifest, by_series))
+    size = write_sealed(root, folder, key, manifest, instances())
     return folder, key, len(files), size
-
-
-def _filled(items, manifest: dict[str, Any], by_series: dict[str, dict[str, Any]]):
-    yield from items
-    manifest["series"] = sorted(by_series.values(), key=lambda s: (s["number"], s["uid"]))
-    for s in manifest["series"]:
-        s["instances"].sort(key=lambda i: (i["number"], i["file"]))
