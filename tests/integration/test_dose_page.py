@@ -6,6 +6,8 @@ period says so; other roles get 403, no session the login page; every viewing is
 from __future__ import annotations
 
 import datetime as dt
+import html as html_lib
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -80,7 +82,13 @@ def test_page_shows_the_drl_the_flag_and_no_patient(dose_api):  # noqa: F811
     assert "130 mGy (16 cm phantom) is 2.17 x the DRL 60 mGy" in html  # the reason, in words
     assert "*******107" in html and FLAGGED_ACCESSION not in html
     assert NAME.split("^")[0] not in html and PATIENT_ID not in html and "JANE" not in html
-    assert "/api/v1/dose/exams?" in html and "format=xlsx" in html and "/api/v1/dose/local-drl?" in html
+    links = [html_lib.unescape(h) for h in re.findall(r'href="(/api/v1/dose/[^"]+)"', html)]
+    assert len(links) == 4  # the examinations and the local DRL table, each as CSV and XLSX
+    for link in links:  # each export follows the page's period and filters
+        got = api.get(link, headers=who)
+        assert got.status_code == 200 and "attachment" in got.headers["content-disposition"], link
+    exported = api.get(links[0], headers=who).text.splitlines()
+    assert len(exported) == 2 + 8 and all(",CT head," in line for line in exported[2:])
     charts = _svgs(html)
     boxes = [c for c in charts if "box-chart" in c.get("class", "")]
     assert len(boxes) == 2  # CT head adult 16 cm: CTDIvol and DLP
@@ -101,6 +109,8 @@ def test_page_shows_the_drl_the_flag_and_no_patient(dose_api):  # noqa: F811
                      headers=who).text
     assert "8 examination(s)" not in only_a and "5 examination(s)" in only_a
     assert "No examination flagged under these filters." in only_a
+    csv_a = html_lib.unescape(re.search(r'href="(/api/v1/dose/exams[^"]+format=csv)"', only_a).group(1))
+    assert len(api.get(csv_a, headers=who).text.splitlines()) == 2 + 5
 
 
 def test_empty_period_and_bad_dates(dose_api):  # noqa: F811
