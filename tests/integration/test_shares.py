@@ -192,6 +192,10 @@ def test_expired_revoked_used_up_and_locked_shares_are_refused_with_a_clear_page
                             headers=site["auth"]["ada"]).status_code == 409
     r = client.get(view_path)
     assert r.status_code == 410 and "revoked" in r.text
+    assert holder(site).get(view_path).status_code == 410  # revoked says so before asking for a session
+    live = issue(site)
+    r = holder(site).get("/s/" + live["link"].split("/s/")[1].split("#")[0] + "/view")
+    assert r.status_code == 403 and "opened again" in r.text and "Open the share again" in r.text
     r = open_share(holder(site), revoked)
     assert r.status_code == 410 and "revoked by the clinician" in r.text
     assert not (shares_root(site["data"]) / _folder(site, revoked["id"])).exists()  # its sealed copy deleted

@@ -19,6 +19,7 @@ WORDS: dict[str, dict[str, str]] = {
         "expires": "Available until", "shared_copy": "These are shared copies, marked SHARED COPY in each image "
         "header. Not for primary diagnosis without the issuing hospital's original.", "refused": "Not available",
         "signed_by": "Signed by", "image": "Image", "language": "中文",
+        "open_again": "Open the share again (passcode)",
     },
     "zh-Hant": {
         "title": "共享影像檢查", "passcode": "密碼", "hospital_token": "接收醫院憑證", "open": "開啟",
@@ -31,7 +32,7 @@ WORDS: dict[str, dict[str, str]] = {
         "download": "下載檢查（DICOM，連 DICOMDIR 的 zip，供 PACS 匯入）", "patient": "病人", "study": "檢查",
         "expires": "有效期至", "shared_copy": "此為共享副本，每張影像的標頭均標明 SHARED COPY。"
         "未取得簽發醫院的原始影像前，不應作主要診斷之用。", "refused": "無法提供", "signed_by": "簽署",
-        "image": "影像", "language": "English",
+        "image": "影像", "language": "English", "open_again": "重新開啟分享（輸入密碼）",
     },
 }
 
