@@ -219,6 +219,10 @@ def test_expired_revoked_used_up_and_locked_shares_are_refused_with_a_clear_page
                           data={"key": "A" * 43, "passcode": bad_key["passcode"]})
     assert r.status_code == 403 and "incomplete or damaged" in r.text
     assert holder(site).get("/s/AAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+    states = {s["id"]: s["state"] for s in site["api"].get(
+        f"/api/v1/studies/{site['study']}/shares", headers=site["auth"]["cli1"]).json()["shares"]}
+    assert [states[x["id"]] for x in (expired, revoked, once, locked, bad_key)] == \
+        ["expired", "revoked", "used up", "locked", "open"]
     actions = [e["action"] for e in audit.entries(db, study_uid=site["study"], limit=1000)[1]]
     assert actions.count("share_passcode_failed") >= 5 and "share_revoked" in actions
 

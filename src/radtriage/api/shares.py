@@ -21,11 +21,11 @@ from radtriage.api.deps import Db, Sharers, StudyUid, services_of
 from radtriage.api.problems import ProblemError
 from radtriage.db import shares as share_rows
 from radtriage.db.clock import utcnow
-from radtriage.sharing.access import entry
+from radtriage.sharing.access import entry, refusal_of
 from radtriage.sharing.build import NothingToShare
 from radtriage.sharing.crypto import lookup_of
 from radtriage.sharing.issue import issue_share
-from radtriage.sharing.model import ShareRequest
+from radtriage.sharing.model import Issued, ShareRequest
 from radtriage.sharing.qr import FORMATS, qr_code
 from radtriage.sharing.store import remove_sealed, shares_root
 
@@ -52,10 +52,8 @@ class QrRequest(BaseModel):
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in share_rows.PUBLIC}
-    now = utcnow()
-    out["state"] = ("revoked" if row["revoked_at"] else "locked" if row["locked_at"] else
-                    "expired" if row["expires_at"] <= now else
-                    "used up" if row["opens"] >= row["max_opens"] else "open")
+    refusal = refusal_of(row, utcnow(), counting=True)
+    out["state"] = "open" if refusal is None else refusal.name.lower().replace("_", " ")  # revoked, used up, ...
     return out
 
 
@@ -65,15 +63,16 @@ async def issue(request: Request, study_uid: StudyUid, body: ShareRequest, user:
     services = services_of(request)
     base = str(request.base_url).rstrip("/")
 
-    def run():
-        return issue_share(db, services.spool.root, shares_root(services.settings.data_dir), study_uid, body,
-                           user.username, user.role, client_of(request), base, services.settings.ae_title, utcnow())
+    def run() -> tuple[Issued, dict[str, Any] | None]:
+        issued = issue_share(db, services.spool.root, shares_root(services.settings.data_dir), study_uid, body,
+                             user.username, user.role, client_of(request), base, services.settings.ae_title,
+                             utcnow())
+        return issued, share_rows.get(db, issued.share_id)
 
     try:
-        issued = await run_in_threadpool(run)
+        issued, row = await run_in_threadpool(run)
     except NothingToShare as exc:
         raise ProblemError(404, "Not Found", str(exc)) from None
-    row = share_rows.get(db, issued.share_id)
     assert row is not None
     qr = f"/api/v1/shares/{issued.share_id}/qr"
     return ShareIssued(id=issued.share_id, link=issued.link, passcode=issued.passcode,
