@@ -285,3 +285,42 @@ def test_who_may_issue_and_what_is_required(site) -> None:
     sop = pydicom.dcmread(next((site["data"] / "spool").rglob("*.dcm"))).SOPInstanceUID
     keyed = issue(site, scope="key_images", key_images=[str(sop)])
     assert keyed["share"]["instances"] == 1
+
+
+def test_a_pacs_imports_the_zip_and_dicomweb_client_pulls_the_hospitals_share(site, tmp_path: Path) -> None:
+    """The receiving end with real parts: Orthanc takes every file of the zip (as a PACS imports media), and
+    dicomweb-client, as a hospital's system, retrieves the share with its token."""
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    from tests.helpers import serving, start_orthanc, stop_process
+
+    issued = issue(site, audience="hospital", recipient="Guangzhou Hospital", max_opens=3)
+    key, token = issued["link"].split("#")[1], issued["recipient_token"]
+    with serving(site["api"].app) as url:
+        base = url + "/s/" + issued["dicomweb"].split("/s/", 1)[1]
+        client = DICOMwebClient(url=base, headers={"Authorization": f"Bearer {token}.{key}"})
+        pulled = client.retrieve_study(site["study"])
+        assert len(pulled) == site["count"]
+        assert all(str(ds.ImageComments).startswith("SHARED COPY") for ds in pulled if "PixelData" in ds)
+        holder_client = requests.Session()
+        path = "/s/" + issued["link"].split("/s/")[1].split("#")[0]
+        r = holder_client.post(url + path + "/open", data={"key": key, "passcode": issued["passcode"],
+                                                           "hospital_token": token})
+        assert r.status_code == 200
+        zipped = holder_client.get(url + path + "/download.zip")
+        assert zipped.status_code == 200
+    out = tmp_path / "media"
+    zipfile.ZipFile(io.BytesIO(zipped.content)).extractall(out)
+    proc, _, http_port = start_orthanc(tmp_path / "orthanc")
+    try:
+        api = f"http://127.0.0.1:{http_port}"
+        for f in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "DICOMDIR"):
+            assert requests.post(api + "/instances", data=f.read_bytes(), timeout=30).status_code == 200, f
+        (study,) = requests.get(api + "/studies", timeout=30).json()
+        found = requests.get(f"{api}/studies/{study}", timeout=30).json()
+        assert found["MainDicomTags"]["StudyInstanceUID"] == site["study"]
+        n = sum(len(requests.get(f"{api}/series/{s}", timeout=30).json()["Instances"]) for s in found["Series"])
+        assert n == site["count"]
+    finally:
+        stop_process(proc)
