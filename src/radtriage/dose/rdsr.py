@@ -127,7 +127,8 @@ def read_rdsr(ds: Dataset, tree: Item | None = None) -> DoseReport:
         if item.code is not None:
             root.setdefault(item.code, item)
     procedure = code_of(root, DCM.ProcedureReported.value)
-    cts = [i for i in items if i.code == DCM.CTAcquisition.value]
+    ct_acquisition = DCM.CTAcquisition.value
+    cts = [i for i in items if i.code == ct_acquisition]
     if cts or (procedure and procedure[0] == CT_PROCEDURE):
         accumulated = find(root, DCM.CTAccumulatedDoseData.value)
         events = tuple(ct_event(a) for a in cts)
@@ -136,7 +137,8 @@ def read_rdsr(ds: Dataset, tree: Item | None = None) -> DoseReport:
             total = sum(e.dlp or 0.0 for e in events) if events else None
         return DoseReport(**{**fields, "protocol": _protocol(fields, events)}, modality="CT", source="rdsr", estimated=False,
                           events=events, dlp_total=total)
-    events = tuple(projection_event(e) for e in items if e.code == DCM.IrradiationEventXRayData.value)
+    xray_event = DCM.IrradiationEventXRayData.value
+    events = tuple(projection_event(e) for e in items if e.code == xray_event)
     accumulated = find(root, DCM.AccumulatedXRayDoseData.value)
     dap_total = num(accumulated, DCM.DoseAreaProductTotal.value, "DAP") if accumulated is not None else None
     rp_total = num(accumulated, DCM.DoseRPTotal.value, "EntranceDose") if accumulated is not None else None
