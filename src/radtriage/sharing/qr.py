@@ -1,7 +1,8 @@
 """The share's link as a QR code (segno) for a discharge summary: PNG for printing, SVG for documents.
 
 Error correction level M (15 %: a creased or slightly smudged printout still scans); a quiet zone of four
-modules as ISO/IEC 18004 asks. The link is about 90 characters: a version 5-6 symbol, 37-41 modules square.
+modules as ISO/IEC 18004 asks. The link is 90-110 characters: a version 6 symbol, 41 modules square; the
+PNG at 8 pixels a module is 392 pixels square with the quiet zone.
 """
 
 from __future__ import annotations
