@@ -99,3 +99,17 @@ def test_size_alone_makes_no_examination(tmp_path):
     outcome, (report,) = ct_series(images)
     assert outcome == "ct_header" and not report.events and report.water_diameter_cm == pytest.approx(25, rel=0.02)
     assert examination_of([report]) is None
+
+
+def test_pixels_it_cannot_measure_leave_the_header_estimate(tmp_path, caplog):
+    images = _series(tmp_path, _cylinder(25.0, slices=3))
+    for ds in images:
+        ds.PixelData = ds.PixelData[:100]  # truncated pixel data: pydicom cannot make the array
+    outcome, (report,) = ct_series(images)
+    assert outcome == "ct_header" and report.events[0].ctdivol == 12.0
+    assert report.water_diameter_cm is None and "patient size not measured" in caplog.text
+    images = _series(tmp_path / "b", _cylinder(25.0, slices=3))
+    for ds in images:
+        del ds.PixelSpacing
+    _, (report,) = ct_series(images)
+    assert report.events and report.water_diameter_cm is None
