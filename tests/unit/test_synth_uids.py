@@ -16,7 +16,8 @@ import pytest
 
 from radtriage.synth import GENERATORS, synthesize
 
-SMALL = {"ct-head": {"matrix": 64}, "cta-head": {"matrix": 64}, "ct-chest": {"matrix": 64}, "xr-hand": {}}
+SMALL = {"ct-head": {"matrix": 64}, "cta-head": {"matrix": 64}, "ct-chest": {"matrix": 64}, "xr-hand": {},
+         "ct-rdsr": {}}
 UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 
 
