@@ -111,6 +111,17 @@ def test_window_presets_render_a_real_ct_frame() -> None:
     assert np.array_equal(np.asarray(auto), np.asarray(Image.open(io.BytesIO(frame_png(data, 0, "soft", None)))))
 
 
+def test_a_large_radiograph_is_reduced_for_the_phone_and_monochrome1_inverted() -> None:
+    path = get_testdata_file("RG1_UNCR.dcm")  # CR, 1955 x 1841, MONOCHROME1
+    img = Image.open(io.BytesIO(frame_png(open(path, "rb").read(), 0, "auto", [15000.0, 30000.0])))
+    assert max(img.size) == 1024 and img.size[0] == round(1841 * 1024 / 1955)
+    ds = pydicom.dcmread(path)
+    raw = ds.pixel_array.astype(float)
+    shown = np.asarray(img, dtype=float)
+    small = np.asarray(Image.fromarray(raw.astype(np.float32)).resize(img.size), dtype=float)
+    assert np.corrcoef(shown.ravel(), small.ravel())[0, 1] < -0.5  # inverted: high stored values shown dark
+
+
 def test_the_qr_code_is_an_image_of_the_link() -> None:
     link = "https://radtriage.example.org/s/AbCdEfGhIjKlMnOpQrStUv#" + "k" * 43
     png = Image.open(io.BytesIO(qr_code(link, "png")))

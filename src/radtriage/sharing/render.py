@@ -2,7 +2,7 @@
 
 Rendered on the server from the decrypted copy (the browser gets pixels, not DICOM): stored values decoded
 (every transfer syntax `radtriage.imaging.decode` reads), the rescale to Hounsfield units applied, the chosen
-window, MONOCHROME1 shown inverted. Colour images are shown as they are.
+window, MONOCHROME1 shown inverted, reduced to `MAX_SIDE` pixels at most. Colour images are shown as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from radtriage.imaging.keyimage import _window
 PRESETS: dict[str, tuple[float, float] | None] = {
     "auto": None, "brain": (40.0, 80.0), "soft": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
 }
+
+
+MAX_SIDE = 1024  # a phone's screen: a radiograph of 2000+ pixels is reduced (box average), zoom shows it larger
 
 
 class NotAnImage(ValueError):
@@ -49,6 +52,8 @@ def frame_png(data: bytes, frame: int, preset: str, own_window: list[float] | No
 
 
 def _png(img: Image.Image) -> bytes:
+    if max(img.size) > MAX_SIDE:
+        img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, compress_level=3)
     return buf.getvalue()
