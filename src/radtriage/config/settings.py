@@ -81,6 +81,13 @@ class InferenceSettings(BaseModel):
     pipelines_dir: Path = Path("pipelines")
     models_dir: Path = Path("models")
     ray_address: str | None = None  # None: a local Ray the service starts (or RAY_ADDRESS)
+    # How a series reaches the replicas: through Ray's object store (nodes share no disk with the gateway;
+    # key images come back in the response), or as paths in the spool every node mounts (declared, never assumed)
+    transport: Literal["object_store", "shared_path"] = "object_store"
+    compress_level: int = Field(default=1, ge=0, le=9)  # zlib level for instances sent via the object store; 0: off
+    # A remote Ray cluster (nodes on other machines) is refused without Ray's TLS (RAY_USE_TLS=1 and its
+    # certificate variables) unless the operator declares the network between them trusted
+    trusted_network: bool = False
     default: DeploymentResources = Field(default_factory=DeploymentResources)
     deployments: dict[str, DeploymentResources] = Field(default_factory=dict)  # by pipeline id
     lease_s: float = Field(default=300.0, gt=0)  # renewed every third of it while a job runs

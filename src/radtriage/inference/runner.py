@@ -11,9 +11,11 @@ tested without Ray.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pydicom
 
 from radtriage.domain.case import Finding, TaskResult
 from radtriage.imaging.series import load_series
@@ -69,10 +71,11 @@ class TaskRunner:
     def threshold(self, name: str, default: float) -> float:
         return float(self.thresholds.get(name, default))
 
-    def run(self, paths: list[str], key_image_dir: Path | None = None) -> TaskResult:
+    def run(self, instances: Sequence[str | Path | pydicom.Dataset], key_image_dir: Path | None = None) -> TaskResult:
+        """The pipeline on one series: its instance files, or its datasets already read (`serving.transport`)."""
         t0 = time.perf_counter()
         try:
-            volume = load_series([Path(p) for p in paths])
+            volume = load_series([p if isinstance(p, pydicom.Dataset) else Path(p) for p in instances])
         except Exception as exc:  # noqa: BLE001 - any unreadable series becomes a reason, not a crash
             raise PipelineError(f"series could not be read: {exc}") from exc
         outside: list[str] = []

@@ -1,6 +1,7 @@
 """Where the pipelines run: a Ray Serve application, or the same pipelines in-process.
 
-Both take ``(pipeline_ids, paths, key_dir)`` and give ``{pipeline_id: outcome}``
+Both take ``(pipeline_ids, paths, key_dir)`` (the series' files in the spool, the folder for its key images,
+both on this machine) and give ``{pipeline_id: outcome}``
 where an outcome is ``{"ok": True, "result": TaskResult as JSON}`` or
 ``{"ok": False, "error": reason}``.
 """
@@ -8,20 +9,17 @@ where an outcome is ``{"ok": True, "result": TaskResult as JSON}`` or
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
 from radtriage.config.settings import Settings
 from radtriage.inference.runner import PipelineError, TaskRunner
 from radtriage.pipelines import PipelineSpec
-from radtriage.security import kept_secret
 from radtriage.serving.app import APP_NAME, build_app, run_one
+from radtriage.serving.cluster import check_versions, connect, expected_versions
+from radtriage.serving.transport import SHARED_PATH, ShippedSeries, land_key_images, pack_series
 
 log = logging.getLogger(__name__)
-# Ray puts sockets at <temp>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store (~62 characters
-# after <temp>) and a Unix socket path may hold 107 bytes.
-RAY_TMP_MAX = 44
 
 
 class Runner(Protocol):
@@ -59,39 +57,39 @@ class InProcessRunner:
 
 
 class RayRunner:
-    """The pipelines as a Ray Serve application on a local Ray this process starts, or on a cluster."""
+    """The pipelines as a Ray Serve application on a local Ray this process starts, or on a cluster.
+
+    Under ``inference.transport: object_store`` each call puts the series into Ray's object store once
+    (`transport.pack_series`) and writes the key images that come back into ``key_dir`` on this machine."""
 
     def __init__(self, specs: list[PipelineSpec], settings: Settings) -> None:
-        import ray
         from ray import serve
 
         from radtriage.logs import adopt_ray_logging
 
         adopt_ray_logging()  # after Ray's import (it installs its own handlers), before ray.init
-        self.started_ray = False
-        address = settings.inference.ray_address or os.environ.get("RAY_ADDRESS")
-        if not ray.is_initialized():
-            if address:
-                ray.init(address=address, logging_level=logging.WARNING)
-            else:
-                tmp = (settings.data_dir / "ray").resolve()
-                if len(str(tmp)) > RAY_TMP_MAX:  # Ray's Unix sockets live under it (107-byte limit)
-                    raise ValueError(f"the data directory's path is too long for Ray's sockets ({len(str(tmp))} > "
-                                     f"{RAY_TMP_MAX} characters in {tmp}): choose a shorter data_dir or set ray_address")
-                tmp.mkdir(parents=True, exist_ok=True)
-                os.environ.setdefault("RAY_TMPDIR", str(tmp))
-                # Ray caches the token per process: one token for every local Ray this process starts
-                # (an operator's RAY_AUTH_TOKEN wins), kept in the data directory rather than ~/.ray
-                os.environ.setdefault("RAY_AUTH_TOKEN", kept_secret(tmp / "auth_token"))
-                ray.init(include_dashboard=False, _temp_dir=str(tmp), logging_level=logging.WARNING,
-                         configure_logging=False)
-            self.started_ray = True
+        inf = settings.inference
+        self.started_ray = connect(settings)
+        self.transport, self.level, self.timeout_s = inf.transport, inf.compress_level, inf.call_timeout_s
+        self.expect = expected_versions(specs, inf.models_dir)
         serve.start(proxy_location="Disabled")
         self.handle = serve.run(build_app(specs, settings), name=APP_NAME, route_prefix=None)
-        self.timeout_s = settings.inference.call_timeout_s
+        try:
+            check_versions(self.expect, self.handle.versions.remote().result(timeout_s=self.timeout_s))
+        except BaseException:
+            self.close()
+            raise
 
     def __call__(self, pipeline_ids: list[str], paths: list[str], key_dir: str | None) -> dict[str, dict[str, Any]]:
-        response = self.handle.remote(pipeline_ids, paths, key_dir)
+        if self.transport == SHARED_PATH:
+            return self._answer(self.handle.remote(pipeline_ids, paths, key_dir, self.expect))
+        import ray
+
+        shipped = ShippedSeries(ray.put(pack_series(paths, self.level)))
+        outcomes = self._answer(self.handle.remote(pipeline_ids, shipped, None, self.expect))
+        return land_key_images(outcomes, Path(key_dir)) if key_dir else outcomes
+
+    def _answer(self, response: Any) -> dict[str, dict[str, Any]]:
         try:
             return response.result(timeout_s=self.timeout_s)
         except TimeoutError:
