@@ -5,6 +5,8 @@
     python scripts/train.py ich --dataset /data/rsna-ich   # a site's own data (RSNA ICH, LUNA16, RSNA bone age layouts)
     python scripts/train.py ich --init models/ich-densenet2d --matrix 256 --p-mimic 0.3 --augment --version 1.1.0 --out /tmp/cand
         # fine-tune the shipped model on heads with normal mimics, with domain randomisation
+    python scripts/train.py bone_age --acquisition detector --init models/bone-age-resnet2d --minutes 25 --out /tmp/cand
+        # fine-tune the shipped bone-age model on detector-mode hands, with domain randomisation
 
 Only tasks whose training module exists are offered.
 """
@@ -36,6 +38,14 @@ def _ich_options(args: argparse.Namespace) -> dict:
     return extra
 
 
+def _bone_age_detector_options(args: argparse.Namespace) -> dict:
+    """The detector-mode bone-age trainer's options (`training.bone_age_detector`); it needs --init."""
+    if args.init is None:
+        raise SystemExit("bone_age --acquisition detector fine-tunes a model: give --init <model folder>")
+    return {"init": args.init, **{k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val),
+                                                      ("n_test", args.n_test)) if v is not None}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("task", choices=sorted(TASKS))
@@ -53,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--p-mimic", type=float, help="ich: each normal mimic in a head with this probability")
     p.add_argument("--augment", action="store_true", help="ich: domain randomisation (training.augment)")
     p.add_argument("--version", help="ich: the card's version")
-    p.add_argument("--init", type=Path, help="ich: start from this model folder's weights (fine-tuning)")
+    p.add_argument("--init", type=Path, help="ich, bone_age: start from this model folder's weights (fine-tuning)")
+    p.add_argument("--acquisition", choices=["detector"], help="bone_age: detector-mode hands, domain randomisation")
     args = p.parse_args(argv)
     module = importlib.import_module(TASKS[args.task])
     extra = _ich_options(args) if args.task == "ich" else {}
+    if args.task == "bone_age" and args.acquisition == "detector":
+        module, extra = importlib.import_module("radtriage.training.bone_age_detector"), _bone_age_detector_options(args)
     if args.dataset is not None:
         from radtriage.datasets.layouts import examples
 

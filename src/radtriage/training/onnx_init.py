@@ -20,7 +20,8 @@ import torch
 
 
 def load_onnx_weights(net: torch.nn.Module, onnx_path: Path, prefix: str = "net.") -> None:
-    """Copy the weights of ``onnx_path`` (exported from a wrapper holding ``net`` as ``prefix``) into ``net``."""
+    """Copy the weights of ``onnx_path`` (exported from a wrapper holding ``net`` as ``prefix``, or from ``net``
+    itself with ``prefix=""``) into ``net``."""
     import onnx
     from onnx import numpy_helper
 
@@ -39,7 +40,10 @@ def load_onnx_weights(net: torch.nn.Module, onnx_path: Path, prefix: str = "net.
             if tuple(w.shape) != tuple(conv.weight.shape):
                 raise ValueError(f"{onnx_path}: convolution {node.name} does not match the network")
             conv.weight.copy_(torch.as_tensor(np.array(w)))
-            if len(node.input) > 2 and not node.input[1].startswith(prefix):  # a BatchNorm folded in
+            named = node.input[1].startswith(prefix) and node.input[1][len(prefix):] in state
+            if len(node.input) > 2 and not named:  # a BatchNorm folded in (the bias is the folded one)
+                if conv.bias is not None:
+                    conv.bias.zero_()
                 bn = modules[modules.index(conv) + 1]
                 if not isinstance(bn, torch.nn.BatchNorm2d):
                     raise ValueError(f"{onnx_path}: no BatchNorm after the folded convolution {node.name}")
