@@ -13,10 +13,11 @@ own and sends their PNG bytes back in the response (`ship_key_images`); the
 gateway writes them into its data directory (`land_key_images`).
 
 Instance bytes rather than the decoded volume travel because they are smaller
-(a 47-slice 512x512 CT head: 24.7 MB of files, 10.4 MB compressed, against a
-49.3 MB float32 volume, 14.8 MB compressed at twice the CPU) and because the
-replica then reads them exactly as it reads files (every transfer syntax,
-localizers, geometry checks): one way to read a series (docs/benchmarks.md).
+(a 31-slice 512x512 CT head, `scripts/bench_transport.py`: 16.3 MB of files,
+6.3 MB packed, against a 32.5 MB float32 volume, 9.0 MB compressed at twice
+the CPU) and because the replica then reads them exactly as it reads files
+(every transfer syntax, localizers, geometry checks): one way to read a
+series (docs/cluster.md).
 
 ``shared_path``: the request carries the paths of the instance files and the
 folder for key images; every node must mount the gateway's data directory at
