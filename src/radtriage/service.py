@@ -176,6 +176,10 @@ class Runtime:
         self.started = False
 
     def start(self) -> None:
+        if self.services.settings.forward is not None:  # before inference: the dispatcher queues results for it
+            from radtriage.forward.worker import Forwarding
+
+            self.forward = Forwarding(self.services.db, self.services.settings, self.services.metrics.registry)
         if self.services.settings.inference.enabled:
             self._start_inference()
         else:  # signed reports still leave
@@ -185,10 +189,7 @@ class Runtime:
 
             self.dose = build_dose(self.services.db, self.services.settings.dose_file, self.services.alerts)
             self.dose.start()
-        if self.services.settings.forward is not None:
-            from radtriage.forward.worker import Forwarding
-
-            self.forward = Forwarding(self.services.db, self.services.settings, self.services.metrics.registry)
+        if self.forward is not None:
             self.forward.start()
         self.triage.start()
         self.scp.start()
@@ -228,6 +229,8 @@ class Runtime:
                                      on_result=on_result, states=self.states.state)
         if exports.enabled:
             self.dispatcher.on_recorded = exports.queue
+        if self.forward is not None and self.forward.sends_results:  # forward.ai: edge, to a radtriage hub
+            self.dispatcher.on_recorded = self.forward.then_queue_results(self.dispatcher.on_recorded)
         self.dispatcher.start()
         self.monitor.start()
         if alerts is not None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Request
 
-from radtriage.api.auth import User, require_roles
+from radtriage.api.auth import Role, User, require_roles
 from radtriage.api.schemas import UidPattern
 from radtriage.config import Settings
 from radtriage.db import Database
@@ -48,7 +48,8 @@ Admin = Annotated[User, Depends(require_roles("admin"))]
 Staff = Annotated[User, Depends(require_roles("stroke", "admin"))]  # the stroke team acts on alerts
 AlertReaders = Annotated[User, Depends(require_roles("stroke", "admin", "radiologist"))]
 # shadow results (pipelines not yet live): admins and the silent trial's readers, nobody else
-ShadowReaders = Annotated[User, Depends(require_roles("admin", "commissioning"))]
+SHADOW_READERS: tuple[Role, ...] = ("admin", "commissioning")
+ShadowReaders = Annotated[User, Depends(require_roles(*SHADOW_READERS))]
 # the dose registry: the site's medical physicists and the admins
 Physicists = Annotated[User, Depends(require_roles("physicist", "admin"))]
 # authorised shares of a study (QR links a patient carries): the clinicians, radiologists and admins

@@ -2,8 +2,13 @@
 
 ``POST /api/v1/forward/check``: an edge, after a series closed there, names the series' SOP Instance UIDs;
 the hub answers which of them its index holds and which it lacks (the edge sends those again), and records
-the study's site of origin the first time it is told (a study keeps the site it came from). Only a
-``service`` account's token (or an admin) may call it; every call is audited with the site and the counts.
+the study's site of origin the first time it is told (a study keeps the site it came from).
+
+``POST /api/v1/forward/results``: an edge running AI (``forward.ai: edge``) delivers each result it recorded
+(`radtriage.forward.payload.EdgeResult`, validated strictly); the hub keeps it once per site and edge result
+id, and shows it with its origin beside its own results (never counted for its own priority).
+
+Only a ``service`` account's token (or an admin) may call them; every call is audited with the site.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from radtriage.api.auth import client_of, require_roles
 from radtriage.api.deps import Db
 from radtriage.api.schemas import UidPattern
 from radtriage.config.forward import SITE_PATTERN
-from radtriage.db import audit
+from radtriage.db import audit, edge_results
 from radtriage.db import forward as rows
+from radtriage.db.clock import utcnow
+from radtriage.forward.payload import EdgeResult
 
 router = APIRouter(prefix="/api/v1/forward", tags=["forward"])
 Edge = Annotated[object, Depends(require_roles("service", "admin"))]
@@ -53,5 +60,29 @@ async def check(body: SeriesCheck, request: Request, user: Edge, db: Db) -> Seri
                          detail={"site": body.site, "series_uid": body.series_uid, "held": len(held),
                                  "missing": len(missing), **({"site_recorded": True} if recorded else {})})
         return SeriesHeld(held=len(held), missing=missing, site_recorded=recorded)
+
+    return await run_in_threadpool(run)
+
+
+class EdgeResultKept(BaseModel):
+    id: int
+    new: bool  # False: this result was delivered before and is kept once
+
+
+@router.post("/results", response_model=EdgeResultKept)
+async def receive_result(body: EdgeResult, request: Request, user: Edge, db: Db) -> EdgeResultKept:
+    """Keep one AI result an edge recorded (once per site and edge result id), audited with its origin."""
+
+    def run() -> EdgeResultKept:
+        values = edge_results.received_values({**body.model_dump(mode="json"), "recorded_at": body.recorded_at},
+                                               user.username, utcnow())
+        with db.write() as conn:
+            rid, new = edge_results.keep(conn, values)
+            audit.record(conn, "edge_result_received", user.username, user.role, study_uid=body.study_uid,
+                         client=client_of(request),
+                         detail={"site": body.site, "edge_result_id": body.result_id, "series_uid": body.series_uid,
+                                 "pipeline": body.pipeline_id, "version": body.pipeline_version,
+                                 "state": body.state, "new": new})
+        return EdgeResultKept(id=rid, new=new)
 
     return await run_in_threadpool(run)

@@ -57,6 +57,9 @@ class WorklistItem(BaseModel):
     study_time: str | None
     study_description: str | None
     site: str | None = None  # the site of origin at a hub (radtriage.forward); None: this site
+    # at a hub: the live AI results of the edge the study came from, each said with its origin (never counted
+    # for this priority: docs/forwarding.md)
+    edge_ai: list[str] = []
 
 
 class MonitorNotice(BaseModel):
@@ -130,10 +133,33 @@ class PriorityChangeOut(BaseModel):
     changed_at: datetime
 
 
+class EdgeResultOut(BaseModel):
+    """An AI result recorded at an edge gateway and kept at this hub (`radtriage.forward.payload`)."""
+
+    id: int
+    said: str  # "AI at <site> (edge), <pipeline> <version>, <state>: <findings>"
+    site: str
+    state: str  # the pipeline's state at the edge when it ran: live | shadow
+    pipeline_id: str
+    pipeline_version: str
+    series_uid: str
+    task: str
+    model_id: str
+    model_version: str
+    positive: bool
+    priority: Priority  # the edge's own priority for it; this hub's priority is its own
+    scores: dict[str, float]
+    labels: dict[str, str]
+    findings: list[dict[str, Any]]
+    recorded_at: datetime
+    received_at: datetime
+
+
 class StudyDetail(BaseModel):
     entry: WorklistItem
     series: list[SeriesOut]
     results: list[ResultOut]
+    edge_results: list[EdgeResultOut] = []  # at a hub: AI results from the edge the study came from
     feedback: list[FeedbackOut]
     priority_history: list[PriorityChangeOut]
     disclaimer: str = "AI results are an aid, not a diagnosis."

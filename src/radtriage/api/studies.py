@@ -15,13 +15,15 @@ from fastapi.responses import FileResponse
 
 from radtriage.api import audit as audit_api
 from radtriage.api.auth import User, client_of
-from radtriage.api.deps import AppSettings, Db, People, Radiologist, RadiologistOrAdmin, StudyUid, services_of
+from radtriage.api.deps import (SHADOW_READERS, AppSettings, Db, People, Radiologist, RadiologistOrAdmin, StudyUid,
+                                services_of)
 from radtriage.api.problems import ProblemError
-from radtriage.api.schemas import FeedbackIn, FindingOut, ResultOut, StudyDetail, WorklistItem
+from radtriage.api.schemas import EdgeResultOut, FeedbackIn, FindingOut, ResultOut, StudyDetail, WorklistItem
 from radtriage.api.worklist import item
-from radtriage.db import audit, worklist
+from radtriage.db import audit, edge_results, worklist
 from radtriage.db.clock import utcnow
 from radtriage.exports import plan
+from radtriage.forward.payload import said
 
 router = APIRouter(prefix="/api/v1", tags=["studies"])
 
@@ -39,17 +41,27 @@ def _result_out(study_uid: str, row: dict[str, Any]) -> ResultOut:
                                                       "created_at")}})
 
 
+def _edge_out(row: dict[str, Any]) -> EdgeResultOut:
+    """An edge result as the study shows it: said with its origin, apart from this hub's own results."""
+    res = row["result"]
+    return EdgeResultOut(**{k: row[k] for k in EdgeResultOut.model_fields if k in row}, said=said(row),
+                         scores=res.get("scores", {}), labels=res.get("labels", {}), findings=res.get("findings", []))
+
+
 @router.get("/studies/{study_uid}", response_model=StudyDetail)
 def get_study(request: Request, study_uid: StudyUid, user: People, db: Db, settings: AppSettings) -> StudyDetail:
-    """A study: header, series, every AI result with its model and timings, feedback, priority history."""
+    """A study: header, series, every AI result with its model and timings, feedback, priority history; at a
+    hub, the AI results of the edge it came from, apart (shadow ones to admins only, as local shadow results)."""
     row = worklist.entry(db, study_uid)
     if row is None:
         raise ProblemError(404, "Not Found", f"no study {study_uid} on the worklist")
     audit.log(db, "viewed", actor=user.username, role=user.role, study_uid=study_uid, client=client_of(request))
+    edge = edge_results.of_study(db, study_uid, shadow=user.role in SHADOW_READERS)
     return StudyDetail(
-        entry=item(row, settings.worklist.targets_min, utcnow()),
+        entry=item(row, settings.worklist.targets_min, utcnow(), [e for e in edge if e["state"] == "live"]),
         series=worklist.study_series(db, study_uid),
         results=[_result_out(study_uid, r) for r in worklist.study_results(db, study_uid)],
+        edge_results=[_edge_out(e) for e in edge],
         feedback=worklist.feedback_rows(db, study_uid), priority_history=worklist.priority_history(db, study_uid))
 
 

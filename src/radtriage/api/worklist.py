@@ -15,20 +15,24 @@ from starlette.concurrency import run_in_threadpool
 from radtriage.api import audit as audit_api
 from radtriage.api.deps import Readers, services_of
 from radtriage.api.schemas import ReadStatus, WorklistItem, WorklistPage
-from radtriage.db import worklist
+from radtriage.db import edge_results, worklist
 from radtriage.db.changes import Memo
 from radtriage.db.clock import utcnow
 from radtriage.domain import Priority
+from radtriage.forward.payload import said
 from radtriage.monitor.status import notices
 
 router = APIRouter(prefix="/api/v1", tags=["worklist"])
 
 
-def item(row: dict[str, Any], targets_min: dict[str, float], now: datetime) -> WorklistItem:
-    """A worklist row as the API shows it: with its reading target, overdue state and waiting time."""
+def item(row: dict[str, Any], targets_min: dict[str, float], now: datetime,
+         edge: list[dict[str, Any]] | None = None) -> WorklistItem:
+    """A worklist row as the API shows it: with its reading target, overdue state and waiting time (and at a
+    hub, ``edge``: the study's live edge results, said with their origin)."""
     due = row["received_at"] + timedelta(minutes=targets_min.get(row["priority"], 24 * 60.0))
     return WorklistItem(**row, due_at=due, overdue=row["status"] != "reported" and now > due,
-                        waiting_min=round((now - row["received_at"]).total_seconds() / 60, 1))
+                        waiting_min=round((now - row["received_at"]).total_seconds() / 60, 1),
+                        edge_ai=[said(e) for e in edge or ()])
 
 
 PAGE_CACHE_S = 1.0  # a worklist page is rebuilt at least this often (waiting time, overdue state) ...
@@ -39,7 +43,9 @@ def _page_json(services: Any, filters: worklist.Filters, sort: str, limit: int, 
                ) -> tuple[bytes, list[str]]:
     total, rows = worklist.page(services.db, filters, sort, limit, offset)
     now, targets = utcnow(), services.settings.worklist.targets_min
-    return (WorklistPage(total=total, limit=limit, offset=offset, items=[item(r, targets, now) for r in rows],
+    edge = edge_results.live_of_studies(services.db, [r["study_uid"] for r in rows])
+    return (WorklistPage(total=total, limit=limit, offset=offset,
+                         items=[item(r, targets, now, edge.get(r["study_uid"])) for r in rows],
                          monitor=notices(services.db)).model_dump_json().encode(), [r["study_uid"] for r in rows])
 
 

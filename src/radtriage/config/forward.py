@@ -68,12 +68,22 @@ class ForwardSettings(BaseModel):
         return "dicom" if self.dicom is not None else "stow"
 
     @property
-    def check_url(self) -> str | None:
-        """The hub's series-check endpoint: from ``api_url``, else beside the STOW-RS URL; None: a PACS."""
+    def hub_api(self) -> str | None:
+        """A radtriage hub's base URL: ``api_url``, else the STOW-RS URL's base; None: a PACS."""
         base = self.api_url
         if base is None and self.stow_url is not None:
             base = self.stow_url.split("/dicomweb", 1)[0]
-        return None if base is None else base.rstrip("/") + "/api/v1/forward/check"
+        return None if base is None else base.rstrip("/")
+
+    @property
+    def check_url(self) -> str | None:
+        """The hub's series-check endpoint; None: a PACS (Storage Commitment)."""
+        return None if self.hub_api is None else self.hub_api + "/api/v1/forward/check"
+
+    @property
+    def results_url(self) -> str | None:
+        """Where this edge's AI results go (``ai: edge`` and a radtriage hub only); None: they stay here."""
+        return None if self.ai != "edge" or self.hub_api is None else self.hub_api + "/api/v1/forward/results"
 
     def token(self) -> str | None:
         return os.environ.get(self.token_env) if self.token_env else None

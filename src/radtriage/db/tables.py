@@ -614,3 +614,31 @@ share_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# --- at a hub: the AI results of its edge gateways (radtriage.forward.payload) ---------------
+
+# One result an edge recorded, kept once per (site, edge's result id); shown with its origin, never counted
+# for the hub's priority (docs/forwarding.md).
+edge_results = Table(
+    "edge_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("site", String(64), nullable=False),
+    Column("edge_result_id", Integer, nullable=False),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("series_uid", UID, nullable=False),
+    Column("pipeline_id", String(64), nullable=False),
+    Column("pipeline_version", String(32), nullable=False),
+    Column("task", String(32), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("state", String(16), nullable=False),  # the pipeline's state at the edge: live | shadow
+    Column("positive", Boolean, nullable=False),
+    Column("priority", String(16), nullable=False),  # the edge's own priority for it
+    Column("result", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),  # at the edge
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_by", String(64), nullable=False),  # the edge's service account
+    UniqueConstraint("site", "edge_result_id", name="uq_edge_results_site_result"),
+)

@@ -21,6 +21,7 @@ from radtriage.db.changes import changes
 from radtriage.db.engine import Database
 from radtriage.db.errors import ActionRefused, Refusal
 from radtriage.db.tables import (
+    edge_results,
     feedback,
     jobs,
     priority_changes,
@@ -199,8 +200,9 @@ def page(db: Database, filters: Filters = Filters(), sort: str = "priority", lim
 
 
 def page_version(db: Database) -> int:
-    """Moves whenever this process writes a table that `page` reads (`radtriage.db.changes`)."""
-    return changes(db).version(worklist.name, studies.name)
+    """Moves whenever this process writes a table that a worklist page reads (`radtriage.db.changes`; the
+    edge results its items say)."""
+    return changes(db).version(worklist.name, studies.name, edge_results.name)
 
 
 def entry(db: Database, study_uid: str) -> dict[str, Any] | None:

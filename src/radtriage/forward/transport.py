@@ -1,7 +1,7 @@
 """How a forward row reaches the hub: C-STORE of one instance (the association code of
 `radtriage.exports.send_dicom`), STOW-RS of one instance, and the series check: a radtriage hub's
 ``/api/v1/forward/check`` or a PACS's Storage Commitment (N-ACTION, answered by N-EVENT-REPORT on the same
-association).
+association), and a JSON POST to a radtriage hub's API (the series check, an edge's AI result).
 
 Each raises `SendError` when the hub did not take it: retried with backoff, unless nothing can change the
 answer (the hub refused the instance itself: a conflicting patient, an unacceptable SOP class).
@@ -74,13 +74,18 @@ def check_api(client: httpx.Client, url: str, token: str | None, site: str, stud
               sop_instance_uids: list[str]) -> list[str]:
     """Ask a radtriage hub which of a series' instances it lacks (and tell it the study's site)."""
     body = {"site": site, "study_uid": study_uid, "series_uid": series_uid, "sop_instance_uids": sop_instance_uids}
+    return [str(u) for u in post_json(client, url, token, body, "series check")["missing"]]
+
+
+def post_json(client: httpx.Client, url: str, token: str | None, body: dict[str, Any], what: str) -> dict[str, Any]:
+    """POST ``body`` to a radtriage hub's API with the service token; its JSON answer (`SendError` otherwise)."""
     try:
         r = client.post(url, json=body, headers=_headers(token))
     except httpx.HTTPError as exc:
-        raise SendError(f"hub: series check: {type(exc).__name__}") from None
+        raise SendError(f"hub: {what}: {type(exc).__name__}") from None
     if r.status_code != 200:
         raise _refused("hub", r)
-    return [str(u) for u in r.json()["missing"]]
+    return r.json()
 
 
 def commitment(hub: HubDicom, calling_ae: str, refs: Iterable[tuple[str, str]], wait_s: float) -> list[str] | None:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Connection
 
 from radtriage.background import Background
 from radtriage.config import Settings
@@ -22,8 +25,9 @@ from radtriage.config.forward import ForwardSettings
 from radtriage.db import forward as rows
 from radtriage.db.clock import utcnow
 from radtriage.db.engine import Database
+from radtriage.forward import results
 from radtriage.forward.sender import ForwardSender, queue_check, queue_instance
-from radtriage.outbox import OutboxWorker
+from radtriage.outbox import OutboxWorker, Sender
 
 log = logging.getLogger("radtriage.forward")
 
@@ -81,16 +85,36 @@ class Forwarding:
         cfg = settings.forward
         self.cfg = cfg
         self.sender = ForwardSender(cfg, settings.ae_title, registry)
-        self.worker = OutboxWorker(db, {rows.KIND: self.sender}, name="forward", idle_s=0.5, threads=cfg.threads)
+        senders: dict[str, Sender] = {rows.KIND: self.sender}
+        if cfg.results_url is not None:  # ai: edge, to a radtriage hub: this edge's results go too
+            senders[results.KIND] = results.ResultSender(cfg, self.sender.client, self.sender.retry,
+                                                         self.sender.hub_name, registry)
+        self.worker = OutboxWorker(db, senders, name="forward", idle_s=0.5, threads=cfg.threads)
         self.sweep = ForwardSweep(db, cfg, self.sender.hub_name, self.worker.wake)
+
+    @property
+    def sends_results(self) -> bool:
+        return self.cfg.results_url is not None
+
+    def then_queue_results(self, before: Callable[..., Any] | None) -> Callable[..., Any]:
+        """The dispatcher's ``on_recorded``: ``before`` (the exports' queue, if any), then this edge's results
+        queued for the hub, in the same recording transaction."""
+
+        def on_recorded(conn: Connection, recorded: list[dict[str, Any]], now: dt.datetime) -> None:
+            if before is not None:
+                before(conn, recorded, now)
+            results.queue_results(conn, self.cfg, self.sender.hub_name, recorded, now)
+
+        return on_recorded
 
     def start(self) -> None:
         cfg = self.cfg
         hub = (f"{cfg.dicom.ae_title}@{cfg.dicom.host}:{cfg.dicom.port}" + (" (TLS)" if cfg.dicom.tls else "")
                if cfg.dicom is not None else cfg.stow_url)
-        log.info("forward: edge gateway of site %s to %s (%s); series checked by %s; issuer %s; AI at the %s",
+        log.info("forward: edge gateway of site %s to %s (%s); series checked by %s; issuer %s; AI at the %s%s",
                  cfg.site, hub, cfg.channel, "the hub's API" if cfg.check_url else "Storage Commitment",
-                 "added where empty" if cfg.issuer else "not configured", cfg.ai)
+                 "added where empty" if cfg.issuer else "not configured", cfg.ai,
+                 " (its results sent to the hub's API)" if self.sends_results else "")
         self.worker.start()
         self.sweep.start()
 

@@ -60,6 +60,20 @@
     return sec;
   }
 
+  // AI results recorded at the edge gateway the study came from: said with their origin, apart from this
+  // site's own (they do not set its priority); shadow ones reach admins only
+  function drawEdgeResults(list) {
+    if (!list || !list.length) return null;
+    const sec = RT.text("section", "", "edge-results");
+    sec.append(RT.text("h2", "AI at other sites"),
+               RT.text("p", "Run at the sending site under its own governance; not counted for this priority.", "note"));
+    const ul = document.createElement("ul");
+    list.forEach((r) => ul.append(RT.text("li", r.said + " · model " + r.model_id + " " + r.model_version +
+                                                " · " + new Date(r.recorded_at).toLocaleString(), "edge-result " + r.state)));
+    sec.append(ul);
+    return sec;
+  }
+
   function drawRecognition(rec) {
     if (!rec || !rec.from_other_site || !rec.verdicts.length) return null;
     const sec = RT.text("section", "", "recognition");
@@ -110,6 +124,8 @@
       res.append(fold);
     });
     box.append(res);
+    const edge = drawEdgeResults(d.edge_results);
+    if (edge) box.append(edge);
     if (d.feedback.length) {
       const fb = RT.text("section", "", "feedback-list");
       fb.append(RT.text("h2", "Feedback"));

@@ -68,7 +68,9 @@
         b.addEventListener("click", (ev) => { ev.stopPropagation(); claim(it.study_uid); });
         act.append(b);
       }
-      tr.append(pr, RT.text("td", flagText(it), "flag"), wait, RT.text("td", it.modalities.join(",")), study,
+      const flag = RT.text("td", flagText(it), "flag");
+      (it.edge_ai || []).forEach((said) => flag.append(RT.text("div", said, "edge-ai")));  // the edge's, not counted here
+      tr.append(pr, flag, wait, RT.text("td", it.modalities.join(",")), study,
                 RT.text("td", RT.patient(it)), RT.text("td", it.calling_ae || ""), reader, act);
       tr.addEventListener("click", () => open(it.study_uid));
       rows.append(tr);
