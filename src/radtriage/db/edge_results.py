@@ -32,26 +32,29 @@ def keep(conn: Connection, values: dict[str, Any]) -> tuple[int, bool]:
     return found.scalar_one(), False
 
 
+_RECORDED = (edge_results.c.recorded_at, edge_results.c.site, edge_results.c.edge_result_id)
+
+
 def _row(r: Any) -> dict[str, Any]:
     return {**dict(r), "recorded_at": aware(r["recorded_at"]), "received_at": aware(r["received_at"])}
 
 
 def of_study(db: Database, study_uid: str, shadow: bool) -> list[dict[str, Any]]:
-    """A study's edge results, oldest first; ``shadow``: the edge's shadow results too."""
+    """A study's edge results in the order the edges recorded them; ``shadow``: the edge's shadow results too."""
     q = select(edge_results).where(edge_results.c.study_uid == study_uid)
     if not shadow:
         q = q.where(edge_results.c.state == "live")
     with db.read() as conn:
-        return [_row(r) for r in conn.execute(q.order_by(edge_results.c.id)).mappings()]
+        return [_row(r) for r in conn.execute(q.order_by(*_RECORDED)).mappings()]
 
 
 def live_of_studies(db: Database, study_uids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """The live edge results of these studies (a worklist page's), by study, oldest first."""
+    """The live edge results of these studies (a worklist page's), by study, in the order they were recorded."""
     uids, out = list(dict.fromkeys(study_uids)), {}
     with db.read() as conn:
         for i in range(0, len(uids), 500):
             q = (select(edge_results).where(edge_results.c.study_uid.in_(uids[i:i + 500]),
-                                            edge_results.c.state == "live").order_by(edge_results.c.id))
+                                            edge_results.c.state == "live").order_by(*_RECORDED))
             for r in conn.execute(q).mappings():
                 out.setdefault(r["study_uid"], []).append(_row(r))
     return out
