@@ -378,7 +378,7 @@ def launch(name: str, ae: str, argv: list[str], env: dict[str, str], cwd: Path,
     return rx
 
 
-def start_radtriage(work: Path) -> tuple[Receiver, dict[str, str]]:
+def start_radtriage(work: Path, processes: int | None = None) -> tuple[Receiver, dict[str, str]]:
     data_dir = work / "radtriage-data"
     data_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADTRIAGE_")}
@@ -394,6 +394,8 @@ def start_radtriage(work: Path) -> tuple[Receiver, dict[str, str]]:
         ORT_DISABLE_TELEMETRY="1",
         PYTHONUNBUFFERED="1",
     )
+    if processes is not None:  # else the service's default: one listener process per core
+        env["RADTRIAGE_DICOM_PROCESSES"] = str(processes)
     rx = launch("radtriage", RADTRIAGE_AE, [sys.executable, "-m", "radtriage.cli", "serve"], env, work,
                 dicom_port, http_port, work / "radtriage.log")
     return rx, env
@@ -751,7 +753,7 @@ def run(rounds: int, n: int) -> int:
         (work / "logs").mkdir()
         rt = orth = bare = monitor = None
         try:
-            rt, rt_env = start_radtriage(work)
+            rt, rt_env = start_radtriage(work, PROCESSES)
             monitor = RssMonitor(rt.proc.pid)
             monitor.start()
             orth = start_orthanc(work)
@@ -791,11 +793,18 @@ def run(rounds: int, n: int) -> int:
     return 0
 
 
+PROCESSES: int | None = None  # --processes
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="rounds per receiver and case (default 3)")
     p.add_argument("--n", type=int, default=300, help="instances per round (default 300)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="radtriage's DICOM listener processes (default: the service's, one per core)")
     args = p.parse_args(argv)
+    global PROCESSES
+    PROCESSES = args.processes
     if args.rounds < 1 or args.n < SCANNERS:
         p.error(f"--rounds must be >= 1 and --n >= {SCANNERS}")
     return run(args.rounds, args.n)
