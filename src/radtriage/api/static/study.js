@@ -69,7 +69,7 @@
                RT.text("p", "Run at the sending site under its own governance; not counted for this priority.", "note"));
     const ul = document.createElement("ul");
     list.forEach((r) => ul.append(RT.text("li", r.said + " · model " + r.model_id + " " + r.model_version +
-                                                " · " + new Date(r.recorded_at).toLocaleString(), "edge-result " + r.state)));
+                                                " · " + new Date(r.recorded_at).toLocaleString(), "edge-result edge-" + r.state)));
     sec.append(ul);
     return sec;
   }
