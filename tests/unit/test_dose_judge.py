@@ -171,3 +171,12 @@ def test_generated_reports_map_and_band(site):
     xr = DoseReport(**{**xr.__dict__, "patient": PatientDose(age_years=50)})
     exam = examination_of([xr], config, drl)
     assert exam.examination == "XR chest PA" and set(exam.values) == {"DAP", "EntranceDose"}
+
+
+def test_a_reason_writes_its_numbers_as_a_physicist_reads_them(site):
+    config, drl = site
+    flags = judge(examination_of([_ct(16, 75.4, 1950.0)], config, drl), config, drl)
+    dlp = next(f for f in flags if f.quantity == "DLP")
+    assert "DLP 1955 mGy.cm" in dlp.detail and "e+" not in dlp.detail, dlp.detail  # the total with the localizer's 5
+    ctdi = next(f for f in flags if f.quantity == "CTDIvol")
+    assert "CTDIvol 75.4 mGy" in ctdi.detail and "the DRL 60 mGy" in ctdi.detail, ctdi.detail

@@ -155,6 +155,11 @@ def _with_size(exam: Examination, reports: Sequence[DoseReport]) -> Examination:
     return replace(exam, water_diameter_cm=round(dw, 2), ssde=round(value, 3) if value is not None else None)
 
 
+def _number(value: float) -> str:
+    """A dose as a physicist writes it: three significant digits, whole numbers from 100 up, never 1.96e+03."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def judge(exam: Examination, config: DoseConfig, drl: DrlSet, earlier: Sequence[dt.datetime] = ()) -> list[Flag]:
     """The flags of one examination. ``earlier``: when the same patient had the same examination before it
     (within the repeat interval: the caller asks for those)."""
@@ -170,8 +175,8 @@ def judge(exam: Examination, config: DoseConfig, drl: DrlSet, earlier: Sequence[
             far = config.urgent_multiple is not None and value > config.urgent_multiple * ref
             unit = QUANTITIES[quantity][0]
             phantom = f" ({exam.phantom_cm} cm phantom)" if exam.phantom_cm else ""
-            detail = (f"{exam.examination}, {exam.band}: {quantity} {value:.3g} {unit}{phantom} is "
-                      f"{value / ref:.2f} x the DRL {ref:.3g} {unit} ({drl.label})"
+            detail = (f"{exam.examination}, {exam.band}: {quantity} {_number(value)} {unit}{phantom} is "
+                      f"{value / ref:.2f} x the DRL {_number(ref)} {unit} ({drl.label})"
                       + (", estimated from the image headers" if exam.estimated else ""))
             flags.append(Flag("above_drl", quantity, exam.child or far, detail, value, ref, unit))
     if exam.pregnant and config.abdomen_or_pelvis(exam.header()):
