@@ -20,6 +20,7 @@ from radtriage.db import accounts, audit, ledger
 from radtriage.db.clock import utcnow
 from radtriage.db.instances import Origin
 from radtriage.db.tables import edge_results, outbox
+from radtriage.db.tables import results as results_table
 from radtriage.forward import results
 from radtriage.forward.worker import Forwarding
 from radtriage.service import build_services
@@ -150,3 +151,52 @@ def _shown_at_the_hub(hub, study_uid: str) -> None:
     assert client.post("/api/v1/forward/results", json={**body, "extra": 1}, headers=as_["edge-kwc"]).status_code == 422
     ok = client.post("/api/v1/forward/results", json=body, headers=as_["edge-kwc"])
     assert ok.status_code == 200 and ok.json()["new"] is True
+
+
+@pytest.mark.slow
+def test_radtriage_serve_at_the_edge_sends_the_result_its_dispatcher_records(make_settings, tmp_path, monkeypatch):
+    """The edge's `Runtime` as `radtriage serve` runs it (the ICH pipeline in-process): a synthetic ICH-positive
+    CT head stored there is assembled, run, recorded, and its result reaches the hub, said with its origin."""
+    import shutil
+    import time
+    from pathlib import Path
+
+    from radtriage.service import Runtime
+    from radtriage.synth import synthesize
+
+    repo = Path(__file__).resolve().parents[2]
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    shutil.copy(repo / "pipelines" / "stroke_ich.yaml", pipelines)
+    hub = build_services(make_settings(data_dir=tmp_path / "hub"))
+    accounts.add_user(hub.db, "edge-kwc", "service")
+    monkeypatch.setenv("HUB_TOKEN", accounts.issue_token(hub.db, "edge-kwc"))
+    study = synthesize("ct-head", 1, 21, tmp_path / "study", {"positive": True, "subtypes": ["intraparenchymal"]})[0]
+    with serving(create_app(hub)) as url:
+        edge = build_services(make_settings(
+            data_dir=tmp_path / "edge", forward={"site": "kwc", "ai": "edge", "stow_url": url + "/dicomweb/studies",
+                                                 "token_env": "HUB_TOKEN"},
+            inference={"enabled": True, "use_ray": False, "pipelines_dir": str(pipelines),
+                       "models_dir": str(repo / "models"), "in_flight": 1, "poll_s": 0.05}))
+        runtime = Runtime(edge)
+        runtime.start()
+        try:
+            _store_closed(edge, sorted(study.rglob("*.dcm")))
+            deadline = time.monotonic() + 300
+            while not edge_results_of(hub) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            kept = edge_results_of(hub)
+            with edge.db.read() as conn:
+                recorded = conn.execute(select(results_table.c.id, results_table.c.state)).all()
+        finally:
+            runtime.stop()
+            edge.close()
+    hub.close()
+    assert len(kept) == 1 and [(r["edge_result_id"], r["state"]) for r in kept] == [tuple(r) for r in recorded]
+    assert kept[0]["pipeline_id"] == "stroke_ich" and kept[0]["site"] == "kwc" and kept[0]["positive"]
+    assert all("key_image" not in f for f in kept[0]["result"]["findings"])
+
+
+def edge_results_of(hub) -> list[dict]:
+    with hub.db.read() as conn:
+        return [dict(r) for r in conn.execute(select(edge_results)).mappings()]
