@@ -30,14 +30,15 @@ SIZE = 192
 DAYS_PER_MONTH = 365.25 / 12
 
 
-def hand_box(img: np.ndarray) -> tuple[int, int, int, int]:
-    """Rows and columns (r0, r1, c0, c1) of the hand and forearm in a [0, 1] radiograph.
+def bright_objects(img: np.ndarray, px: int = 128) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int]:
+    """The objects brighter than the background in a [0, 1] radiograph cut down to ~``px`` (every k-th pixel).
 
     Collimator shutters (bright bands along the edges) are trimmed first: border
-    rows and columns whose median is bright. The hand is then the largest
-    object brighter than the background. Works on the image cut down to ~128 px.
+    rows and columns whose median is bright. Returns the labels of the objects
+    inside the open field, their sizes (pixels), the field's (row, column) offset
+    and k.
     """
-    k = max(1, min(img.shape) // 128)
+    k = max(1, min(img.shape) // px)
     small = img[::k, ::k]
     rows, cols = np.median(small, axis=1), np.median(small, axis=0)
 
@@ -50,9 +51,15 @@ def hand_box(img: np.ndarray) -> tuple[int, int, int, int]:
     level = float(np.median(region))
     mask = ndimage.binary_opening(region > level + 0.2 * (float(np.percentile(region, 99)) - level), iterations=1)
     labels, n = ndimage.label(mask)
-    if n == 0:
+    return labels, np.asarray(ndimage.sum(mask, labels, range(1, n + 1))).reshape(n), (r0, c0), k
+
+
+def hand_box(img: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows and columns (r0, r1, c0, c1) of the hand and forearm in a [0, 1] radiograph: the largest
+    object of `bright_objects` (on the image cut down to ~128 px)."""
+    labels, sizes, (r0, c0), k = bright_objects(img)
+    if not sizes.size:
         return 0, img.shape[0], 0, img.shape[1]
-    sizes = ndimage.sum(mask, labels, range(1, n + 1))
     rs, cs = ndimage.find_objects(labels)[int(np.argmax(sizes))]
     return ((r0 + rs.start) * k, min((r0 + rs.stop) * k, img.shape[0]),
             (c0 + cs.start) * k, min((c0 + cs.stop) * k, img.shape[1]))

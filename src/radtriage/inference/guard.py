@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from radtriage.imaging.volume import Volume
 from radtriage.inference.card import ModelCard, Range, ValidatedRange
+from radtriage.inference.guard_hand import hand_count, wrist_cover_ratio
 
 MAX_SLICES = 48
 PLANE_PX = 256
@@ -213,7 +214,7 @@ CT_MEASURES: dict[str, Callable[[_Ct], float | None]] = {
                             slice_spacing_mm, fov_mm)
 }
 XR_MEASURES: dict[str, Callable[[Volume], float | None]] = {
-    f.__name__: f for f in (foreground_fraction, foreground_contrast, age_months)
+    f.__name__: f for f in (foreground_fraction, foreground_contrast, age_months, hand_count, wrist_cover_ratio)
 }
 KINDS = {"ct_head": CT_MEASURES, "ct_chest": CT_MEASURES, "hand": XR_MEASURES}
 
