@@ -149,6 +149,10 @@ def _shown_at_the_hub(hub, study_uid: str) -> None:
             "recorded_at": "2026-12-08T01:00:00+00:00", "result": {**ICH, "findings": []}}
     assert client.post("/api/v1/forward/results", json=body, headers=as_["reader"]).status_code == 403
     assert client.post("/api/v1/forward/results", json={**body, "extra": 1}, headers=as_["edge-kwc"]).status_code == 422
+    big = {**body, "result": {**body["result"], "labels": {"note": "x" * 300_000}}}
+    assert client.post("/api/v1/forward/results", json=big, headers=as_["edge-kwc"]).status_code == 413
+    refused = client.post("/api/v1/forward/results", json={**body, "study_uid": "1.2.x"}, headers=as_["edge-kwc"])
+    assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["study_uid"]
     ok = client.post("/api/v1/forward/results", json=body, headers=as_["edge-kwc"])
     assert ok.status_code == 200 and ok.json()["new"] is True
 

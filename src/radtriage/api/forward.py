@@ -16,11 +16,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from radtriage.api.auth import client_of, require_roles
 from radtriage.api.deps import Db
+from radtriage.api.problems import ProblemError
 from radtriage.api.schemas import UidPattern
 from radtriage.config.forward import SITE_PATTERN
 from radtriage.db import audit, edge_results
@@ -69,9 +71,29 @@ class EdgeResultKept(BaseModel):
     new: bool  # False: this result was delivered before and is kept once
 
 
-@router.post("/results", response_model=EdgeResultKept)
-async def receive_result(body: EdgeResult, request: Request, user: Edge, db: Db) -> EdgeResultKept:
-    """Keep one AI result an edge recorded (once per site and edge result id), audited with its origin."""
+MAX_RESULT_BYTES = 256 * 1024  # a result with 64 findings at their longest is well under this
+
+
+async def _edge_result(request: Request) -> EdgeResult:
+    """The body, read up to `MAX_RESULT_BYTES` (413 beyond, before it is parsed), as an `EdgeResult` (422)."""
+    raw, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_RESULT_BYTES:
+            raise ProblemError(413, "Content Too Large", f"an edge result is at most {MAX_RESULT_BYTES} bytes")
+        raw.append(chunk)
+    try:
+        return EdgeResult.model_validate_json(b"".join(raw))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+
+
+@router.post("/results", response_model=EdgeResultKept,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}})
+async def receive_result(request: Request, user: Edge, db: Db) -> EdgeResultKept:
+    """Keep one AI result an edge recorded (`radtriage.forward.payload.EdgeResult`; once per site and edge result
+    id), audited with its origin."""
+    body = await _edge_result(request)
 
     def run() -> EdgeResultKept:
         values = edge_results.received_values({**body.model_dump(mode="json"), "recorded_at": body.recorded_at},
