@@ -224,6 +224,8 @@ class Runtime:
                 paging(*recorded)
             self.monitor.recorded(*recorded)
             exports.wake()  # its rows were queued in the recording transaction
+            if self.forward is not None and self.forward.sends_results:
+                self.forward.worker.wake()  # and so was the result's row for the hub
 
         self.dispatcher = Dispatcher(settings, self.services.db, specs, self.runner, result_priority,
                                      on_result=on_result, states=self.states.state)
