@@ -17,6 +17,7 @@ from radtriage.api import create_app
 from radtriage.assembly.assembler import _case_document
 from radtriage.assembly.complete import close_ready_series
 from radtriage.db import accounts, audit, ledger
+from radtriage.db import forward as forward_rows
 from radtriage.db.clock import utcnow
 from radtriage.db.instances import Origin
 from radtriage.db.tables import edge_results, outbox
@@ -155,6 +156,13 @@ def _shown_at_the_hub(hub, study_uid: str) -> None:
     assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["study_uid"]
     ok = client.post("/api/v1/forward/results", json=body, headers=as_["edge-kwc"])
     assert ok.status_code == 200 and ok.json()["new"] is True
+    with hub.db.write() as conn:
+        forward_rows.mark_site(conn, study_uid, "kwc")  # the edge's series check told the hub where it came from
+    other = client.post("/api/v1/forward/results", json={**body, "site": "tmh", "result_id": 10},
+                        headers=as_["edge-kwc"])
+    assert other.status_code == 409  # a study keeps the site it came from
+    total, refused = audit.entries(hub.db, action="edge_result_refused")
+    assert total == 1 and refused[0]["detail"]["study_site"] == "kwc"
 
 
 @pytest.mark.slow

@@ -95,16 +95,23 @@ async def receive_result(request: Request, user: Edge, db: Db) -> EdgeResultKept
     id), audited with its origin."""
     body = await _edge_result(request)
 
-    def run() -> EdgeResultKept:
+    def run() -> EdgeResultKept | None:
         values = edge_results.received_values({**body.model_dump(mode="json"), "recorded_at": body.recorded_at},
                                                user.username, utcnow())
+        detail = {"site": body.site, "edge_result_id": body.result_id, "series_uid": body.series_uid,
+                  "pipeline": body.pipeline_id, "version": body.pipeline_version, "state": body.state}
         with db.write() as conn:
+            came_from = rows.site_of(conn, body.study_uid)
+            if came_from not in (None, body.site):  # a study keeps the site it came from: refused, audited
+                audit.record(conn, "edge_result_refused", user.username, user.role, study_uid=body.study_uid,
+                             client=client_of(request), detail={**detail, "study_site": came_from})
+                return None
             rid, new = edge_results.keep(conn, values)
             audit.record(conn, "edge_result_received", user.username, user.role, study_uid=body.study_uid,
-                         client=client_of(request),
-                         detail={"site": body.site, "edge_result_id": body.result_id, "series_uid": body.series_uid,
-                                 "pipeline": body.pipeline_id, "version": body.pipeline_version,
-                                 "state": body.state, "new": new})
+                         client=client_of(request), detail={**detail, "new": new})
         return EdgeResultKept(id=rid, new=new)
 
-    return await run_in_threadpool(run)
+    kept = await run_in_threadpool(run)
+    if kept is None:
+        raise ProblemError(409, "Conflict", f"this study came to this hub from another site than {body.site}")
+    return kept

@@ -105,3 +105,8 @@ def mark_site(conn: Connection, study_uid: str, site: str) -> bool:
     """Record a study's site of origin the first time it is told (a study keeps the site it came from)."""
     q = update(studies).where(and_(studies.c.study_uid == study_uid, studies.c.site.is_(None))).values(site=site)
     return conn.execute(q).rowcount == 1
+
+
+def site_of(conn: Connection, study_uid: str) -> str | None:
+    """The study's recorded site of origin (None: none recorded, or no such study here yet)."""
+    return conn.execute(select(studies.c.site).where(studies.c.study_uid == study_uid)).scalar()
