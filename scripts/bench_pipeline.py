@@ -16,12 +16,17 @@ recording are all in it.
 * Throughput: another ``--n`` studies sent at once (one storescu each) with 4 jobs in
   flight; studies per minute from the first send to the last result.
 * The Ray overhead ratio is ray p95 / in-process p95 (the issue's target: <= 1.15).
+* ``--transport`` (default object_store): how the series reaches the replicas
+  (``inference.transport``); ``both`` runs Ray once with each, object_store first.
+  ``--compress-level`` sets ``inference.compress_level`` (zlib level of the instances sent
+  through the object store; 0: sent as they are; default: the service's, 0 on a local Ray).
 
 Start-up (Ray, deployments, model loading) is not timed. The last line is
 ``RESULT ray_p95_s=<n> inproc_p95_s=<n> overhead_ratio=<n> studies_per_min=<n>``
-(throughput through Ray).
+(throughput through Ray, with the first transport run), followed with ``both`` by
+``shared_path_p95_s=<n> shared_path_studies_per_min=<n>``.
 
-    python scripts/bench_pipeline.py [--n 20] [--models models]
+    python scripts/bench_pipeline.py [--n 20] [--models models] [--transport object_store|shared_path|both]
 """
 
 from __future__ import annotations
@@ -63,25 +68,28 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst: list[list[Path]], models: Path,
-             work: Path) -> dict[str, float]:
+def run_mode(transport: str | None, warmup: list[Path], studies: list[list[Path]], burst: list[list[Path]], models: Path,
+             work: Path, compress_level: int | None = None) -> dict[str, float]:
     from radtriage.config.settings import load_settings
     from radtriage.db import clock, ledger
     from radtriage.service import Runtime, build_services
 
-    data = work / ("ray" if use_ray else "inproc")
+    use_ray, mode = transport is not None, f"ray ({transport})" if transport else "in-process"
+    data = work / {None: "inproc", "object_store": "ray", "shared_path": "ray-sp"}[transport]  # short: Ray's sockets
     settings = load_settings(
         config_file=work / "absent.yaml", data_dir=data, dicom_host="127.0.0.1", dicom_port=0,
         quiet_period_s=0.2, stable_age_s=10, assembly_poll_s=0.05, min_free_bytes=0,
         max_associations=len(burst) + 2,  # the burst's senders all at once (the listener's default is 16)
-        inference={"enabled": True, "use_ray": use_ray, "models_dir": str(models), "in_flight": 1, "poll_s": 0.05,
+        inference={"enabled": True, "use_ray": use_ray, "transport": transport or "object_store",
+                   "compress_level": compress_level,
+                   "models_dir": str(models), "in_flight": 1, "poll_s": 0.05,
                    "default": {"threads": 2}},  # 0.25 CPU per deployment: four pipelines and the ingress fit on 2 cores
     )
     services = build_services(settings)
     runtime = Runtime(services)
     t = time.perf_counter()
     runtime.start()
-    print(f"{'ray' if use_ray else 'in-process'}: started in {time.perf_counter() - t:.1f} s (not timed)")
+    print(f"{mode}: started in {time.perf_counter() - t:.1f} s (not timed)")
 
     def send(files: list[Path]) -> None:
         subprocess.run([STORESCU, "-aet", "BENCH", "127.0.0.1", str(runtime.scp.port), *map(str, files)],
@@ -134,7 +142,7 @@ def run_mode(use_ray: bool, warmup: list[Path], studies: list[list[Path]], burst
         services.close()
     res = {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "per_min": len(burst) / wall * 60,
            "failed": len(failed)}
-    print(f"{'ray' if use_ray else 'in-process'}: ready->result p50 {res['p50']:.2f} s, p95 {res['p95']:.2f} s "
+    print(f"{mode}: ready->result p50 {res['p50']:.2f} s, p95 {res['p95']:.2f} s "
           f"(n={len(lat)}, failed {len(failed)}); 4 in flight: {len(burst)} other studies in {wall:.1f} s "
           f"= {res['per_min']:.1f} studies/min (send time included)")
     return res
@@ -145,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--transport", choices=["object_store", "shared_path", "both"], default="object_store")
+    p.add_argument("--compress-level", type=int, choices=range(10), help="default: the service's (0 on a local Ray)")
     args = p.parse_args(argv)
     if STORESCU is None:
         print("dcmtk's storescu is needed (apt-get install dcmtk)", file=sys.stderr)
@@ -153,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         heads = write_heads(work / "studies", 2 * args.n + 1, args.seed)
         warmup, studies, burst = heads[0], heads[1 : args.n + 1], heads[args.n + 1 :]
-        inproc = run_mode(False, warmup, studies, burst, args.models.resolve(), work)
-        ray = run_mode(True, warmup, studies, burst, args.models.resolve(), work)
+        transports = ["object_store", "shared_path"] if args.transport == "both" else [args.transport]
+        inproc = run_mode(None, warmup, studies, burst, args.models.resolve(), work)
+        rays = [run_mode(t, warmup, studies, burst, args.models.resolve(), work, args.compress_level)
+                for t in transports]
+    ray = rays[0]
     ratio = ray["p95"] / inproc["p95"]
+    shared = f" shared_path_p95_s={rays[1]['p95']:.3f} shared_path_studies_per_min={rays[1]['per_min']:.1f}" \
+        if len(rays) > 1 else ""
     print(f"RESULT ray_p95_s={ray['p95']:.3f} inproc_p95_s={inproc['p95']:.3f} overhead_ratio={ratio:.3f} "
-          f"studies_per_min={ray['per_min']:.1f}")
+          f"studies_per_min={ray['per_min']:.1f}{shared}")
     return 0
 
 

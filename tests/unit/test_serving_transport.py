@@ -12,7 +12,7 @@ from radtriage.imaging.series import load_series
 from radtriage.inference.runner import TaskRunner
 from radtriage.pipelines import load_pipeline
 from radtriage.serving.app import run_shipped
-from radtriage.serving.transport import PackedSeries, land_key_images, pack_series, unpack_series
+from radtriage.serving.transport import PackedSeries, compress_level, land_key_images, pack_series, unpack_series
 from tests.helpers import make_ct_series
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,11 @@ def test_compression_only_where_it_pays(tmp_path):
     packed = pack_series([noise], level=1)
     assert packed.compressed == (False,) and packed.instances[0] == noise.read_bytes()
     assert pack_series([noise], level=0).compressed == (False,)
+
+
+def test_compressed_on_a_cluster_not_on_the_local_ray():
+    assert compress_level(None, local_ray=True) == 0 and compress_level(None, local_ray=False) == 1
+    assert compress_level(3, local_ray=True) == 3 and compress_level(0, local_ray=False) == 0
 
 
 def test_an_unreadable_instance_is_named_by_its_place():

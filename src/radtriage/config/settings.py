@@ -84,7 +84,9 @@ class InferenceSettings(BaseModel):
     # How a series reaches the replicas: through Ray's object store (nodes share no disk with the gateway;
     # key images come back in the response), or as paths in the spool every node mounts (declared, never assumed)
     transport: Literal["object_store", "shared_path"] = "object_store"
-    compress_level: int = Field(default=1, ge=0, le=9)  # zlib level for instances sent via the object store; 0: off
+    # zlib level for instances sent via the object store; 0: off; None: 1 on a cluster, 0 on the local Ray
+    # the service starts (on one machine compressing costs more than it saves: docs/benchmarks.md)
+    compress_level: int | None = Field(default=None, ge=0, le=9)
     # A remote Ray cluster (nodes on other machines) is refused without Ray's TLS (RAY_USE_TLS=1 and its
     # certificate variables) unless the operator declares the network between them trusted
     trusted_network: bool = False

@@ -9,6 +9,7 @@ where an outcome is ``{"ok": True, "result": TaskResult as JSON}`` or
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,7 +18,7 @@ from radtriage.inference.runner import PipelineError, TaskRunner
 from radtriage.pipelines import PipelineSpec
 from radtriage.serving.app import APP_NAME, build_app, run_one
 from radtriage.serving.cluster import check_versions, connect, expected_versions
-from radtriage.serving.transport import SHARED_PATH, ShippedSeries, land_key_images, pack_series
+from radtriage.serving.transport import SHARED_PATH, ShippedSeries, compress_level, land_key_images, pack_series
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ class RayRunner:
         adopt_ray_logging()  # after Ray's import (it installs its own handlers), before ray.init
         inf = settings.inference
         self.started_ray = connect(settings)
-        self.transport, self.level, self.timeout_s = inf.transport, inf.compress_level, inf.call_timeout_s
+        local = self.started_ray and not (inf.ray_address or os.environ.get("RAY_ADDRESS"))
+        self.transport, self.timeout_s = inf.transport, inf.call_timeout_s
+        self.level = compress_level(inf.compress_level, local_ray=local)
         self.expect = expected_versions(specs, inf.models_dir)
         serve.start(proxy_location="Disabled")
         self.handle = serve.run(build_app(specs, settings), name=APP_NAME, route_prefix=None)

@@ -2,7 +2,7 @@
 
 ``object_store`` (the default): Ray nodes share no disk with the gateway. The
 gateway reads the series' instance files from its spool, compresses each one
-with zlib where that saves at least a tenth (CT's native pixel data about halves;
+with zlib (on a cluster; `compress_level`) where that saves at least a tenth (CT's native pixel data about halves;
 JPEG 2000 and other compressed transfer syntaxes are sent as they are), puts the
 whole series into Ray's object store once (`ray.put`) and sends the replicas
 a `ShippedSeries` that holds only the reference: the bytes travel from the
@@ -60,6 +60,14 @@ class ShippedSeries:
     fetched by the ingress and copied again to every pipeline); each replica awaits it itself."""
 
     ref: Any
+
+
+def compress_level(configured: int | None, local_ray: bool) -> int:
+    """The zlib level to send instances with: the configured one, else none on the local Ray this process
+    started (nothing crosses a network there) and 1 on a cluster (6.3 MB instead of 16.3 MB per CT head)."""
+    if configured is not None:
+        return configured
+    return 0 if local_ray else 1
 
 
 def pack_series(paths: Iterable[str | Path], level: int = 1) -> PackedSeries:
