@@ -15,6 +15,7 @@ from radtriage.api import reports as reports_api
 from radtriage.api import conflicts as conflicts_api
 from radtriage.api import dose as dose_api
 from radtriage.api import dose_page
+from radtriage.api import dose_pregnancy
 from radtriage.api import exports as exports_api
 from radtriage.api import recognition as recognition_api
 from radtriage.api import forward as forward_api
@@ -55,7 +56,7 @@ def create_app(services: Services, runtime: Runtime | None = None) -> FastAPI:
     reports_api.install(app)  # the report templates, each rendered against sample data: a bad one stops start-up
     app.add_middleware(OperatorPagesGuard, enabled=services.settings.http_is_exposed)
     for resource in (health, dicomweb, dicomweb_read, session, worklist, studies, audit_api, live, alerts,
-                     conflicts_api, shadow_api, models_api, exports_api, forward_api, dose_api, reports_api,
+                     conflicts_api, shadow_api, models_api, exports_api, forward_api, dose_api, dose_pregnancy, reports_api,
                      recognition_api, dose_page, shares_api, share_pages, share_dicomweb,
                      share_issue_page, pages):  # one router per resource; the pages last
         app.include_router(resource.router)

@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from radtriage.api.auth import client_of, require_roles
+from radtriage.api.bodies import json_body
 from radtriage.api.deps import Db
 from radtriage.api.problems import ProblemError
 from radtriage.api.schemas import UidPattern
@@ -76,16 +76,7 @@ MAX_RESULT_BYTES = 256 * 1024  # a result with 64 findings at their longest is w
 
 async def _edge_result(request: Request) -> EdgeResult:
     """The body, read up to `MAX_RESULT_BYTES` (413 beyond, before it is parsed), as an `EdgeResult` (422)."""
-    raw, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_RESULT_BYTES:
-            raise ProblemError(413, "Content Too Large", f"an edge result is at most {MAX_RESULT_BYTES} bytes")
-        raw.append(chunk)
-    try:
-        return EdgeResult.model_validate_json(b"".join(raw))
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+    return await json_body(request, EdgeResult, MAX_RESULT_BYTES, "an edge result")
 
 
 @router.post("/results", response_model=EdgeResultKept,

@@ -76,7 +76,12 @@ def patient_key(conn: Connection, study_uid: str) -> str | None:
                        .where(studies.c.study_uid == study_uid)).first()
     if row is None or not row.patient_id:
         return None
-    return hashlib.sha256(f"{row.patient_id_issuer or ''}|{row.patient_id}".encode()).hexdigest()
+    return key_of(row.patient_id_issuer, row.patient_id)
+
+
+def key_of(issuer: str | None, patient_id: str) -> str:
+    """The one-way key of a patient: SHA-256 of issuer and ID (what ``dose_exams.patient_key`` holds)."""
+    return hashlib.sha256(f"{issuer or ''}|{patient_id}".encode()).hexdigest()
 
 
 def save_exam(conn: Connection, row: Mapping[str, Any], now: dt.datetime) -> int:

@@ -560,6 +560,22 @@ dose_flags = Table(
     UniqueConstraint("study_uid", "reason", "quantity", name="uq_dose_flags_study_reason_quantity"),
 )
 
+# A pregnancy status the site's RIS sent for an order (accession) or a patient (a one-way key of issuer and
+# ID, as dose_exams.patient_key); applied_at: when the registry re-judged the examinations it names.
+ris_pregnancy = Table(
+    "ris_pregnancy",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("accession_number", String(16), index=True),
+    Column("patient_key", String(64), index=True),
+    Column("status", String(16), nullable=False),  # pregnant | not_pregnant | unknown
+    Column("recorded_at", DateTime(timezone=True), nullable=False),  # when the RIS recorded it
+    Column("source", String(64), nullable=False),  # the sending system, as it names itself
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_by", String(64), nullable=False),
+    Column("applied_at", DateTime(timezone=True)),
+)
+
 # A DRL set as imported (the file's rows as data), one row per name and version.
 drl_sets = Table(
     "drl_sets",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from radtriage.dose.config import DoseConfig
@@ -25,6 +25,7 @@ from radtriage.dose.model import QUANTITIES, QUANTITY_COLUMNS, DoseReport
 from radtriage.dose.size import ssde
 
 CHILD_YEARS = 16.0  # younger is a child for the urgent rule
+HEADER, RIS = "image header (Pregnancy Status 2)", "RIS"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Examination:
     drl_set: str | None = None
     water_diameter_cm: float | None = None  # from the study's CT images (`radtriage.dose.size`)
     ssde: float | None = None  # mGy: f(Dw) x CTDIvol, body CT only (AAPM 204 / 220)
+    pregnancy_source: str | None = None  # who said pregnant: HEADER, RIS, or both
 
     @property
     def child(self) -> bool:
@@ -130,21 +132,19 @@ def examination_of(reports: Sequence[DoseReport], config: DoseConfig | None = No
         protocol=pick("protocol"), study_description=pick("study_description"), source=first.source,
         estimated=any(r.estimated for r in used), age_years=patient.age_years, weight_kg=weight, sex=patient.sex,
         pregnant=any(r.patient.pregnant for r in reports), phantom_cm=phantom, values=values, regions=regions)
+    if exam.pregnant:
+        exam = replace(exam, pregnancy_source=HEADER)
     exam = _with_size(exam, reports)
     if config is None or drl is None:
         return exam
     examination = config.examination_of(exam.header())
     band = drl.band_for(examination, exam.age_years, exam.weight_kg) if examination else None
-    from dataclasses import replace
-
     return replace(exam, examination=examination, band=band, drl_set=drl.label)
 
 
 def _with_size(exam: Examination, reports: Sequence[DoseReport]) -> Examination:
     """The examination with its patient's water-equivalent diameter (the mean over every slice measured in its
     CT image series) and, for a body CT, its SSDE."""
-    from dataclasses import replace
-
     sized = [r for r in reports if r.water_diameter_cm is not None and r.size_slices > 0]
     if not sized:
         return exam
@@ -153,6 +153,15 @@ def _with_size(exam: Examination, reports: Sequence[DoseReport]) -> Examination:
     head = any(p in x.upper() for x in exam.regions for p in HEAD_PARTS)
     value = ssde(exam.values.get("CTDIvol"), dw, exam.phantom_cm, head)
     return replace(exam, water_diameter_cm=round(dw, 2), ssde=round(value, 3) if value is not None else None)
+
+
+def with_ris_status(exam: Examination, status: str | None) -> Examination:
+    """The examination as the RIS's pregnancy status (`radtriage.dose.ris`) makes it: ``pregnant`` makes the
+    patient pregnant whatever the header says; ``not_pregnant`` or ``unknown`` never clears a header's
+    Pregnancy Status 2 (the safer side: a physicist is told)."""
+    if status != "pregnant":
+        return exam
+    return replace(exam, pregnant=True, pregnancy_source=f"{HEADER} and the {RIS}" if exam.pregnant else RIS)
 
 
 def _number(value: float) -> str:
@@ -181,7 +190,8 @@ def judge(exam: Examination, config: DoseConfig, drl: DrlSet, earlier: Sequence[
             flags.append(Flag("above_drl", quantity, exam.child or far, detail, value, ref, unit))
     if exam.pregnant and config.abdomen_or_pelvis(exam.header()):
         flags.append(Flag("pregnant_abdomen_pelvis", "-", True,
-                          f"pregnant patient (Pregnancy Status 2): {exam.modality} exposure of the abdomen or pelvis"))
+                          f"pregnant patient (per the {exam.pregnancy_source or HEADER}): {exam.modality} exposure "
+                          "of the abdomen or pelvis"))
     window = dt.timedelta(hours=config.repeat_window_h)
     repeats = [t for t in earlier if abs(exam.performed_at - t) <= window]
     if exam.examination is not None and repeats:

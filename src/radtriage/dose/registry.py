@@ -27,7 +27,8 @@ from radtriage.db.clock import utcnow
 from radtriage.dose.config import DoseConfig
 from radtriage.dose.drl import DrlSet
 from radtriage.dose.header import common_fields, ct_estimate, projection_values
-from radtriage.dose.judge import Examination, Flag, examination_of, judge
+from radtriage.db import ris_pregnancy as ris_rows
+from radtriage.dose.judge import Examination, Flag, examination_of, judge, with_ris_status
 from radtriage.dose.model import (CT_IMAGE_CLASSES, PROJECTION_MODALITIES, RDSR_CLASSES, DoseReport,
                                   report_from_json, report_json)
 from radtriage.dose.rdsr import NotADoseReport, read_rdsr_file
@@ -82,11 +83,25 @@ class DoseRegistry:
         self.db, self.config, self.drl, self.notify = db, config, drl, notify
 
     def read_pending(self, limit: int = 20) -> int:
-        """Read up to ``limit`` unread closed series; how many."""
+        """Read up to ``limit`` unread closed series, then apply up to ``limit`` new RIS pregnancy statuses; how
+        many of both."""
         with self.db.read() as conn:
             pending = rows.unread(conn, limit)
         for item in pending:
             self.read_one(item)
+        return len(pending) + self.apply_ris_statuses(limit)
+
+    def apply_ris_statuses(self, limit: int = 20, now: dt.datetime | None = None) -> int:
+        """Judge again the examinations each new RIS pregnancy status names (`radtriage.dose.ris`: one that came
+        before its examination was judged is read when it is), each status in one transaction; how many."""
+        with self.db.read() as conn:
+            pending = ris_rows.unapplied(conn, limit)
+        for status in pending:
+            when = now or utcnow()
+            with self.db.write() as conn:
+                for uid in ris_rows.judged_studies(conn, status["accession_number"], status["patient_key"]):
+                    self.judge_study(conn, uid, when)
+                ris_rows.mark_applied(conn, status["id"], when)
         return len(pending)
 
     def read_one(self, item: rows.ClosedSeries, now: dt.datetime | None = None) -> list[dict[str, Any]]:
@@ -124,6 +139,8 @@ class DoseRegistry:
         if exam is None:
             return []
         key = rows.patient_key(conn, study_uid)
+        exam = with_ris_status(exam, ris_rows.status_for(conn, rows.accession_of(conn, study_uid), key,
+                                                         exam.performed_at))
         rows.save_exam(conn, {**exam.row(), "patient_key": key}, now)
         earlier = (rows.earlier_times(conn, key, exam.examination, study_uid, exam.performed_at,
                                       dt.timedelta(hours=self.config.repeat_window_h))
