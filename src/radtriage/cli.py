@@ -448,11 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from radtriage.service import ProductionConfigError
+    from radtriage.serving.cluster import ClusterError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ProductionConfigError as exc:
+    except (ProductionConfigError, ClusterError) as exc:  # what to change, said once, without a traceback
         print(f"radtriage: {exc}", file=sys.stderr)
         return 2
 
