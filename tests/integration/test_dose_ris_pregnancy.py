@@ -148,3 +148,26 @@ def test_bad_bodies_are_refused(api):  # noqa: F811
     assert api.post(URL, content=b"{not json", headers={**who, "content-type": "application/json"}).status_code == 422
     with api.services.db.read() as conn:
         assert conn.execute(select(ris_pregnancy)).first() is None
+
+
+def test_an_hl7_order_message_says_so_too(api, registry, tmp_path):  # noqa: F811
+    from tests.unit.test_dose_ris_hl7 import OBR, orm
+
+    rng = np.random.default_rng(25)
+    study = make_study(rng, 25, "CT ABDOMEN PELVIS", age_years=(25, 35), sex="F")
+    when = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    message = orm(when=when.strftime("%Y%m%d%H%M%S%z"), obr=OBR.replace("A1234567", study.accession))
+    hl7 = {**api.as_["service"], "content-type": "text/plain"}
+    assert api.post(URL, content=message.encode(), headers={**api.as_["radiologist"], "content-type": "text/plain"}
+                    ).status_code == 403
+    got = api.post(URL, content=message.encode(), headers=hl7)
+    assert got.status_code == 202, got.text
+    bad = api.post(URL, content=message.replace("LA15173-0", "Y").encode(), headers=hl7)
+    assert bad.status_code == 422 and "OBX-5" in bad.json()["detail"]
+    _store(api.services, [write_rdsr(tmp_path / "sr", rng, study, ct_report(rng, study, ("abdomen-pelvis",)))])
+    _close(api.services)
+    registry.read_pending()
+    (flag,) = _pregnancy_flags(api)
+    assert flag["study_uid"] == study.study_uid and "per the RIS" in flag["detail"]
+    (row,) = _rows(api.services, ris_pregnancy)
+    assert (row["source"], row["accession_number"]) == ("RIS-A", study.accession)
