@@ -7,8 +7,10 @@ CT image series gives a header estimate from its first and last instances (`radt
 patient's water-equivalent diameter from the pixels of evenly spaced slices (`radtriage.dose.size`), a
 CR/DX series its header values. The report is kept whether or not the study's images came, and the
 study's examination is made again from all its reports (`judge.examination_of`: the RDSR wins over
-estimates), so an RDSR that came before or without its images is joined to them when they come. New
-flags are kept, audited and told (`radtriage.dose.notify`), all in one transaction.
+estimates), so an RDSR that came before or without its images is joined to them when they come. The RIS's
+pregnancy status for the study's accession or patient (`radtriage.dose.ris`) is read at each judgement, and
+a status that comes later has the examinations it names judged again (`apply_ris_statuses`). New flags are
+kept, audited and told (`radtriage.dose.notify`), all in one transaction.
 """
 
 from __future__ import annotations
