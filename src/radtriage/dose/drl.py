@@ -4,8 +4,8 @@ quantity, phantom, value, unit, source, table, page), validated on load, placed 
 A set is a YAML or JSON document (`DrlSet`); `radtriage dose drl import FILE` keeps it in the database
 (`radtriage.db.dose.import_set`). Values are held in the registry's units (`radtriage.dose.model`) whatever
 unit the table printed. CTDIvol and DLP levels name their phantom, so a 16 cm value is never compared
-with a 32 cm one. The set shipped with radtriage is named ``EXAMPLE - not a published DRL``: its values are
-made-up examples for tests and demonstrations.
+with a 32 cm one. radtriage ships ``drl/example.yaml`` (``EXAMPLE - not a published DRL``: made-up values
+for tests and demonstrations) and ``drl/uk-ndrl-2024-11.yaml`` (the UK national DRLs, adult CT; docs/dose.md).
 """
 
 from __future__ import annotations
