@@ -29,6 +29,8 @@ CASES = {  # name: (seed, options)
     "two_hands": (75, {"acquisition": "detector", "conditions": ("second_hand", "collimation")}),
     "cast": (76, {"acquisition": "detector", "conditions": ("cast", "collimation", "marker")}),
     "splint": (77, {"acquisition": "detector", "conditions": ("splint",)}),
+    "mono1": (78, {"acquisition": "detector", "conditions": ("collimation",), "photometric": "MONOCHROME1"}),
+    "mono2": (78, {"acquisition": "detector", "conditions": ("collimation",), "photometric": "MONOCHROME2"}),
 }
 
 
@@ -93,3 +95,8 @@ def test_a_plate_with_no_hand_is_refused(hands, tmp_path):
 
     outcome = _run([Path(p) for p in _copy(hands["normal"], tmp_path / "flat", flat)])
     assert outcome.get("not_applicable") is True, outcome
+
+
+def test_the_same_hand_stored_monochrome1_or_monochrome2_gets_the_same_bone_age(hands):
+    ages = [_run(hands[name])["result"]["scores"]["bone_age_months"] for name in ("mono1", "mono2")]
+    assert ages[0] == pytest.approx(ages[1], abs=0.5)

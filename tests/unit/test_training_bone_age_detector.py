@@ -54,5 +54,6 @@ def test_a_smoke_fine_tune_exports_version_0_3_0_from_the_shipped_weights(tmp_pa
     result = bad.train(tmp_path, SHIPPED, smoke=True, log=lambda *_: None)
     card = load_card(tmp_path / "bone-age-resnet2d")
     assert card.version == bad.VERSION == result["card"].version
-    assert card.training["init"] == "bone-age-resnet2d 0.2.0"
+    shipped = load_card(SHIPPED)
+    assert card.training["init"] == f"{shipped.id} {shipped.version}"
     assert card.training_data["held_out_vendor"] == bad.HELD_OUT_VENDOR
