@@ -131,7 +131,8 @@ def _fit(net: base.BoneAgeNet, train_set: tuple, val_set: tuple, seed: int, minu
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     t0, budget, step, batch = time.perf_counter(), minutes * 60, 0, 32
-    best = (float(np.abs(base.predict(net, vx, vsex) - vage).mean()), None, 0)
+    best = (float(np.abs(base.predict(net, vx, vsex) - vage).mean()),  # the start counts: kept if never beaten
+            {k: v.clone() for k, v in net.state_dict().items()}, 0)
     log(f"bone_age: validation MAE at the start {best[0]:.2f}")
     while (elapsed := time.perf_counter() - t0) < budget and step < max_steps:
         for group in opt.param_groups:  # cosine decay over the budget
@@ -150,8 +151,7 @@ def _fit(net: base.BoneAgeNet, train_set: tuple, val_set: tuple, seed: int, minu
             if val_mae < best[0]:
                 best = (val_mae, {k: v.clone() for k, v in net.state_dict().items()}, step)
             log(f"bone_age: step {step} L1 {loss.item() * base.SCALE:.2f}, validation MAE {val_mae:.2f} ({elapsed:.0f} s)")
-    if best[1] is not None:
-        net.load_state_dict(best[1])
+    net.load_state_dict(best[1])
     return step, best
 
 
