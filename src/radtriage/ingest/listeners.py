@@ -12,8 +12,8 @@ mismatches are decided by the database's unique constraint, not by a lock in one
 - Metrics are summed across processes: the other listeners write theirs in Prometheus'
   multiprocess mode under ``<data>/run/metrics``, and ``/metrics`` adds them to this
   process's own (`SummedMetrics`).
-- A listener that dies is started again; each dies with the service (PR_SET_PDEATHSIG), so a
-  killed service leaves no process holding the port.
+- A listener that dies is started again; each is killed with the service (PR_SET_PDEATHSIG), so a
+  killed service leaves no process holding the port or storing beside its successor.
 """
 
 from __future__ import annotations
@@ -215,9 +215,11 @@ def _summed(mine: list[Any], theirs: list[Any]) -> list[Any]:
 
 
 def _die_with_parent() -> None:
-    """Linux: this process gets SIGTERM when the service ends, however it ends."""
+    """Linux: this process is killed when the service ends without stopping it (a crash, SIGKILL): at once,
+    as if it had crashed with the service, so it never stores beside a service started again. What it
+    acknowledged is on disk; what it had not, the sender sends again. (A stopped service stops it first.)"""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def listen(settings: Any, port: int, tally: SharedTally, number: int, stop: Any, ready: Any,
