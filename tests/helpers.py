@@ -259,3 +259,17 @@ def wait_settled(rows, n: int, timeout: float = 120, what: str = "exports") -> l
             return got
         time.sleep(0.2)
     raise AssertionError(f"{what} not delivered in time: {rows()}")
+
+
+def end_ray_cluster(cluster) -> None:
+    """Shut a test's `ray.cluster_utils.Cluster` down with Serve: this process keeps Serve's controller
+    client otherwise, and the next test's cluster finds a stale one (its deployments then never answer)."""
+    import ray
+    from ray import serve
+
+    try:
+        if ray.is_initialized():
+            serve.shutdown()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from radtriage.db import ledger
-from tests.helpers import make_ct_series, storescu
+from tests.helpers import end_ray_cluster, make_ct_series, storescu
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,8 +64,7 @@ def test_a_worker_node_dies_and_every_job_completes_once(make_settings, tmp_path
             time.sleep(0.5)
     finally:
         runtime.stop()
-        ray.shutdown()
-        cluster.shutdown()
+        end_ray_cluster(cluster)
     done = [j for j in jobs if j["state"] == "done"]
     assert not [j for j in jobs if j["state"] == "failed"], [j["last_error"] for j in jobs]
     assert len(done) == 6, [(j["case_id"], j["state"]) for j in jobs]

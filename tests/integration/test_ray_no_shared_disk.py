@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from radtriage.db import ledger
-from tests.helpers import need_peer, storescu, wait_jobs_final
+from tests.helpers import end_ray_cluster, need_peer, storescu, wait_jobs_final
 
 REPO = Path(__file__).resolve().parents[2]
 RESOURCE = "radtriage_worker"
@@ -120,7 +120,7 @@ def test_nodes_without_the_gateways_disk_get_series_and_return_key_images(make_s
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throw-away cluster on loopback
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": False,
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4}})
+        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 10}})  # 10 s: a loaded machine's raylet is not taken for dead
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     workers = [start_hidden_worker(cluster.address, data, short_dir / f"node{i}", env) for i in range(2)]
     services = runtime = None
@@ -159,12 +159,13 @@ def test_nodes_without_the_gateways_disk_get_series_and_return_key_images(make_s
     finally:
         if runtime is not None:
             runtime.stop()
-        ray.shutdown()
-        for w in workers:
-            if w.poll() is None:
-                kill_namespace(_mount_ns(w.pid))
-            w.wait(30)
-        cluster.shutdown()
+        try:
+            end_ray_cluster(cluster)
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    kill_namespace(_mount_ns(w.pid))
+                w.wait(30)
 
     assert not [j for j in jobs if j["state"] == "failed"], [j["last_error"] for j in jobs]
     done = [j for j in jobs if j["state"] == "done"]
