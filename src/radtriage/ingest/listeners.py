@@ -176,8 +176,8 @@ class ListenerProcesses:
         self._stop.set()
         for proc in self._procs.values():
             proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
+            if proc.is_alive():  # stuck on its way out: it holds nothing that SIGKILL would lose
+                proc.kill()
                 proc.join(5)
         self._procs.clear()
 
